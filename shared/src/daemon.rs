@@ -1,0 +1,57 @@
+//! What every daemon's `main` does: parse the common flags, load configuration, start telemetry,
+//! and turn the outcome into an exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::config::{Config, LogFormat};
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Configuration file (default: ./conf.toml if present). Also PEDIDOS_CONFIG.
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Log format: text (default) or json. Overrides telemetry.format.
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<String>,
+}
+
+/// Loads configuration and starts logging, or prints why it cannot and exits with status 2.
+pub fn init(name: &str) -> Config {
+    let args = Args::parse();
+    let mut config = match Config::load(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{name}: configuration error: {e}");
+            std::process::exit(2);
+        }
+    };
+    match args.log_format.as_deref() {
+        None => {}
+        Some("json") => config.telemetry.format = LogFormat::Json,
+        Some("text") => config.telemetry.format = LogFormat::Text,
+        Some(other) => {
+            eprintln!("{name}: --log-format must be text or json, got {other:?}");
+            std::process::exit(2);
+        }
+    }
+    crate::telemetry::init(&config.telemetry);
+    config
+}
+
+/// Exit 0 on a clean stop; otherwise log the error and exit 1.
+pub fn exit<E: std::fmt::Display>(name: &str, result: Result<(), E>) -> ExitCode {
+    match result {
+        Ok(()) => {
+            tracing::info!("{name} stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("{name} failed: {e}");
+            eprintln!("{name}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,365 @@
+//! The one place that defines what travels on the topics: JSON bodies with the Portuguese field
+//! names of the original project, keyed by `usuario`, with headers for type, schema version and
+//! correlation id.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Header naming the event type (`pedido.criado`, `pedido.status`, `pedido.avaliado`).
+pub const HEADER_EVENT_TYPE: &str = "event-type";
+/// Header with the schema version of the body.
+pub const HEADER_SCHEMA_VERSION: &str = "schema-version";
+/// Header with the order id: every record of one order's journey carries it.
+pub const HEADER_CORRELATION_ID: &str = "correlation-id";
+pub const HEADER_CONTENT_TYPE: &str = "content-type";
+pub const SCHEMA_VERSION: &str = "1";
+
+/// An order, as published to `Pedidos`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Order {
+    pub id: Uuid,
+    pub usuario: String,
+    pub produto: String,
+    pub quantidade: u32,
+    /// Unit price, an exact decimal (JSON string, e.g. `"19.90"`): never a binary float.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub valor: Decimal,
+    pub data_solicitacao: DateTime<Utc>,
+}
+
+impl Order {
+    /// `valor × quantidade`, exact.
+    pub fn total(&self) -> Decimal {
+        self.valor * Decimal::from(self.quantidade)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Status {
+    /// Accepted by the API, waiting for the fraud check.
+    Analise,
+    Aprovado,
+    Recusado,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Analise => "Analise",
+            Status::Aprovado => "Aprovado",
+            Status::Recusado => "Recusado",
+        }
+    }
+    /// A verdict, as opposed to the initial `Analise`.
+    pub fn is_final(self) -> bool {
+        !matches!(self, Status::Analise)
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A change of an order's status, as published to `Notificacoes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusEvent {
+    /// Unique per status change; a replay of the same change keeps the same id.
+    pub evento_id: Uuid,
+    pub pedido_id: Uuid,
+    pub usuario: String,
+    pub status: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub motivo: Option<String>,
+    pub data_evento: DateTime<Utc>,
+}
+
+impl StatusEvent {
+    /// The `Analise` event the API publishes with a new order.
+    pub fn received(order: &Order) -> Self {
+        Self {
+            evento_id: Uuid::new_v4(),
+            pedido_id: order.id,
+            usuario: order.usuario.clone(),
+            status: Status::Analise,
+            motivo: None,
+            data_evento: order.data_solicitacao,
+        }
+    }
+
+    /// The verdict event. Its id is derived from the order id and the status, so a replayed
+    /// verdict is recognisable downstream as the same event.
+    pub fn verdict(order: &Order, status: Status, motivo: &str, at: DateTime<Utc>) -> Self {
+        Self {
+            evento_id: Uuid::new_v5(&order.id, status.as_str().as_bytes()),
+            pedido_id: order.id,
+            usuario: order.usuario.clone(),
+            status,
+            motivo: Some(motivo.to_string()),
+            data_evento: at,
+        }
+    }
+}
+
+/// An order with its fraud verdict, as published to `Pedidos_validos` / `Pedidos_recusados`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EvaluatedOrder {
+    #[serde(flatten)]
+    pub pedido: Order,
+    pub status: Status,
+    pub motivo: String,
+    pub data_avaliacao: DateTime<Utc>,
+}
+
+/// What every event type knows about itself for keys and headers.
+pub trait Event: Serialize + DeserializeOwned {
+    const TYPE: &'static str;
+    /// The record key: the customer, so one customer's events stay in order.
+    fn key(&self) -> &str;
+    fn correlation_id(&self) -> Uuid;
+}
+
+impl Event for Order {
+    const TYPE: &'static str = "pedido.criado";
+    fn key(&self) -> &str {
+        &self.usuario
+    }
+    fn correlation_id(&self) -> Uuid {
+        self.id
+    }
+}
+
+impl Event for StatusEvent {
+    const TYPE: &'static str = "pedido.status";
+    fn key(&self) -> &str {
+        &self.usuario
+    }
+    fn correlation_id(&self) -> Uuid {
+        self.pedido_id
+    }
+}
+
+impl Event for EvaluatedOrder {
+    const TYPE: &'static str = "pedido.avaliado";
+    fn key(&self) -> &str {
+        &self.pedido.usuario
+    }
+    fn correlation_id(&self) -> Uuid {
+        self.pedido.id
+    }
+}
+
+/// A record ready to be produced: owned, so it can be retried.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutRecord {
+    pub topic: String,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl OutRecord {
+    /// Encodes an event for `topic` with its key and standard headers.
+    pub fn event<E: Event>(topic: &str, event: &E) -> Self {
+        let payload = serde_json::to_vec(event).expect("event types always serialize");
+        Self {
+            topic: topic.to_string(),
+            key: Some(event.key().as_bytes().to_vec()),
+            payload,
+            headers: vec![
+                (HEADER_EVENT_TYPE.into(), E::TYPE.as_bytes().to_vec()),
+                (
+                    HEADER_SCHEMA_VERSION.into(),
+                    SCHEMA_VERSION.as_bytes().to_vec(),
+                ),
+                (
+                    HEADER_CORRELATION_ID.into(),
+                    event.correlation_id().to_string().into_bytes(),
+                ),
+                (HEADER_CONTENT_TYPE.into(), b"application/json".to_vec()),
+            ],
+        }
+    }
+}
+
+/// Why a record's body could not be turned into an event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("empty payload")]
+    Empty,
+    #[error("payload is not UTF-8: {0}")]
+    NotUtf8(String),
+    #[error("payload is not a valid {kind}: {message}")]
+    Invalid { kind: &'static str, message: String },
+}
+
+/// Decodes a record body into an event, with an error a human can act on.
+pub fn decode<E: Event>(payload: Option<&[u8]>) -> Result<E, DecodeError> {
+    let bytes = payload
+        .filter(|p| !p.is_empty())
+        .ok_or(DecodeError::Empty)?;
+    let text = std::str::from_utf8(bytes).map_err(|e| DecodeError::NotUtf8(e.to_string()))?;
+    let de = &mut serde_json::Deserializer::from_str(text);
+    let event: E = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        DecodeError::Invalid {
+            kind: E::TYPE,
+            // Name the field when the error is about one.
+            message: if path == "." {
+                inner.to_string()
+            } else {
+                format!("{path}: {inner}")
+            },
+        }
+    })?;
+    Ok(event)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn order() -> Order {
+        Order {
+            id: Uuid::parse_str("4b3c0e52-7f2e-4a51-9d8e-0c4d3f7a9b10").unwrap(),
+            usuario: "ana".into(),
+            produto: "livro".into(),
+            quantidade: 3,
+            valor: Decimal::new(1990, 2),
+            data_solicitacao: "2026-11-22T10:00:00Z".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn order_json_uses_the_original_field_names_and_exact_money() {
+        let v: serde_json::Value = serde_json::to_value(order()).unwrap();
+        assert_eq!(
+            v,
+            json!({
+                "id": "4b3c0e52-7f2e-4a51-9d8e-0c4d3f7a9b10",
+                "usuario": "ana",
+                "produto": "livro",
+                "quantidade": 3,
+                "valor": "19.90",
+                "dataSolicitacao": "2026-11-22T10:00:00Z"
+            })
+        );
+    }
+
+    #[test]
+    fn money_is_never_rounded_through_floats() {
+        let mut o = order();
+        o.valor = "0.10".parse().unwrap();
+        o.quantidade = 3;
+        assert_eq!(o.total().to_string(), "0.30"); // 0.1 * 3 in f64 is 0.30000000000000004
+        let back: Order = decode(Some(&serde_json::to_vec(&o).unwrap())).unwrap();
+        assert_eq!(back.valor.to_string(), "0.10");
+    }
+
+    #[test]
+    fn status_event_round_trips_with_camel_case_fields() {
+        let e = StatusEvent::verdict(
+            &order(),
+            Status::Recusado,
+            "valor acima do limite",
+            Utc::now(),
+        );
+        let v = serde_json::to_value(&e).unwrap();
+        for field in [
+            "eventoId",
+            "pedidoId",
+            "usuario",
+            "status",
+            "motivo",
+            "dataEvento",
+        ] {
+            assert!(v.get(field).is_some(), "missing {field} in {v}");
+        }
+        assert_eq!(v["status"], "Recusado");
+        let back: StatusEvent = decode(Some(&serde_json::to_vec(&e).unwrap())).unwrap();
+        assert_eq!(back, e);
+    }
+
+    #[test]
+    fn verdict_event_id_is_stable_for_the_same_order_and_status() {
+        let o = order();
+        let a = StatusEvent::verdict(&o, Status::Aprovado, "ok", Utc::now());
+        let b = StatusEvent::verdict(&o, Status::Aprovado, "ok", Utc::now());
+        let c = StatusEvent::verdict(&o, Status::Recusado, "no", Utc::now());
+        assert_eq!(a.evento_id, b.evento_id);
+        assert_ne!(a.evento_id, c.evento_id);
+        assert_ne!(
+            StatusEvent::received(&o).evento_id,
+            StatusEvent::received(&o).evento_id
+        );
+    }
+
+    #[test]
+    fn evaluated_order_is_the_order_plus_its_verdict() {
+        let e = EvaluatedOrder {
+            pedido: order(),
+            status: Status::Aprovado,
+            motivo: "aprovado".into(),
+            data_avaliacao: Utc::now(),
+        };
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["id"], "4b3c0e52-7f2e-4a51-9d8e-0c4d3f7a9b10");
+        assert_eq!(v["status"], "Aprovado");
+        assert!(v.get("dataAvaliacao").is_some());
+        let back: EvaluatedOrder = decode(Some(&serde_json::to_vec(&e).unwrap())).unwrap();
+        assert_eq!(back, e);
+    }
+
+    #[test]
+    fn records_are_keyed_by_usuario_with_headers() {
+        let r = OutRecord::event("Pedidos", &order());
+        assert_eq!(r.topic, "Pedidos");
+        assert_eq!(r.key.as_deref(), Some(&b"ana"[..]));
+        let header = |name: &str| {
+            r.headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| String::from_utf8(v.clone()).unwrap())
+        };
+        assert_eq!(header(HEADER_EVENT_TYPE).as_deref(), Some("pedido.criado"));
+        assert_eq!(header(HEADER_SCHEMA_VERSION).as_deref(), Some("1"));
+        assert_eq!(
+            header(HEADER_CORRELATION_ID).as_deref(),
+            Some("4b3c0e52-7f2e-4a51-9d8e-0c4d3f7a9b10")
+        );
+    }
+
+    #[test]
+    fn bad_payloads_give_specific_errors() {
+        assert_eq!(decode::<Order>(None), Err(DecodeError::Empty));
+        assert_eq!(decode::<Order>(Some(b"")), Err(DecodeError::Empty));
+        assert!(matches!(
+            decode::<Order>(Some(&[0xff, 0xfe])),
+            Err(DecodeError::NotUtf8(_))
+        ));
+        let truncated = decode::<Order>(Some(br#"{"id": "4b3c0e52"#)).unwrap_err();
+        assert!(
+            matches!(truncated, DecodeError::Invalid { .. }),
+            "{truncated}"
+        );
+        let mut v = serde_json::to_value(order()).unwrap();
+        v["quantidade"] = json!("três");
+        let wrong_type = decode::<Order>(Some(v.to_string().as_bytes())).unwrap_err();
+        assert!(
+            wrong_type.to_string().contains("quantidade: invalid type"),
+            "{wrong_type}"
+        );
+        let mut v = serde_json::to_value(order()).unwrap();
+        v.as_object_mut().unwrap().remove("usuario");
+        let missing = decode::<Order>(Some(v.to_string().as_bytes())).unwrap_err();
+        assert!(missing.to_string().contains("usuario"), "{missing}");
+    }
+}

@@ -1,0 +1,327 @@
+//! The one place that turns configuration into Kafka clients, checks the cluster is reachable
+//! and creates the topics.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::FutureProducer;
+use rdkafka::types::RDKafkaErrorCode as Code;
+
+use crate::config::{KafkaConfig, TopicsConfig};
+
+/// Why a daemon could not start talking to Kafka.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("invalid Kafka client setting: {0}")]
+    Client(#[source] KafkaError),
+    #[error(
+        "cannot connect to Kafka at {servers} (security.protocol={protocol}) within {waited:?}: {reason}"
+    )]
+    Unreachable {
+        servers: String,
+        protocol: String,
+        waited: Duration,
+        reason: String,
+    },
+    #[error("Kafka at {servers} rejected the credentials of user {username:?} (sasl.mechanisms={mechanism}): {reason}")]
+    Authentication {
+        servers: String,
+        username: String,
+        mechanism: String,
+        reason: String,
+    },
+    #[error("cannot create topic {topic}: {reason}")]
+    CreateTopic { topic: String, reason: String },
+    #[error("topic {topic} does not exist and topics.create is false")]
+    MissingTopic { topic: String },
+}
+
+/// Client context shared by every client we build: routes librdkafka's logs and errors into
+/// `tracing` and remembers the last error so start-up failures can say what the broker said.
+#[derive(Clone, Default)]
+pub struct Context {
+    last_error: Arc<Mutex<Option<(RDKafkaErrorCode, String)>>>,
+}
+
+impl Context {
+    fn last_error(&self) -> Option<(RDKafkaErrorCode, String)> {
+        self.last_error.lock().unwrap().clone()
+    }
+    fn clear(&self) {
+        self.last_error.lock().unwrap().take();
+    }
+}
+
+impl ClientContext for Context {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", facility = fac, "{message}")
+            }
+            RDKafkaLogLevel::Warning => {
+                tracing::warn!(target: "librdkafka", facility = fac, "{message}")
+            }
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", facility = fac, "{message}")
+            }
+            RDKafkaLogLevel::Debug => {
+                tracing::debug!(target: "librdkafka", facility = fac, "{message}")
+            }
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let code = error.rdkafka_error_code().unwrap_or(Code::Unknown);
+        // librdkafka retries on its own; these are worth a warning, not a crash, once running.
+        tracing::warn!(target: "librdkafka", error = %error, "{reason}");
+        *self.last_error.lock().unwrap() = Some((code, reason.to_string()));
+    }
+}
+
+impl ConsumerContext for Context {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let parts: Vec<String> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| format!("{}[{}]", e.topic(), e.partition()))
+                    .collect();
+                tracing::info!(partitions = %parts.join(","), "partitions assigned");
+            }
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(count = tpl.count(), "partitions revoked")
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+        }
+    }
+}
+
+pub type Producer = FutureProducer<Context>;
+pub type Consumer = StreamConsumer<Context>;
+
+/// The base client configuration: servers, security and the passthrough properties.
+pub fn client_config(k: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &k.bootstrap_servers)
+        .set("security.protocol", k.security_protocol.as_str())
+        .set("client.id", "pedidos");
+    if k.security_protocol.uses_sasl() {
+        c.set("sasl.mechanisms", &k.sasl_mechanisms)
+            .set("sasl.username", &k.sasl_username)
+            .set("sasl.password", k.sasl_password.expose());
+    }
+    if let Some(ca) = &k.ssl_ca_location {
+        c.set("ssl.ca.location", ca.display().to_string());
+    }
+    apply_passthrough(&mut c, k);
+    c
+}
+
+/// The user's passthrough properties win over every default we set, so they are applied last.
+fn apply_passthrough(c: &mut ClientConfig, k: &KafkaConfig) {
+    for (key, value) in &k.properties {
+        c.set(key, value);
+    }
+}
+
+/// An idempotent, `acks=all` producer. `message_timeout` bounds how long a record may wait for
+/// acknowledgement before its delivery future fails.
+pub fn producer(k: &KafkaConfig, message_timeout: Duration) -> Result<Producer, StartupError> {
+    let mut c = client_config(k);
+    c.set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("compression.type", "lz4")
+        .set(
+            "message.timeout.ms",
+            message_timeout.as_millis().to_string(),
+        );
+    apply_passthrough(&mut c, k);
+    c.create_with_context(Context::default())
+        .map_err(StartupError::Client)
+}
+
+/// A group consumer whose offsets are stored by hand after the outputs of each record were
+/// acknowledged, and committed in the background (at-least-once).
+pub fn consumer(k: &KafkaConfig, group_id: &str) -> Result<Consumer, StartupError> {
+    let mut c = client_config(k);
+    c.set("group.id", group_id)
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false");
+    apply_passthrough(&mut c, k);
+    c.create_with_context(Context::default())
+        .map_err(StartupError::Client)
+}
+
+/// A consumer without a group, for reading topics from the beginning (the API's read model,
+/// tests). Nothing is committed.
+pub fn reader(k: &KafkaConfig) -> Result<Consumer, StartupError> {
+    let mut c = client_config(k);
+    c.set(
+        "group.id",
+        format!("pedidos-reader-{}", uuid::Uuid::new_v4()),
+    )
+    .set("enable.auto.commit", "false")
+    .set("auto.offset.reset", "earliest")
+    .set("enable.partition.eof", "false");
+    apply_passthrough(&mut c, k);
+    c.create_with_context(Context::default())
+        .map_err(StartupError::Client)
+}
+
+/// Waits until the cluster answers a metadata request, or fails with what the broker said.
+/// Runs the blocking librdkafka calls off the async runtime.
+pub async fn check_connectivity(k: &KafkaConfig) -> Result<(), StartupError> {
+    let client: rdkafka::consumer::BaseConsumer<Context> = {
+        let mut c = client_config(k);
+        // A quiet probe: its own reconnect attempts would otherwise spam the log.
+        c.set("log_level", "3");
+        c.create_with_context(Context::default())
+            .map_err(StartupError::Client)?
+    };
+    let k = k.clone();
+    tokio::task::spawn_blocking(move || probe(&client, &k))
+        .await
+        .expect("connectivity probe panicked")
+}
+
+fn probe(
+    client: &rdkafka::consumer::BaseConsumer<Context>,
+    k: &KafkaConfig,
+) -> Result<(), StartupError> {
+    use rdkafka::consumer::Consumer as _;
+    let timeout = k.startup_timeout();
+    let started = Instant::now();
+    loop {
+        let remaining = timeout.saturating_sub(started.elapsed());
+        let attempt = remaining.min(Duration::from_secs(1));
+        let result = client.fetch_metadata(None, attempt);
+        if let Some((code, reason)) = client.context().last_error() {
+            if is_auth_failure(code, &reason) {
+                return Err(StartupError::Authentication {
+                    servers: k.bootstrap_servers.clone(),
+                    username: k.sasl_username.clone(),
+                    mechanism: k.sasl_mechanisms.clone(),
+                    reason,
+                });
+            }
+            if is_permanent_tls_failure(code, &reason) {
+                return Err(unreachable(k, started.elapsed(), reason));
+            }
+        }
+        match result {
+            Ok(_) => {
+                client.context().clear();
+                return Ok(());
+            }
+            Err(e) if started.elapsed() >= timeout => {
+                let reason = client
+                    .context()
+                    .last_error()
+                    .map(|(_, r)| r)
+                    .unwrap_or_else(|| e.to_string());
+                return Err(unreachable(k, started.elapsed(), reason));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+fn unreachable(k: &KafkaConfig, waited: Duration, reason: String) -> StartupError {
+    StartupError::Unreachable {
+        servers: k.bootstrap_servers.clone(),
+        protocol: k.security_protocol.to_string(),
+        waited,
+        reason,
+    }
+}
+
+fn is_auth_failure(code: RDKafkaErrorCode, reason: &str) -> bool {
+    matches!(
+        code,
+        Code::Authentication | Code::SaslAuthenticationFailed | Code::TopicAuthorizationFailed
+    ) || reason.contains("SASL authentication error")
+}
+
+/// A broken certificate chain will not heal by retrying: report it at once.
+fn is_permanent_tls_failure(code: RDKafkaErrorCode, reason: &str) -> bool {
+    code == Code::SSL
+        && (reason.contains("certificate verify failed") || reason.contains("ssl.ca.location"))
+}
+
+/// Creates every topic the mesh uses that does not exist yet. Creating again is a no-op.
+pub async fn ensure_topics(k: &KafkaConfig, topics: &TopicsConfig) -> Result<(), StartupError> {
+    let admin: AdminClient<Context> = client_config(k)
+        .create_with_context(Context::default())
+        .map_err(StartupError::Client)?;
+    let wanted = topics.all();
+    let existing: Vec<String> = {
+        let metadata = admin
+            .inner()
+            .fetch_metadata(None, k.startup_timeout())
+            .map_err(|e| unreachable(k, k.startup_timeout(), e.to_string()))?;
+        metadata
+            .topics()
+            .iter()
+            .map(|t| t.name().to_string())
+            .collect()
+    };
+    let missing: Vec<&String> = wanted.iter().filter(|t| !existing.contains(t)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !topics.create {
+        return Err(StartupError::MissingTopic {
+            topic: missing[0].clone(),
+        });
+    }
+    let new_topics: Vec<NewTopic<'_>> = missing
+        .iter()
+        .map(|name| {
+            NewTopic::new(
+                name,
+                topics.partitions,
+                TopicReplication::Fixed(topics.replication_factor),
+            )
+        })
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(k.startup_timeout()));
+    let results = admin
+        .create_topics(&new_topics, &options)
+        .await
+        .map_err(|e| StartupError::CreateTopic {
+            topic: missing
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            reason: e.to_string(),
+        })?;
+    for result in results {
+        match result {
+            Ok(name) => {
+                tracing::info!(topic = %name, partitions = topics.partitions, "created topic")
+            }
+            // Another daemon created it at the same moment.
+            Err((_, Code::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(StartupError::CreateTopic {
+                    topic,
+                    reason: code.to_string(),
+                })
+            }
+        }
+    }
+    Ok(())
+}

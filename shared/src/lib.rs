@@ -1,0 +1,13 @@
+//! What the pedidos daemons share: configuration, Kafka clients, event types, the consumer loop,
+//! telemetry and shutdown.
+
+pub mod config;
+pub mod daemon;
+pub mod events;
+pub mod kafka;
+pub mod pipeline;
+pub mod shutdown;
+pub mod telemetry;
+pub mod validation;
+
+pub use config::Config;

@@ -1,0 +1,352 @@
+//! The one consumer loop every daemon runs, at-least-once:
+//!
+//! 1. receive a record, hand it to the daemon's [`Handler`] (pure, synchronous);
+//! 2. produce the handler's output records (or, for a record the handler refuses, a copy of it to
+//!    the input topic's dead-letter topic) without waiting — many records are in flight at once;
+//! 3. once every output of a record is acknowledged (and any extra work it asked to wait for is
+//!    done), store its offset. Completions are taken in consumption order, so a stored offset
+//!    never passes a record whose outputs are not yet safe.
+//!
+//! Stored offsets are committed in the background by librdkafka and once more at shutdown.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::stream::{FuturesOrdered, StreamExt};
+use rdkafka::consumer::{CommitMode, Consumer as _};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureRecord};
+use rdkafka::Message;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, TopicsConfig};
+use crate::events::OutRecord;
+use crate::kafka::{self, Consumer, Producer, StartupError};
+
+/// Header names on dead-letter records.
+pub const DLQ_SOURCE_TOPIC: &str = "dlq-source-topic";
+pub const DLQ_SOURCE_PARTITION: &str = "dlq-source-partition";
+pub const DLQ_SOURCE_OFFSET: &str = "dlq-source-offset";
+pub const DLQ_ERROR: &str = "dlq-error";
+pub const DLQ_CONSUMER_GROUP: &str = "dlq-consumer-group";
+
+/// A consumed record, as the handler sees it: no Kafka client types.
+#[derive(Clone, Copy)]
+pub struct InRecord<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<&'a [u8]>,
+    pub payload: Option<&'a [u8]>,
+    /// Milliseconds since the epoch, as stamped by the producer or broker.
+    pub timestamp_ms: Option<i64>,
+    headers: Option<&'a rdkafka::message::BorrowedHeaders>,
+}
+
+impl<'a> InRecord<'a> {
+    /// A record built by hand (tests, or a handler reused outside Kafka).
+    pub fn new(topic: &'a str, payload: Option<&'a [u8]>) -> Self {
+        Self {
+            topic,
+            partition: 0,
+            offset: 0,
+            key: None,
+            payload,
+            timestamp_ms: None,
+            headers: None,
+        }
+    }
+
+    fn from_message(m: &'a BorrowedMessage<'a>) -> Self {
+        Self {
+            topic: m.topic(),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key(),
+            payload: m.payload(),
+            timestamp_ms: m.timestamp().to_millis(),
+            headers: m.headers(),
+        }
+    }
+
+    /// The headers, in order.
+    pub fn headers(&self) -> impl Iterator<Item = (&'a str, Option<&'a [u8]>)> + 'a {
+        self.headers
+            .into_iter()
+            .flat_map(|h| h.iter().map(|h| (h.key, h.value)))
+    }
+}
+
+/// What a handler wants done for one record before its offset may be stored.
+#[derive(Debug, Default)]
+pub struct Handled {
+    /// Records to produce.
+    pub records: Vec<OutRecord>,
+    /// Extra work to wait for (e.g. an audit line reaching the file).
+    pub ack: Option<oneshot::Receiver<()>>,
+}
+
+impl Handled {
+    pub fn publish(records: Vec<OutRecord>) -> Self {
+        Self { records, ack: None }
+    }
+    pub fn nothing() -> Self {
+        Self::default()
+    }
+}
+
+/// A record the handler cannot process: it goes to the dead-letter topic with this reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct Poison {
+    pub reason: String,
+}
+
+impl Poison {
+    pub fn new(reason: impl std::fmt::Display) -> Self {
+        Self {
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// A daemon's logic for one record. Synchronous and cheap: the loop does all the waiting.
+pub trait Handler: Send + 'static {
+    fn handle(&mut self, record: &InRecord<'_>) -> Result<Handled, Poison>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Startup(#[from] StartupError),
+    #[error("cannot subscribe to {topics}: {source}")]
+    Subscribe { topics: String, source: KafkaError },
+}
+
+/// What the loop needs besides the clients.
+#[derive(Debug, Clone)]
+pub struct LoopOptions {
+    pub group_id: String,
+    pub topics: Vec<String>,
+    pub max_in_flight: usize,
+    pub dlq_suffix: String,
+    /// How long shutdown waits for in-flight outputs before giving up on them (they are then
+    /// replayed on the next start, since their offsets were not stored).
+    pub drain_timeout: Duration,
+}
+
+/// Connects (failing fast when the cluster is unreachable or refuses us), creates missing
+/// topics, then runs the loop until `shutdown` is cancelled.
+pub async fn run_daemon<H: Handler>(
+    config: &Config,
+    group_id: &str,
+    topics: Vec<String>,
+    max_in_flight: usize,
+    handler: H,
+    shutdown: CancellationToken,
+) -> Result<(), PipelineError> {
+    kafka::check_connectivity(&config.kafka).await?;
+    kafka::ensure_topics(&config.kafka, &config.topics).await?;
+    let producer = kafka::producer(&config.kafka, Duration::from_secs(30))?;
+    let consumer = kafka::consumer(&config.kafka, group_id)?;
+    let options = LoopOptions {
+        group_id: group_id.to_string(),
+        topics,
+        max_in_flight,
+        dlq_suffix: config.topics.dlq_suffix.clone(),
+        drain_timeout: Duration::from_secs(30),
+    };
+    run(&consumer, &producer, handler, &options, shutdown).await
+}
+
+type InFlight = Pin<Box<dyn Future<Output = (String, i32, i64)> + Send>>;
+
+/// The loop itself, on clients the caller built.
+pub async fn run<H: Handler>(
+    consumer: &Consumer,
+    producer: &Producer,
+    mut handler: H,
+    options: &LoopOptions,
+    shutdown: CancellationToken,
+) -> Result<(), PipelineError> {
+    let topic_refs: Vec<&str> = options.topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topic_refs)
+        .map_err(|source| PipelineError::Subscribe {
+            topics: options.topics.join(","),
+            source,
+        })?;
+    tracing::info!(group = %options.group_id, topics = %options.topics.join(","), "consuming");
+
+    let mut in_flight: FuturesOrdered<InFlight> = FuturesOrdered::new();
+    let mut dead_lettered: u64 = 0;
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            Some((topic, partition, offset)) = in_flight.next(), if !in_flight.is_empty() => {
+                store(consumer, &topic, partition, offset);
+            }
+            received = consumer.recv(), if in_flight.len() < options.max_in_flight => {
+                let message = match received {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "consumer error");
+                        continue;
+                    }
+                };
+                let record = InRecord::from_message(&message);
+                let handled = match handler.handle(&record) {
+                    Ok(handled) => handled,
+                    Err(poison) => {
+                        dead_lettered += 1;
+                        let dlq = TopicsConfig::dlq_with_suffix(record.topic, &options.dlq_suffix);
+                        tracing::warn!(
+                            topic = record.topic,
+                            partition = record.partition,
+                            offset = record.offset,
+                            dlq = %dlq,
+                            dead_lettered,
+                            error = %poison.reason,
+                            "record sent to dead-letter topic"
+                        );
+                        Handled::publish(vec![dead_letter(&record, &dlq, &poison, &options.group_id)])
+                    }
+                };
+                let mut deliveries = Vec::with_capacity(handled.records.len());
+                for out in handled.records {
+                    let first = enqueue(producer, &out).await;
+                    deliveries.push((out, first));
+                }
+                let producer = producer.clone();
+                let (topic, partition, offset) = (record.topic.to_string(), record.partition, record.offset);
+                let ack = handled.ack;
+                in_flight.push_back(Box::pin(async move {
+                    for (out, first) in deliveries {
+                        deliver(&producer, &out, first).await;
+                    }
+                    if let Some(ack) = ack {
+                        // Handlers drop the sender only when they are going away themselves.
+                        let _ = ack.await;
+                    }
+                    (topic, partition, offset)
+                }));
+            }
+        }
+    }
+
+    let pending = in_flight.len();
+    if pending > 0 {
+        tracing::info!(pending, "draining in-flight records");
+    }
+    let drained = tokio::time::timeout(options.drain_timeout, async {
+        while let Some((topic, partition, offset)) = in_flight.next().await {
+            store(consumer, &topic, partition, offset);
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            left = in_flight.len(),
+            "gave up waiting for in-flight records; they will be processed again on restart"
+        );
+    }
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => {}
+        // Nothing stored since the last commit.
+        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+        Err(e) => tracing::warn!(error = %e, "final offset commit failed"),
+    }
+    Ok(())
+}
+
+fn store(consumer: &Consumer, topic: &str, partition: i32, offset: i64) {
+    if let Err(e) = consumer.store_offset(topic, partition, offset) {
+        // The partition was revoked meanwhile: its new owner replays the record.
+        tracing::debug!(topic, partition, offset, error = %e, "offset not stored");
+    }
+}
+
+fn dead_letter(record: &InRecord<'_>, dlq: &str, poison: &Poison, group: &str) -> OutRecord {
+    let mut headers: Vec<(String, Vec<u8>)> = record
+        .headers()
+        .map(|(k, v)| (k.to_string(), v.unwrap_or_default().to_vec()))
+        .collect();
+    headers.extend([
+        (
+            DLQ_SOURCE_TOPIC.to_string(),
+            record.topic.as_bytes().to_vec(),
+        ),
+        (
+            DLQ_SOURCE_PARTITION.to_string(),
+            record.partition.to_string().into_bytes(),
+        ),
+        (
+            DLQ_SOURCE_OFFSET.to_string(),
+            record.offset.to_string().into_bytes(),
+        ),
+        (DLQ_ERROR.to_string(), poison.reason.as_bytes().to_vec()),
+        (DLQ_CONSUMER_GROUP.to_string(), group.as_bytes().to_vec()),
+    ]);
+    OutRecord {
+        topic: dlq.to_string(),
+        key: record.key.map(<[u8]>::to_vec),
+        payload: record.payload.unwrap_or_default().to_vec(),
+        headers,
+    }
+}
+
+fn future_record(out: &OutRecord) -> FutureRecord<'_, [u8], [u8]> {
+    let mut headers = OwnedHeaders::new_with_capacity(out.headers.len());
+    for (key, value) in &out.headers {
+        headers = headers.insert(Header {
+            key,
+            value: Some(value.as_slice()),
+        });
+    }
+    let mut record = FutureRecord::to(&out.topic)
+        .payload(out.payload.as_slice())
+        .headers(headers);
+    if let Some(key) = &out.key {
+        record = record.key(key.as_slice());
+    }
+    record
+}
+
+/// Hands a record to the producer's queue, waiting only while the queue is full.
+pub async fn enqueue(producer: &Producer, out: &OutRecord) -> DeliveryFuture {
+    loop {
+        match producer.send_result(future_record(out)) {
+            Ok(delivery) => return delivery,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err((e, _)) => {
+                tracing::warn!(topic = %out.topic, error = %e, "cannot enqueue record; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+/// Waits for a record's acknowledgement, producing it again (with backoff) until the broker
+/// takes it: an input's offset must never be stored while one of its outputs is lost.
+async fn deliver(producer: &Producer, out: &OutRecord, first: DeliveryFuture) {
+    let mut delivery = first;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match delivery.await {
+            Ok(Ok(_)) => return,
+            Ok(Err((e, _))) => {
+                tracing::warn!(topic = %out.topic, error = %e, "delivery failed; producing again")
+            }
+            Err(_) => tracing::warn!(topic = %out.topic, "delivery abandoned; producing again"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+        delivery = enqueue(producer, out).await;
+    }
+}
