@@ -299,7 +299,8 @@ fn dead_letter(record: &InRecord<'_>, dlq: &str, poison: &Poison, group: &str) -
     }
 }
 
-fn future_record(out: &OutRecord) -> FutureRecord<'_, [u8], [u8]> {
+/// Borrows an [`OutRecord`] as a record for the producer.
+pub fn future_record(out: &OutRecord) -> FutureRecord<'_, [u8], [u8]> {
     let mut headers = OwnedHeaders::new_with_capacity(out.headers.len());
     for (key, value) in &out.headers {
         headers = headers.insert(Header {

@@ -1,0 +1,107 @@
+//! The Pedidos API: `POST /pedidos` publishes an order; `GET /pedidos/{id}` answers its status.
+
+pub mod body;
+pub mod http;
+pub mod orders;
+pub mod publisher;
+pub mod read_model;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use shared::config::Config;
+use shared::kafka::{self, StartupError};
+use tokio_util::sync::CancellationToken;
+
+use crate::orders::OrderBook;
+use crate::publisher::Publisher;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Kafka(#[from] StartupError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("HTTP server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A started API: connected to Kafka, its port bound (port 0 picks a free one), not yet serving.
+pub struct Application {
+    acceptor: TcpAcceptor,
+    address: SocketAddr,
+    api: http::PedidosApi,
+    max_body_bytes: usize,
+    reader: tokio::task::JoinHandle<()>,
+    reader_stop: CancellationToken,
+}
+
+impl Application {
+    /// Checks the cluster, creates missing topics, starts the read model and binds the port.
+    pub async fn build(config: &Config) -> Result<Self, ApiError> {
+        kafka::check_connectivity(&config.kafka).await?;
+        kafka::ensure_topics(&config.kafka, &config.topics).await?;
+        let deadline = Duration::from_millis(config.api.publish_timeout_ms);
+        let producer = kafka::producer(&config.kafka, deadline)?;
+        let publisher = Publisher::new(
+            producer,
+            &config.topics.pedidos,
+            &config.topics.notificacoes,
+            deadline,
+        );
+        let book = Arc::new(RwLock::new(OrderBook::new(config.api.max_tracked_orders)));
+        let reader_stop = CancellationToken::new();
+        let reader = read_model::follow(config, book.clone(), reader_stop.clone()).await?;
+        let acceptor = TcpListener::bind(config.api.listen.clone())
+            .into_acceptor()
+            .await
+            .map_err(|source| ApiError::Bind {
+                addr: config.api.listen.clone(),
+                source,
+            })?;
+        let address = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().copied())
+            .expect("a TCP listener has a socket address");
+        Ok(Self {
+            acceptor,
+            address,
+            api: http::PedidosApi { publisher, book },
+            max_body_bytes: config.api.max_body_bytes,
+            reader,
+            reader_stop,
+        })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Serves until `shutdown`, then lets in-flight requests finish (up to 10 s).
+    pub async fn run_until(self, shutdown: CancellationToken) -> Result<(), ApiError> {
+        let url = format!("http://{}", self.address);
+        tracing::info!(docs = %format!("{url}/docs"), "pedidos API listening on {url}");
+        let app = http::app(self.api, self.max_body_bytes);
+        let served = poem::Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(
+                app,
+                shutdown.cancelled_owned(),
+                Some(Duration::from_secs(10)),
+            )
+            .await;
+        self.reader_stop.cancel();
+        let _ = self.reader.await;
+        served.map_err(ApiError::Serve)
+    }
+}
+
+/// Builds and serves until `shutdown`.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), ApiError> {
+    Application::build(&config).await?.run_until(shutdown).await
+}

@@ -1,0 +1,218 @@
+//! The API's read model: each order's current status and history, built from the events on
+//! `Pedidos` and `Notificacoes`. Pure: fed by the Kafka reader and by the API itself.
+
+use std::collections::{HashMap, VecDeque};
+
+use chrono::{DateTime, Utc};
+use shared::events::{Order, Status, StatusEvent};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    pub evento_id: Uuid,
+    pub status: Status,
+    pub motivo: Option<String>,
+    pub data_evento: DateTime<Utc>,
+}
+
+/// What the API knows of one order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderView {
+    pub id: Uuid,
+    pub usuario: String,
+    /// Known once the order itself was seen (on `Pedidos`, or posted to this process).
+    pub pedido: Option<Order>,
+    /// Oldest first.
+    pub historico: Vec<HistoryEntry>,
+}
+
+impl OrderView {
+    /// A verdict wins over `Analise` whatever order the events arrived in: the API's `Analise`
+    /// and fraud's verdict come from different producers and can land in either order.
+    pub fn status(&self) -> Status {
+        self.historico
+            .iter()
+            .rev()
+            .find(|h| h.status.is_final())
+            .or(self.historico.last())
+            .map(|h| h.status)
+            .unwrap_or(Status::Analise)
+    }
+
+    pub fn motivo(&self) -> Option<&str> {
+        let status = self.status();
+        self.historico
+            .iter()
+            .rev()
+            .find(|h| h.status == status)
+            .and_then(|h| h.motivo.as_deref())
+    }
+
+    pub fn data_solicitacao(&self) -> Option<DateTime<Utc>> {
+        self.pedido
+            .as_ref()
+            .map(|p| p.data_solicitacao)
+            .or_else(|| self.historico.first().map(|h| h.data_evento))
+    }
+}
+
+/// Orders by id, plus their arrival order for listing; bounded, oldest forgotten first.
+#[derive(Debug)]
+pub struct OrderBook {
+    orders: HashMap<Uuid, OrderView>,
+    arrival: VecDeque<Uuid>,
+    capacity: usize,
+}
+
+impl OrderBook {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            orders: HashMap::new(),
+            arrival: VecDeque::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn entry(&mut self, id: Uuid, usuario: &str) -> &mut OrderView {
+        if !self.orders.contains_key(&id) {
+            if self.arrival.len() >= self.capacity {
+                if let Some(oldest) = self.arrival.pop_front() {
+                    self.orders.remove(&oldest);
+                }
+            }
+            self.arrival.push_back(id);
+        }
+        self.orders.entry(id).or_insert_with(|| OrderView {
+            id,
+            usuario: usuario.to_string(),
+            pedido: None,
+            historico: Vec::new(),
+        })
+    }
+
+    pub fn apply_order(&mut self, order: &Order) {
+        let view = self.entry(order.id, &order.usuario);
+        if view.pedido.is_none() {
+            view.pedido = Some(order.clone());
+        }
+    }
+
+    /// Records a status change; a replayed event (same `eventoId`) changes nothing.
+    pub fn apply_status(&mut self, event: &StatusEvent) {
+        let view = self.entry(event.pedido_id, &event.usuario);
+        if view
+            .historico
+            .iter()
+            .any(|h| h.evento_id == event.evento_id)
+        {
+            return;
+        }
+        let entry = HistoryEntry {
+            evento_id: event.evento_id,
+            status: event.status,
+            motivo: event.motivo.clone(),
+            data_evento: event.data_evento,
+        };
+        let at = view.historico.partition_point(|h| {
+            (h.data_evento, h.status.is_final()) <= (entry.data_evento, entry.status.is_final())
+        });
+        view.historico.insert(at, entry);
+    }
+
+    pub fn get(&self, id: &Uuid) -> Option<&OrderView> {
+        self.orders.get(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.orders.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.orders.is_empty()
+    }
+
+    /// Newest first.
+    pub fn page(&self, offset: usize, limit: usize) -> Vec<&OrderView> {
+        self.arrival
+            .iter()
+            .rev()
+            .skip(offset)
+            .take(limit)
+            .filter_map(|id| self.orders.get(id))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal::Decimal;
+
+    fn order(n: u128) -> Order {
+        Order {
+            id: Uuid::from_u128(n),
+            usuario: format!("user{n}"),
+            produto: "livro".into(),
+            quantidade: 1,
+            valor: Decimal::new(100, 2),
+            data_solicitacao: DateTime::from_timestamp(1_700_000_000 + n as i64, 0).unwrap(),
+        }
+    }
+
+    #[test]
+    fn verdict_wins_even_when_it_arrives_before_analise() {
+        let o = order(1);
+        let mut book = OrderBook::new(10);
+        let verdict = StatusEvent::verdict(&o, Status::Recusado, "limite", o.data_solicitacao);
+        book.apply_status(&verdict);
+        book.apply_status(&StatusEvent::received(&o));
+        let view = book.get(&o.id).unwrap();
+        assert_eq!(view.status(), Status::Recusado);
+        assert_eq!(view.motivo(), Some("limite"));
+        let statuses: Vec<Status> = view.historico.iter().map(|h| h.status).collect();
+        assert_eq!(statuses, vec![Status::Analise, Status::Recusado]);
+    }
+
+    #[test]
+    fn replayed_events_are_recorded_once() {
+        let o = order(1);
+        let mut book = OrderBook::new(10);
+        let analise = StatusEvent::received(&o);
+        let verdict = StatusEvent::verdict(&o, Status::Aprovado, "ok", o.data_solicitacao);
+        for e in [&analise, &verdict, &analise, &verdict] {
+            book.apply_status(e);
+        }
+        book.apply_order(&o);
+        book.apply_order(&o);
+        let view = book.get(&o.id).unwrap();
+        assert_eq!(view.historico.len(), 2);
+        assert_eq!(view.status(), Status::Aprovado);
+        assert_eq!(view.pedido.as_ref(), Some(&o));
+        assert_eq!(book.len(), 1);
+    }
+
+    #[test]
+    fn pages_are_newest_first_and_bounded() {
+        let mut book = OrderBook::new(3);
+        for n in 1..=5 {
+            book.apply_order(&order(n));
+        }
+        assert_eq!(book.len(), 3, "oldest orders are forgotten");
+        assert!(book.get(&Uuid::from_u128(1)).is_none());
+        let ids: Vec<u128> = book.page(0, 2).iter().map(|v| v.id.as_u128()).collect();
+        assert_eq!(ids, vec![5, 4]);
+        let ids: Vec<u128> = book.page(2, 2).iter().map(|v| v.id.as_u128()).collect();
+        assert_eq!(ids, vec![3]);
+        assert!(book.page(3, 2).is_empty());
+    }
+
+    #[test]
+    fn status_without_any_event_is_analise() {
+        let mut book = OrderBook::new(3);
+        book.apply_order(&order(1));
+        assert_eq!(
+            book.get(&Uuid::from_u128(1)).unwrap().status(),
+            Status::Analise
+        );
+    }
+}
