@@ -1,0 +1,289 @@
+//! The audit trail: one JSON line per record, with everything needed to reconstruct an order's
+//! journey. Building a line is pure; writing happens on a dedicated thread that batches lines
+//! into one `write` and then acknowledges them, so offsets are stored only for records whose
+//! line reached the file.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use shared::config::TopicsConfig;
+use shared::events::{decode, EvaluatedOrder, Order, StatusEvent};
+use shared::pipeline::InRecord;
+use tokio::sync::{mpsc, oneshot};
+
+/// One line of the audit file.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEntry {
+    pub recorded_at: DateTime<Utc>,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestamp_ms: Option<i64>,
+    pub key: Option<String>,
+    pub headers: Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pedido_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// The body when it is JSON.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<Value>,
+    /// The body as text when it is not JSON; hex when it is not even UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw_hex: Option<String>,
+    /// Why the body is not the event its topic carries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parse_error: Option<String>,
+    /// Order creation → verdict, for verdict records.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict_latency_ms: Option<i64>,
+}
+
+/// Describes a record for the audit trail. Never fails: what cannot be parsed is kept raw.
+pub fn entry(record: &InRecord<'_>, topics: &TopicsConfig, now: DateTime<Utc>) -> AuditEntry {
+    let payload = record.payload.unwrap_or_default();
+    let mut e = AuditEntry {
+        recorded_at: now,
+        topic: record.topic.to_string(),
+        partition: record.partition,
+        offset: record.offset,
+        timestamp_ms: record.timestamp_ms,
+        key: record.key.map(|k| String::from_utf8_lossy(k).into_owned()),
+        headers: record
+            .headers()
+            .map(|(k, v)| {
+                let v = v.map(|v| Value::String(String::from_utf8_lossy(v).into_owned()));
+                (k.to_string(), v.unwrap_or(Value::Null))
+            })
+            .collect(),
+        pedido_id: None,
+        status: None,
+        value: None,
+        raw: None,
+        raw_hex: None,
+        parse_error: None,
+        verdict_latency_ms: None,
+    };
+    match serde_json::from_slice::<Value>(payload) {
+        Ok(v) => e.value = Some(v),
+        Err(_) => match std::str::from_utf8(payload) {
+            Ok(text) => e.raw = Some(text.to_string()),
+            Err(_) => e.raw_hex = Some(payload.iter().map(|b| format!("{b:02x}")).collect()),
+        },
+    }
+    let t = record.topic;
+    let parsed: Result<(), String> = if t == topics.pedidos {
+        decode::<Order>(Some(payload))
+            .map(|o| {
+                e.pedido_id = Some(o.id.to_string());
+                e.status = Some("Criado".into());
+            })
+            .map_err(|err| err.to_string())
+    } else if t == topics.notificacoes {
+        decode::<StatusEvent>(Some(payload))
+            .map(|s| {
+                e.pedido_id = Some(s.pedido_id.to_string());
+                e.status = Some(s.status.to_string());
+            })
+            .map_err(|err| err.to_string())
+    } else if t == topics.pedidos_validos || t == topics.pedidos_recusados {
+        decode::<EvaluatedOrder>(Some(payload))
+            .map(|v| {
+                e.pedido_id = Some(v.pedido.id.to_string());
+                e.status = Some(v.status.to_string());
+                e.verdict_latency_ms =
+                    Some((v.data_avaliacao - v.pedido.data_solicitacao).num_milliseconds());
+            })
+            .map_err(|err| err.to_string())
+    } else {
+        // Dead-letter topics carry whatever was refused: keep it as it is.
+        e.pedido_id = e
+            .headers
+            .get(shared::events::HEADER_CORRELATION_ID)
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+        Ok(())
+    };
+    e.parse_error = parsed.err();
+    e
+}
+
+/// Hands lines to the writer thread; each line's receiver fires once it is in the file.
+#[derive(Clone)]
+pub struct AuditWriter {
+    lines: mpsc::UnboundedSender<(Vec<u8>, oneshot::Sender<()>)>,
+}
+
+impl AuditWriter {
+    /// Opens (creating, appending) the file and starts the writer thread.
+    pub fn open(path: &Path) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let path = path.display().to_string();
+        let thread = std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || write_loop(file, rx, &path))?;
+        Ok((Self { lines: tx }, thread))
+    }
+
+    /// Queues one entry; the receiver fires when it has been written.
+    pub fn append(&self, entry: &AuditEntry) -> oneshot::Receiver<()> {
+        let mut line = serde_json::to_vec(entry).expect("audit entries serialize");
+        line.push(b'\n');
+        let (done, wait) = oneshot::channel();
+        // If the writer is gone the receiver reports it by being dropped.
+        let _ = self.lines.send((line, done));
+        wait
+    }
+}
+
+fn write_loop(
+    mut file: File,
+    mut rx: mpsc::UnboundedReceiver<(Vec<u8>, oneshot::Sender<()>)>,
+    path: &str,
+) {
+    let mut buffer = Vec::with_capacity(1 << 20);
+    let mut acks = Vec::new();
+    while let Some((line, ack)) = rx.blocking_recv() {
+        buffer.extend_from_slice(&line);
+        acks.push(ack);
+        while acks.len() < 10_000 {
+            match rx.try_recv() {
+                Ok((line, ack)) => {
+                    buffer.extend_from_slice(&line);
+                    acks.push(ack);
+                }
+                Err(_) => break,
+            }
+        }
+        // Retry until written: acknowledging a line that is not in the file would lose it.
+        while let Err(e) = file.write_all(&buffer) {
+            tracing::error!(file = path, error = %e, "cannot write audit file; retrying");
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+        buffer.clear();
+        for ack in acks.drain(..) {
+            let _ = ack.send(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::events::{OutRecord, Status};
+
+    fn topics() -> TopicsConfig {
+        TopicsConfig::default()
+    }
+
+    fn order() -> Order {
+        Order {
+            id: uuid::Uuid::new_v4(),
+            usuario: "ana".into(),
+            produto: "livro".into(),
+            quantidade: 1,
+            valor: "10".parse().unwrap(),
+            data_solicitacao: "2026-01-01T00:00:00Z".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn an_order_is_recorded_with_its_id() {
+        let o = order();
+        let rec = OutRecord::event("Pedidos", &o);
+        let e = entry(
+            &InRecord::new("Pedidos", Some(&rec.payload)),
+            &topics(),
+            Utc::now(),
+        );
+        assert_eq!(e.pedido_id, Some(o.id.to_string()));
+        assert_eq!(e.value.as_ref().unwrap()["usuario"], "ana");
+        assert!(e.parse_error.is_none());
+    }
+
+    #[test]
+    fn a_verdict_carries_its_latency() {
+        let o = order();
+        let v = EvaluatedOrder {
+            pedido: o.clone(),
+            status: Status::Recusado,
+            motivo: "x".into(),
+            data_avaliacao: "2026-01-01T00:00:00.250Z".parse().unwrap(),
+        };
+        let payload = serde_json::to_vec(&v).unwrap();
+        let e = entry(
+            &InRecord::new("Pedidos_recusados", Some(&payload)),
+            &topics(),
+            Utc::now(),
+        );
+        assert_eq!(e.status.as_deref(), Some("Recusado"));
+        assert_eq!(e.verdict_latency_ms, Some(250));
+    }
+
+    #[test]
+    fn garbage_is_kept_raw_with_the_parse_error() {
+        let e = entry(
+            &InRecord::new("Pedidos", Some(b"{\"trunc")),
+            &topics(),
+            Utc::now(),
+        );
+        assert_eq!(e.raw.as_deref(), Some("{\"trunc"));
+        assert!(e.parse_error.is_some());
+        let e = entry(
+            &InRecord::new("Notificacoes", Some(&[0xff, 0x00, 0x41])),
+            &topics(),
+            Utc::now(),
+        );
+        assert_eq!(e.raw_hex.as_deref(), Some("ff0041"));
+        assert!(e.parse_error.unwrap().contains("UTF-8"));
+        let e = entry(
+            &InRecord::new("Pedidos", Some(b"{\"id\": 5}")),
+            &topics(),
+            Utc::now(),
+        );
+        assert!(
+            e.value.is_some(),
+            "JSON of the wrong shape is still kept as JSON"
+        );
+        assert!(e.parse_error.is_some());
+    }
+
+    #[tokio::test]
+    async fn lines_are_acknowledged_once_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/audit.jsonl");
+        let (writer, thread) = AuditWriter::open(&path).unwrap();
+        let waits: Vec<_> = (0..100)
+            .map(|i| {
+                let payload = format!("{{\"n\":{i}}}");
+                let e = entry(
+                    &InRecord::new("x", Some(payload.as_bytes())),
+                    &topics(),
+                    Utc::now(),
+                );
+                writer.append(&e)
+            })
+            .collect();
+        for w in waits {
+            w.await.unwrap();
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 100);
+        let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        assert_eq!(last["value"]["n"], 99);
+        drop(writer);
+        thread.join().unwrap();
+    }
+}

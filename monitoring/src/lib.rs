@@ -1,0 +1,133 @@
+//! monitoring: consumes every topic of the mesh and records all traffic: a log line and an
+//! audit-file line per record, and a summary (counts, rates, verdict latency) every few seconds.
+
+pub mod audit;
+pub mod stats;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use shared::config::{Config, TopicsConfig};
+use shared::pipeline::{self, Handled, Handler, InRecord, PipelineError, Poison};
+use tokio_util::sync::CancellationToken;
+
+use crate::audit::AuditWriter;
+use crate::stats::Stats;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MonitoringError {
+    #[error("cannot open audit file {path}: {source}")]
+    AuditFile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+}
+
+pub struct MonitoringHandler {
+    topics: TopicsConfig,
+    writer: AuditWriter,
+    stats: Arc<Mutex<Stats>>,
+}
+
+impl Handler for MonitoringHandler {
+    fn handle(&mut self, record: &InRecord<'_>) -> Result<Handled, Poison> {
+        let entry = audit::entry(record, &self.topics, Utc::now());
+        tracing::info!(
+            target: "monitoring",
+            topic = record.topic,
+            partition = record.partition,
+            offset = record.offset,
+            key = entry.key.as_deref().unwrap_or(""),
+            pedido = entry.pedido_id.as_deref().unwrap_or(""),
+            status = entry.status.as_deref().unwrap_or(""),
+            parse_error = entry.parse_error.as_deref().unwrap_or(""),
+            "record"
+        );
+        self.stats.lock().unwrap().record(
+            record.topic,
+            entry.parse_error.is_some(),
+            entry.verdict_latency_ms,
+        );
+        // The offset is stored once the line is in the file: the audit trail loses nothing.
+        Ok(Handled {
+            records: Vec::new(),
+            ack: Some(self.writer.append(&entry)),
+        })
+    }
+}
+
+/// Runs monitoring until `shutdown`.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), MonitoringError> {
+    let path = &config.monitoring.audit_file;
+    let (writer, writer_thread) =
+        AuditWriter::open(path).map_err(|source| MonitoringError::AuditFile {
+            path: path.display().to_string(),
+            source,
+        })?;
+    tracing::info!(audit_file = %path.display(), "recording all traffic");
+    let stats = Arc::new(Mutex::new(Stats::default()));
+    let summaries = tokio::spawn(log_summaries(
+        stats.clone(),
+        Duration::from_secs(config.monitoring.summary_interval_secs),
+        shutdown.clone(),
+    ));
+    let handler = MonitoringHandler {
+        topics: config.topics.clone(),
+        writer,
+        stats,
+    };
+    let result = pipeline::run_daemon(
+        &config,
+        &config.monitoring.group_id,
+        config.topics.all(),
+        10_000,
+        handler,
+        shutdown.clone(),
+    )
+    .await;
+    shutdown.cancel();
+    let _ = summaries.await;
+    // The handler (and its sender) is gone: the writer thread drains and ends.
+    let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+    result.map_err(Into::into)
+}
+
+async fn log_summaries(stats: Arc<Mutex<Stats>>, every: Duration, shutdown: CancellationToken) {
+    let mut last = Instant::now();
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        let summary = stats.lock().unwrap().summarise(last.elapsed());
+        last = Instant::now();
+        if summary.counts.is_empty() {
+            continue;
+        }
+        let counts: Vec<String> = summary
+            .counts
+            .iter()
+            .map(|(t, n)| format!("{t}={n}"))
+            .collect();
+        let rates: Vec<String> = summary
+            .rates
+            .iter()
+            .map(|(t, r)| format!("{t}={r:.1}/s"))
+            .collect();
+        tracing::info!(
+            target: "monitoring::summary",
+            counts = %counts.join(" "),
+            rates = %rates.join(" "),
+            parse_errors = summary.parse_errors,
+            verdicts = summary.verdicts,
+            verdict_p50_ms = summary.latency_p50_ms,
+            verdict_p99_ms = summary.latency_p99_ms,
+            verdict_max_ms = summary.latency_max_ms,
+            "traffic summary"
+        );
+    }
+}

@@ -1,0 +1,148 @@
+//! notification: consumes `Notificacoes` and tells each customer, once per status change:
+//! "<usuario>, seu pedido <id> está <status>".
+
+pub mod dedup;
+
+use shared::config::Config;
+use shared::events::{decode, StatusEvent};
+use shared::pipeline::{self, Handled, Handler, InRecord, PipelineError, Poison};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::dedup::DedupWindow;
+
+/// The message a customer receives for a status change.
+pub fn message(event: &StatusEvent) -> String {
+    let mut text = format!(
+        "{}, seu pedido {} está {}",
+        event.usuario, event.pedido_id, event.status
+    );
+    if event.status == shared::events::Status::Recusado {
+        if let Some(motivo) = &event.motivo {
+            text.push_str(&format!(" (motivo: {motivo})"));
+        }
+    }
+    text
+}
+
+pub struct NotificationHandler {
+    seen: DedupWindow<Uuid>,
+    /// Status changes told so far.
+    pub told: u64,
+    /// Replayed events dropped so far.
+    pub duplicates: u64,
+}
+
+impl NotificationHandler {
+    pub fn new(dedup_window: usize) -> Self {
+        Self {
+            seen: DedupWindow::new(dedup_window),
+            told: 0,
+            duplicates: 0,
+        }
+    }
+}
+
+impl Handler for NotificationHandler {
+    fn handle(&mut self, record: &InRecord<'_>) -> Result<Handled, Poison> {
+        let event: StatusEvent = decode(record.payload).map_err(Poison::new)?;
+        if !self.seen.first_time(event.evento_id) {
+            self.duplicates += 1;
+            tracing::debug!(evento = %event.evento_id, duplicates = self.duplicates, "duplicate status event dropped");
+            return Ok(Handled::nothing());
+        }
+        self.told += 1;
+        // This log line is the notification (the original project's stand-in for e-mail/SMS).
+        tracing::info!(
+            target: "notification",
+            usuario = %event.usuario,
+            pedido = %event.pedido_id,
+            status = %event.status,
+            motivo = event.motivo.as_deref().unwrap_or(""),
+            evento = %event.evento_id,
+            "{}",
+            message(&event)
+        );
+        Ok(Handled::nothing())
+    }
+}
+
+/// Runs notification until `shutdown`.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), PipelineError> {
+    let handler = NotificationHandler::new(config.notification.dedup_window);
+    pipeline::run_daemon(
+        &config,
+        &config.notification.group_id,
+        vec![config.topics.notificacoes.clone()],
+        10_000,
+        handler,
+        shutdown,
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::events::{Order, Status};
+
+    fn order() -> Order {
+        Order {
+            id: Uuid::parse_str("4b3c0e52-7f2e-4a51-9d8e-0c4d3f7a9b10").unwrap(),
+            usuario: "ana".into(),
+            produto: "livro".into(),
+            quantidade: 1,
+            valor: "10".parse().unwrap(),
+            data_solicitacao: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn the_message_reads_like_the_original() {
+        let o = order();
+        assert_eq!(
+            message(&StatusEvent::received(&o)),
+            "ana, seu pedido 4b3c0e52-7f2e-4a51-9d8e-0c4d3f7a9b10 está Analise"
+        );
+        let refused = StatusEvent::verdict(
+            &o,
+            Status::Recusado,
+            "produto bloqueado: livro",
+            chrono::Utc::now(),
+        );
+        assert_eq!(
+            message(&refused),
+            "ana, seu pedido 4b3c0e52-7f2e-4a51-9d8e-0c4d3f7a9b10 está Recusado (motivo: produto bloqueado: livro)"
+        );
+    }
+
+    #[test]
+    fn a_replayed_event_is_told_once() {
+        let mut h = NotificationHandler::new(100);
+        let event = serde_json::to_vec(&StatusEvent::verdict(
+            &order(),
+            Status::Aprovado,
+            "aprovado",
+            chrono::Utc::now(),
+        ))
+        .unwrap();
+        let other = serde_json::to_vec(&StatusEvent::received(&order())).unwrap();
+        for payload in [&event, &event, &other, &event] {
+            h.handle(&InRecord::new("Notificacoes", Some(payload)))
+                .unwrap();
+        }
+        assert_eq!((h.told, h.duplicates), (2, 2));
+    }
+
+    #[test]
+    fn garbage_is_poison() {
+        let mut h = NotificationHandler::new(100);
+        let e = h
+            .handle(&InRecord::new(
+                "Notificacoes",
+                Some(b"{\"status\":\"Perdido\"}"),
+            ))
+            .unwrap_err();
+        assert!(e.reason.contains("pedido.status"), "{e}");
+    }
+}
