@@ -10,7 +10,12 @@ pub fn init(config: &TelemetryConfig) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = fmt().with_env_filter(filter).with_target(true);
+    use std::io::IsTerminal;
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_target(true)
+        // Colours only for a person at a terminal, not in files, pipes or CI logs.
+        .with_ansi(std::io::stdout().is_terminal());
     // A second init (tests running several daemons in one process) keeps the first subscriber.
     let _ = match config.format {
         LogFormat::Text => builder.try_init(),

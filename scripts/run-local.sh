@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Runs the whole pedidos mesh locally: the broker (started, and installed, if none is listening),
+# then api, fraud, notification and monitoring with labelled output. Ctrl-C stops everything.
+#
+#   ./scripts/run-local.sh            # debug build
+#   ./scripts/run-local.sh --release  # optimised build
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+profile=debug
+cargo_flags=()
+if [[ "${1:-}" == "--release" ]]; then
+  profile=release
+  cargo_flags=(--release)
+fi
+
+bootstrap="${PEDIDOS_KAFKA__BOOTSTRAP_SERVERS:-127.0.0.1:9092}"
+first="${bootstrap%%,*}"
+broker_host="${first%:*}"
+broker_port="${first##*:}"
+api_listen="${PEDIDOS_API__LISTEN:-127.0.0.1:8000}"
+
+say() { printf '\033[1m[run-local]\033[0m %s\n' "$*" >&2; }
+
+reachable() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# Prefix every line of a process's output with its name, in a colour of its own.
+label() {
+  local name=$1 colour=$2
+  sed -u "s/^/$(printf '\033[%sm%-12s\033[0m' "$colour" "[$name]") /"
+}
+
+pids=()
+broker_pid=""
+stopping=0
+stop_all() {
+  [[ $stopping == 1 ]] && return
+  stopping=1
+  say "stopping daemons..."
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [[ -n "$broker_pid" ]]; then
+    say "stopping the local broker (data kept in .noida-db/)"
+    kill -TERM "$broker_pid" 2>/dev/null || true
+    wait "$broker_pid" 2>/dev/null || true
+  fi
+  say "all stopped"
+}
+trap 'stop_all; exit 0' INT TERM
+trap 'stop_all' EXIT
+
+if reachable "$broker_host" "$broker_port"; then
+  say "using the Kafka broker already listening on $broker_host:$broker_port"
+else
+  if [[ "$broker_host" != "127.0.0.1" && "$broker_host" != "localhost" ]]; then
+    say "no broker reachable at $first, and it is not local: check conf.toml / PEDIDOS_KAFKA__BOOTSTRAP_SERVERS"
+    exit 1
+  fi
+  noida=$(scripts/install-broker.sh | tail -n 1)
+  say "starting the local broker (noida-db) on 127.0.0.1:$broker_port, data in .noida-db/"
+  "$noida" start --only kafka --host 127.0.0.1 --kafka-port "$broker_port" --data-dir .noida-db \
+    > >(label broker 90) 2>&1 &
+  broker_pid=$!
+  for _ in $(seq 1 100); do reachable 127.0.0.1 "$broker_port" && break; sleep 0.1; done
+  reachable 127.0.0.1 "$broker_port" || { say "the broker did not start"; exit 1; }
+fi
+
+say "building the daemons ($profile)..."
+cargo build "${cargo_flags[@]}" -p api -p fraud -p notification -p monitoring --bins
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+bin="$target_dir/$profile"
+
+export PEDIDOS_KAFKA__BOOTSTRAP_SERVERS="$bootstrap"
+
+# The API first: it creates the topics; the others then find them.
+"$bin/api" > >(label api 32) 2>&1 &
+pids+=($!)
+for _ in $(seq 1 300); do
+  curl -fsS "http://$api_listen/health" >/dev/null 2>&1 && break
+  kill -0 "${pids[0]}" 2>/dev/null || { say "the API exited; see its output above"; exit 1; }
+  sleep 0.1
+done
+
+"$bin/fraud" > >(label fraud 33) 2>&1 &
+pids+=($!)
+"$bin/notification" > >(label notification 36) 2>&1 &
+pids+=($!)
+"$bin/monitoring" > >(label monitoring 35) 2>&1 &
+pids+=($!)
+
+say "mesh running. Swagger UI: http://$api_listen/docs   (Ctrl-C stops everything)"
+say "try: curl -X POST http://$api_listen/pedidos -H 'content-type: application/json' -d '{\"usuario\":\"ana\",\"produto\":\"livro\",\"quantidade\":1,\"valor\":39.90}'"
+
+# Exit when any daemon dies, so a failure is not hidden behind the others' output.
+while :; do
+  for pid in "${pids[@]}"; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      say "a daemon (pid $pid) exited; stopping the others"
+      exit 1
+    fi
+  done
+  sleep 1
+done
