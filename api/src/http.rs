@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::sync::{Arc, RwLock};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use poem::http::StatusCode;
 use poem::{Endpoint, EndpointExt, IntoResponse, Response, Route};
 use poem_openapi::param::{Path, Query};
@@ -115,10 +115,16 @@ struct Pedido {
     quantidade: u32,
     /// Exact decimal, as a string (e.g. `"19.90"`).
     valor: String,
+    /// RFC 3339, UTC.
     #[oai(rename = "dataSolicitacao")]
-    data_solicitacao: DateTime<Utc>,
+    data_solicitacao: String,
     /// `Analise`, `Aprovado` or `Recusado`.
     status: String,
+}
+
+/// Timestamps exactly as the events on the topics spell them (`...Z`).
+fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
 impl Pedido {
@@ -129,7 +135,7 @@ impl Pedido {
             produto: order.produto.clone(),
             quantidade: order.quantidade,
             valor: order.valor.to_string(),
-            data_solicitacao: order.data_solicitacao,
+            data_solicitacao: timestamp(order.data_solicitacao),
             status: status.to_string(),
         }
     }
@@ -142,8 +148,9 @@ struct Evento {
     status: String,
     #[oai(skip_serializing_if_is_none)]
     motivo: Option<String>,
+    /// RFC 3339, UTC.
     #[oai(rename = "dataEvento")]
-    data_evento: DateTime<Utc>,
+    data_evento: String,
 }
 
 /// An order's current status and the history that led to it.
@@ -161,8 +168,9 @@ struct PedidoStatus {
     quantidade: Option<u32>,
     #[oai(skip_serializing_if_is_none)]
     valor: Option<String>,
+    /// RFC 3339, UTC.
     #[oai(rename = "dataSolicitacao", skip_serializing_if_is_none)]
-    data_solicitacao: Option<DateTime<Utc>>,
+    data_solicitacao: Option<String>,
     historico: Vec<Evento>,
 }
 
@@ -176,7 +184,7 @@ impl From<&OrderView> for PedidoStatus {
             produto: v.pedido.as_ref().map(|p| p.produto.clone()),
             quantidade: v.pedido.as_ref().map(|p| p.quantidade),
             valor: v.pedido.as_ref().map(|p| p.valor.to_string()),
-            data_solicitacao: v.data_solicitacao(),
+            data_solicitacao: v.data_solicitacao().map(timestamp),
             historico: v
                 .historico
                 .iter()
@@ -184,7 +192,7 @@ impl From<&OrderView> for PedidoStatus {
                     evento_id: h.evento_id,
                     status: h.status.to_string(),
                     motivo: h.motivo.clone(),
-                    data_evento: h.data_evento,
+                    data_evento: timestamp(h.data_evento),
                 })
                 .collect(),
         }
@@ -283,7 +291,8 @@ impl PedidosApi {
             produto: new.produto,
             quantidade: new.quantidade,
             valor: new.valor,
-            data_solicitacao: Utc::now(),
+            // Millisecond precision: what every consumer (and Kafka's own timestamps) can keep.
+            data_solicitacao: Utc::now().trunc_subsecs(3),
         };
         let received = StatusEvent::received(&order);
         match self.publisher.publish(&order, &received).await {
