@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The project's test command (what CI runs): formatting, lints, a build of the daemons, then every
+# test of the workspace, the integration tests against real noida-db brokers.
+#
+# Usage: ./scripts/test.sh [extra `cargo test` arguments]
+#   e.g. ./scripts/test.sh -- --nocapture      ./scripts/test.sh -p fraud (only that crate's tests)
+set -euo pipefail
+cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "noida-db broker (scripts/install-broker.sh)"
+PEDIDOS_NOIDA_DB=$(scripts/install-broker.sh | tail -n 1)
+export PEDIDOS_NOIDA_DB
+echo "PEDIDOS_NOIDA_DB=$PEDIDOS_NOIDA_DB"
+
+step "formatting (cargo fmt --check)"
+cargo fmt --all -- --check
+
+step "lints (cargo clippy -D warnings)"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "daemon binaries (cargo build --bins), spawned by the end-to-end tests"
+cargo build --workspace --bins
+
+# Every crate, unless the arguments pick packages (`--workspace` would override `-p`).
+scope=(--workspace)
+for arg in "$@"; do
+  case $arg in
+    --) break ;;
+    -p | -p?* | --package | --package=*) scope=() ;;
+  esac
+done
+step "tests (cargo test ${scope[*]} $*)"
+cargo test "${scope[@]}" "$@"
+
+step "all checks passed"
