@@ -1,1 +1,245 @@
-//! End-to-end tests of the whole mesh live in `tests/`.
+//! Support for the end-to-end tests in `tests/`: the real daemon binaries as child processes,
+//! pointed at a test broker, with JSON logs the tests read like an operator would.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The daemon binaries, built once per test run with the same cargo and profile as the tests,
+/// so a stale binary can never be what a test exercises.
+pub fn binary(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build
+            .args([
+                "build",
+                "--bins",
+                "-p",
+                "api",
+                "-p",
+                "fraud",
+                "-p",
+                "notification",
+                "-p",
+                "monitoring",
+            ])
+            .current_dir(workspace_root());
+        if !cfg!(debug_assertions) {
+            build.arg("--release");
+        }
+        let status = build
+            .status()
+            .expect("cannot run cargo to build the daemons");
+        assert!(status.success(), "building the daemon binaries failed");
+        // tests run from <target>/<profile>/deps/<test-binary>
+        let exe = std::env::current_exe().expect("test binary path");
+        exe.parent()
+            .and_then(Path::parent)
+            .expect("target profile dir")
+            .to_path_buf()
+    });
+    let path = dir.join(name);
+    assert!(path.is_file(), "no daemon binary at {}", path.display());
+    path
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// One daemon process. Killed when dropped.
+pub struct Daemon {
+    pub name: String,
+    binary: PathBuf,
+    env: Vec<(String, String)>,
+    workdir: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+    starts: usize,
+}
+
+impl Daemon {
+    /// Starts `binary` (`api`, `fraud`, ...) with `PEDIDOS_*` settings from `env` only (inherited
+    /// `PEDIDOS_*` variables are removed), JSON logs appended to `<workdir>/<name>.log`.
+    pub fn spawn(name: &str, binary_name: &str, workdir: &Path, env: &[(String, String)]) -> Self {
+        let mut daemon = Self {
+            name: name.to_string(),
+            binary: binary(binary_name),
+            env: env.to_vec(),
+            workdir: workdir.to_path_buf(),
+            log: workdir.join(format!("{name}.log")),
+            child: None,
+            starts: 0,
+        };
+        daemon.start();
+        daemon
+    }
+
+    /// Starts the process again after [`Daemon::kill`] or [`Daemon::terminate`].
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "{} is already running", self.name);
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("daemon log file");
+        let mut command = Command::new(&self.binary);
+        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("PEDIDOS_")) {
+            command.env_remove(key);
+        }
+        command
+            .current_dir(&self.workdir)
+            .env("RUST_LOG", "info")
+            .env("PEDIDOS_TELEMETRY__FORMAT", "json")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log);
+        self.child = Some(
+            command
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.name)),
+        );
+        self.starts += 1;
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL: no chance to flush or commit anything.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for the exit code (a graceful stop must exit 0).
+    pub fn terminate(&mut self, within: Duration) -> Option<i32> {
+        let mut child = self.child.take()?;
+        signal(child.id(), "TERM");
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait on daemon") {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{} did not stop within {within:?} of SIGTERM", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether the process is still alive; an exited process is reaped.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut().map(|c| c.try_wait()) {
+            Some(Ok(None)) => true,
+            Some(_) => {
+                self.child = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// The exit code, waiting up to `within` for the process to end by itself.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut() {
+                if let Some(status) = child.try_wait().expect("wait on daemon") {
+                    self.child = None;
+                    return status.code();
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// The whole log as text (for assertion messages and greps).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The JSON log lines (non-JSON lines, e.g. a startup error on stderr, are skipped).
+    pub fn log_events(&self) -> Vec<Value> {
+        let Ok(file) = File::open(&self.log) else {
+            return Vec::new();
+        };
+        BufReader::new(file)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|line| serde_json::from_str(&line).ok())
+            .collect()
+    }
+
+    /// Waits until a log line satisfies `pred`, failing with the log if it never does.
+    pub fn wait_for_log(&self, what: &str, within: Duration, pred: impl Fn(&Value) -> bool) {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self.log_events().iter().any(&pred) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "{}: no log line for {what} within {within:?}. Log:\n{}",
+            self.name,
+            self.log_text()
+        );
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn signal(pid: u32, name: &str) {
+    let _ = Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status();
+}
+
+/// The `message` of a JSON log line.
+pub fn message(event: &Value) -> &str {
+    event["message"].as_str().unwrap_or("")
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after `within`.
+pub async fn eventually<T>(
+    what: &str,
+    within: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,562 @@
+//! The whole mesh end to end on a real broker: api, fraud (one or two), notification and
+//! monitoring as separate processes, orders posted over HTTP, and every place a user would look
+//! checked: the verdict topics, Notificacoes, notification's log, monitoring's audit file, and
+//! `GET /pedidos/{id}`.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::time::Duration;
+
+use e2e::{eventually, message, Daemon};
+use futures::stream::{self, StreamExt};
+use serde_json::{json, Value};
+use shared::config::FraudConfig;
+use shared::events::{Order, Status};
+use testkit::{read_topic, Broker, Record};
+
+const ORDERS: usize = 520;
+const WAIT: Duration = Duration::from_secs(90);
+
+struct Mesh {
+    api_url: String,
+    api: Daemon,
+    frauds: Vec<Daemon>,
+    notification: Daemon,
+    monitoring: Daemon,
+    audit_file: std::path::PathBuf,
+}
+
+fn fraud_rules() -> FraudConfig {
+    FraudConfig {
+        seed: 7,
+        refusal_probability: 0.2,
+        max_valor: Some("5000".parse().unwrap()),
+        max_total: Some("20000".parse().unwrap()),
+        blocked_users: vec!["mallory".into()],
+        blocked_products: vec!["contrabando".into()],
+        ..FraudConfig::default()
+    }
+}
+
+fn env(broker: &Broker, api_port: u16, audit_file: &Path) -> Vec<(String, String)> {
+    let rules = fraud_rules();
+    [
+        ("PEDIDOS_KAFKA__BOOTSTRAP_SERVERS", broker.bootstrap()),
+        ("PEDIDOS_KAFKA__STARTUP_TIMEOUT_SECS", "20".into()),
+        ("PEDIDOS_API__LISTEN", format!("127.0.0.1:{api_port}")),
+        (
+            "PEDIDOS_MONITORING__AUDIT_FILE",
+            audit_file.display().to_string(),
+        ),
+        ("PEDIDOS_MONITORING__SUMMARY_INTERVAL_SECS", "1".into()),
+        ("PEDIDOS_FRAUD__SEED", rules.seed.to_string()),
+        (
+            "PEDIDOS_FRAUD__REFUSAL_PROBABILITY",
+            rules.refusal_probability.to_string(),
+        ),
+        (
+            "PEDIDOS_FRAUD__MAX_VALOR",
+            format!("\"{}\"", rules.max_valor.unwrap()),
+        ),
+        (
+            "PEDIDOS_FRAUD__MAX_TOTAL",
+            format!("\"{}\"", rules.max_total.unwrap()),
+        ),
+        ("PEDIDOS_FRAUD__BLOCKED_USERS", r#"["mallory"]"#.into()),
+        (
+            "PEDIDOS_FRAUD__BLOCKED_PRODUCTS",
+            r#"["contrabando"]"#.into(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// Partitions a consumer holds according to its latest "partitions assigned" log line.
+fn assigned(daemon: &Daemon) -> Option<Vec<String>> {
+    daemon
+        .log_events()
+        .iter()
+        .rev()
+        .find(|e| message(e) == "partitions assigned" || message(e) == "partitions revoked")
+        .filter(|e| message(e) == "partitions assigned")
+        .map(|e| {
+            e["partitions"]
+                .as_str()
+                .unwrap_or("")
+                .split(',')
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+}
+
+impl Mesh {
+    async fn start(broker: &Broker, fraud_instances: usize) -> Mesh {
+        let dir = broker.dir().to_path_buf();
+        let api_port = testkit::free_port();
+        let audit_file = dir.join("audit.jsonl");
+        let env = env(broker, api_port, &audit_file);
+        let api = Daemon::spawn("api", "api", &dir, &env);
+        let api_url = format!("http://127.0.0.1:{api_port}");
+        api.wait_for_log("the API to listen", WAIT, |e| {
+            message(e).starts_with("pedidos API listening")
+        });
+        let frauds = (0..fraud_instances)
+            .map(|i| Daemon::spawn(&format!("fraud{i}"), "fraud", &dir, &env))
+            .collect::<Vec<_>>();
+        let notification = Daemon::spawn("notification", "notification", &dir, &env);
+        let monitoring = Daemon::spawn("monitoring", "monitoring", &dir, &env);
+        // Orders are only posted once every consumer holds its partitions, so the test measures
+        // the steady state rather than a start-up rebalance.
+        eventually(
+            "fraud instances to share all Pedidos partitions",
+            WAIT,
+            || {
+                let held: Vec<Vec<String>> = frauds.iter().map(assigned).collect::<Option<_>>()?;
+                let all: HashSet<&String> = held.iter().flatten().collect();
+                (held.iter().all(|h| !h.is_empty()) && all.len() == 3).then_some(())
+            },
+        )
+        .await;
+        eventually("notification to be assigned", WAIT, || {
+            assigned(&notification).filter(|p| p.len() == 3)
+        })
+        .await;
+        eventually("monitoring to be assigned", WAIT, || {
+            assigned(&monitoring).filter(|p| p.len() == 18)
+        })
+        .await;
+        Mesh {
+            api_url,
+            api,
+            frauds,
+            notification,
+            monitoring,
+            audit_file,
+        }
+    }
+
+    fn assert_all_running(&mut self) {
+        let mut daemons: Vec<&mut Daemon> =
+            vec![&mut self.api, &mut self.notification, &mut self.monitoring];
+        daemons.extend(self.frauds.iter_mut());
+        for d in daemons {
+            assert!(d.is_running(), "{} exited. Log:\n{}", d.name, d.log_text());
+        }
+    }
+}
+
+/// The `i`-th test order: most ordinary, some chosen to trip each rule.
+fn order_body(i: usize) -> Value {
+    let (usuario, produto, quantidade, valor) = match i % 10 {
+        0 => (
+            "mallory".to_string(),
+            "livro".to_string(),
+            1,
+            "10.00".to_string(),
+        ),
+        1 => (
+            format!("cliente{}", i % 13),
+            "contrabando".to_string(),
+            1,
+            "10.00".to_string(),
+        ),
+        2 => (
+            format!("cliente{}", i % 13),
+            "tv".to_string(),
+            1,
+            "6000.00".to_string(),
+        ),
+        3 => (
+            format!("cliente{}", i % 13),
+            "geladeira".to_string(),
+            5,
+            "4500.00".to_string(),
+        ),
+        _ => (
+            format!("cliente{}", i % 13),
+            format!("produto{}", i % 17),
+            1 + i % 4,
+            format!("{}.{:02}", 1 + i % 400, i % 100),
+        ),
+    };
+    json!({"usuario": usuario, "produto": produto, "quantidade": quantidade, "valor": valor})
+}
+
+/// Posts orders concurrently; returns the accepted orders as the API described them.
+async fn post_orders(api_url: &str, bodies: Vec<Value>) -> Vec<Order> {
+    let client = reqwest::Client::new();
+    stream::iter(bodies)
+        .map(|body| {
+            let client = client.clone();
+            async move {
+                let response = client
+                    .post(format!("{api_url}/pedidos"))
+                    .json(&body)
+                    .send()
+                    .await
+                    .expect("POST sent");
+                assert_eq!(response.status(), 202, "order {body} not accepted");
+                let answer: Value = response.json().await.unwrap();
+                Order {
+                    id: answer["id"].as_str().unwrap().parse().unwrap(),
+                    usuario: answer["usuario"].as_str().unwrap().into(),
+                    produto: answer["produto"].as_str().unwrap().into(),
+                    quantidade: answer["quantidade"].as_u64().unwrap() as u32,
+                    valor: answer["valor"].as_str().unwrap().parse().unwrap(),
+                    data_solicitacao: answer["dataSolicitacao"].as_str().unwrap().parse().unwrap(),
+                }
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await
+}
+
+fn id_of(record: &Record, field: &str) -> String {
+    record.json()[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {field} in {:?}", record.payload_str()))
+        .to_string()
+}
+
+async fn whole_flow(fraud_instances: usize) {
+    let broker = Broker::start();
+    let kafka = broker.kafka_config();
+    let mut mesh = Mesh::start(&broker, fraud_instances).await;
+
+    let orders = post_orders(&mesh.api_url, (0..ORDERS).map(order_body).collect()).await;
+    assert_eq!(orders.len(), ORDERS);
+    let rules = fraud::Rules::new(&fraud_rules());
+    let expected: HashMap<String, fraud::Verdict> = orders
+        .iter()
+        .map(|o| (o.id.to_string(), fraud::decide(o, &rules)))
+        .collect();
+    let by_id: HashMap<String, &Order> = orders.iter().map(|o| (o.id.to_string(), o)).collect();
+
+    // The rules really were exercised: each kind of special order (one in ten each) is refused
+    // for its own reason; ordinary orders stay far below the limits.
+    for reason in [
+        "usuário bloqueado",
+        "produto bloqueado",
+        "valor unitário",
+        "valor total",
+    ] {
+        let n = expected
+            .values()
+            .filter(|v| v.motivo.starts_with(reason))
+            .count();
+        assert_eq!(n, ORDERS / 10, "orders refused for {reason:?}");
+    }
+    let refused_at_random = expected
+        .values()
+        .filter(|v| v.motivo == "recusado pela análise de risco")
+        .count();
+    assert!(refused_at_random > 0, "the random rule refused some orders");
+
+    // Every order exactly once across both verdict topics, in the predicted one.
+    let expected_valid = expected
+        .values()
+        .filter(|v| v.status == Status::Aprovado)
+        .count();
+    let validos = read_topic(&kafka, "Pedidos_validos", expected_valid, WAIT).await;
+    let recusados = read_topic(&kafka, "Pedidos_recusados", ORDERS - expected_valid, WAIT).await;
+    let mut verdicts: HashMap<String, usize> = HashMap::new();
+    for (records, status) in [(&validos, Status::Aprovado), (&recusados, Status::Recusado)] {
+        for record in records.iter() {
+            let id = id_of(record, "id");
+            *verdicts.entry(id.clone()).or_default() += 1;
+            let want = expected
+                .get(&id)
+                .unwrap_or_else(|| panic!("verdict for unknown order {id}"));
+            assert_eq!(want.status, status, "order {id} in the wrong verdict topic");
+            let value = record.json();
+            assert_eq!(value["motivo"], want.motivo.as_str());
+            assert_eq!(
+                record.key_str().as_deref(),
+                Some(by_id[&id].usuario.as_str())
+            );
+            assert_eq!(
+                record.header("correlation-id").as_deref(),
+                Some(id.as_str())
+            );
+            assert_eq!(
+                record.header("event-type").as_deref(),
+                Some("pedido.avaliado")
+            );
+        }
+    }
+    let missing: Vec<&String> = expected
+        .keys()
+        .filter(|id| !verdicts.contains_key(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} orders without a verdict, e.g. {:?}",
+        missing.len(),
+        missing.first()
+    );
+    let doubled: Vec<(&String, &usize)> = verdicts.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(
+        doubled.is_empty(),
+        "orders with more than one verdict record: {doubled:?}"
+    );
+
+    // Notificacoes: one Analise and one matching verdict per order.
+    let notificacoes = read_topic(&kafka, "Notificacoes", 2 * ORDERS, WAIT).await;
+    let mut statuses: HashMap<String, Vec<String>> = HashMap::new();
+    for record in &notificacoes {
+        let value = record.json();
+        statuses
+            .entry(id_of(record, "pedidoId"))
+            .or_default()
+            .push(value["status"].as_str().unwrap().to_string());
+    }
+    for (id, verdict) in &expected {
+        let mut got = statuses.get(id).cloned().unwrap_or_default();
+        got.sort();
+        let mut want = vec!["Analise".to_string(), verdict.status.to_string()];
+        want.sort();
+        assert_eq!(got, want, "status events of order {id}");
+    }
+
+    // notification told each status change once.
+    let told = eventually("notification to tell every status change", WAIT, || {
+        let told: Vec<(String, String)> = mesh
+            .notification
+            .log_events()
+            .iter()
+            .filter(|e| e["target"] == "notification" && e["pedido"].is_string())
+            .map(|e| {
+                (
+                    e["pedido"].as_str().unwrap().to_string(),
+                    e["status"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        (told.len() >= 2 * ORDERS).then_some(told)
+    })
+    .await;
+    let mut told_count: HashMap<(String, String), usize> = HashMap::new();
+    for t in told {
+        *told_count.entry(t).or_default() += 1;
+    }
+    for (id, verdict) in &expected {
+        for status in ["Analise".to_string(), verdict.status.to_string()] {
+            assert_eq!(
+                told_count.get(&(id.clone(), status.clone())),
+                Some(&1),
+                "order {id} {status} told once"
+            );
+        }
+    }
+    let sample = mesh
+        .notification
+        .log_events()
+        .into_iter()
+        .find(|e| e["target"] == "notification" && e["status"] == "Recusado")
+        .unwrap();
+    assert!(
+        message(&sample).contains(", seu pedido ")
+            && message(&sample).contains(" está Recusado (motivo: "),
+        "{sample}"
+    );
+
+    // monitoring recorded every record of all four topics.
+    let pedidos = read_topic(&kafka, "Pedidos", ORDERS, WAIT).await;
+    assert_eq!(pedidos.len(), ORDERS);
+    let all: Vec<&Record> = pedidos
+        .iter()
+        .chain(&notificacoes)
+        .chain(&validos)
+        .chain(&recusados)
+        .collect();
+    let audit_file = mesh.audit_file.clone();
+    let audited = eventually("the audit file to hold every record", WAIT, || {
+        let text = std::fs::read_to_string(&audit_file).unwrap_or_default();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("audit lines are JSON"))
+            .collect();
+        (lines.len() >= all.len()).then_some(lines)
+    })
+    .await;
+    let positions: HashSet<(String, i64, i64)> = audited
+        .iter()
+        .map(|l| {
+            (
+                l["topic"].as_str().unwrap().to_string(),
+                l["partition"].as_i64().unwrap(),
+                l["offset"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    for r in &all {
+        assert!(
+            positions.contains(&(r.topic.clone(), r.partition as i64, r.offset)),
+            "audit misses {}[{}]@{}",
+            r.topic,
+            r.partition,
+            r.offset
+        );
+    }
+    let one = audited
+        .iter()
+        .find(|l| l["topic"] == "Pedidos_recusados")
+        .unwrap();
+    assert!(
+        one["headers"]["correlation-id"].is_string()
+            && one["pedidoId"].is_string()
+            && one["value"]["motivo"].is_string(),
+        "{one}"
+    );
+    mesh.monitoring
+        .wait_for_log("a traffic summary", WAIT, |e| {
+            message(e) == "traffic summary" && e["verdict_p99_ms"].is_u64()
+        });
+
+    // GET /pedidos/{id} shows the final status.
+    let client = reqwest::Client::new();
+    for (id, verdict) in &expected {
+        let url = format!("{}/pedidos/{id}", mesh.api_url);
+        let mut last = Value::Null;
+        for _ in 0..100 {
+            last = client.get(&url).send().await.unwrap().json().await.unwrap();
+            if last["status"] == verdict.status.as_str() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(last["status"], verdict.status.as_str(), "GET {url}: {last}");
+        assert_eq!(
+            last["historico"].as_array().map(Vec::len),
+            Some(2),
+            "{last}"
+        );
+    }
+
+    if fraud_instances > 1 {
+        for f in &mesh.frauds {
+            let held = assigned(f).unwrap_or_default();
+            assert!(!held.is_empty(), "{} held no partition", f.name);
+        }
+    }
+    mesh.assert_all_running();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_order_gets_exactly_one_predicted_verdict_and_is_seen_everywhere() {
+    whole_flow(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_fraud_instances_share_the_work_and_still_one_verdict_each() {
+    whole_flow(2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_records_go_to_dead_letter_topics_and_block_nothing() {
+    let broker = Broker::start();
+    let kafka = broker.kafka_config();
+    let mut mesh = Mesh::start(&broker, 1).await;
+
+    let before = post_orders(&mesh.api_url, (100..120).map(order_body).collect()).await;
+    let garbage: Vec<(&str, Vec<u8>)> = vec![
+        ("invalid UTF-8", vec![0xff, 0xfe, 0x00, 0x80]),
+        ("truncated JSON", br#"{"id": "4b3c0e52-7f2e-4a51-9d8e-0c4d3f7a9b10", "usuario": "an"#.to_vec()),
+        ("wrong types", br#"{"id": 5, "usuario": [], "produto": {}, "quantidade": "x", "valor": true, "dataSolicitacao": 1}"#.to_vec()),
+        ("missing fields", br#"{"id": "4b3c0e52-7f2e-4a51-9d8e-0c4d3f7a9b10"}"#.to_vec()),
+        ("huge value", format!(r#"{{"blob": "{}"}}"#, "x".repeat(500_000)).into_bytes()),
+        ("breaks a rule", br#"{"id":"4b3c0e52-7f2e-4a51-9d8e-0c4d3f7a9b11","usuario":"ana","produto":"livro","quantidade":0,"valor":"1.00","dataSolicitacao":"2026-01-01T00:00:00Z"}"#.to_vec()),
+    ];
+    for topic in ["Pedidos", "Notificacoes"] {
+        let records: Vec<(Option<&[u8]>, &[u8])> = garbage
+            .iter()
+            .map(|(_, g)| (Some(&b"lixo"[..]), g.as_slice()))
+            .collect();
+        testkit::produce_raw_many(&kafka, topic, &records).await;
+    }
+    let after = post_orders(&mesh.api_url, (120..140).map(order_body).collect()).await;
+
+    // Every good order around the garbage still got its verdict.
+    let good = before.len() + after.len();
+    let rules = fraud::Rules::new(&fraud_rules());
+    let approved = before
+        .iter()
+        .chain(&after)
+        .filter(|o| fraud::decide(o, &rules).status == Status::Aprovado)
+        .count();
+    let validos = read_topic(&kafka, "Pedidos_validos", approved, WAIT).await;
+    let recusados = read_topic(&kafka, "Pedidos_recusados", good - approved, WAIT).await;
+    assert_eq!(
+        validos.len() + recusados.len(),
+        good,
+        "one verdict per good order, none for garbage"
+    );
+    let verdict_ids: HashSet<String> = validos
+        .iter()
+        .chain(&recusados)
+        .map(|r| id_of(r, "id"))
+        .collect();
+    for o in before.iter().chain(&after) {
+        assert!(
+            verdict_ids.contains(&o.id.to_string()),
+            "order {} behind the garbage got no verdict",
+            o.id
+        );
+    }
+
+    for (topic, dlq) in [
+        ("Pedidos", "Pedidos_dlq"),
+        ("Notificacoes", "Notificacoes_dlq"),
+    ] {
+        let dead = read_topic(&kafka, dlq, garbage.len(), WAIT).await;
+        // "breaks a rule" is valid JSON for an order but not a status event: both DLQs get all.
+        assert_eq!(
+            dead.len(),
+            garbage.len(),
+            "{dlq}: {:?}",
+            dead.iter()
+                .map(|d| d.header("dlq-error"))
+                .collect::<Vec<_>>()
+        );
+        for (record, (what, payload)) in dead.iter().zip(&garbage) {
+            assert_eq!(
+                record.payload.as_deref(),
+                Some(payload.as_slice()),
+                "{dlq} keeps the {what} bytes as they were"
+            );
+            assert_eq!(record.header("dlq-source-topic").as_deref(), Some(topic));
+            assert!(record
+                .header("dlq-source-offset")
+                .is_some_and(|o| o.parse::<i64>().is_ok()));
+            assert!(record.header("dlq-source-partition").is_some());
+            assert!(
+                record.header("dlq-error").is_some_and(|e| !e.is_empty()),
+                "{what}: reason given"
+            );
+        }
+    }
+    // monitoring keeps every record, the garbage raw with its parse error (the order that only
+    // breaks a validation rule parses fine, so it is recorded as a normal order).
+    let audit_file = mesh.audit_file.clone();
+    eventually(
+        "monitoring to record the garbage with its parse error",
+        WAIT,
+        || {
+            let text = std::fs::read_to_string(&audit_file).unwrap_or_default();
+            let flagged = |topic: &str| {
+                text.lines()
+                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                    .filter(|l| l["parseError"].is_string() && l["topic"] == topic)
+                    .count()
+            };
+            (flagged("Pedidos") == garbage.len() - 1 && flagged("Notificacoes") == garbage.len())
+                .then_some(())
+        },
+    )
+    .await;
+    mesh.assert_all_running();
+}
