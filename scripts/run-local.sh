@@ -58,7 +58,8 @@ else
   fi
   noida=$(scripts/install-broker.sh | tail -n 1)
   say "starting the local broker (noida-db) on 127.0.0.1:$broker_port, data in .noida-db/"
-  "$noida" start --only kafka --host 127.0.0.1 --kafka-port "$broker_port" --data-dir .noida-db \
+  # Its own session: a Ctrl-C in the terminal must reach the daemons first, the broker last.
+  setsid "$noida" start --only kafka --host 127.0.0.1 --kafka-port "$broker_port" --data-dir .noida-db \
     > >(label broker 90) 2>&1 &
   broker_pid=$!
   for _ in $(seq 1 100); do reachable 127.0.0.1 "$broker_port" && break; sleep 0.1; done
@@ -95,9 +96,12 @@ say "try: curl -X POST http://$api_listen/pedidos -H 'content-type: application/
 while :; do
   for pid in "${pids[@]}"; do
     if ! kill -0 "$pid" 2>/dev/null; then
+      [[ $stopping == 1 ]] && exit 0
       say "a daemon (pid $pid) exited; stopping the others"
       exit 1
     fi
   done
-  sleep 1
+  # `wait` (unlike a foreground sleep) is interrupted by Ctrl-C, so the trap runs at once.
+  sleep 1 &
+  wait $! || true
 done
