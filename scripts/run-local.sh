@@ -72,6 +72,8 @@ target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import js
 bin="$target_dir/$profile"
 
 export PEDIDOS_KAFKA__BOOTSTRAP_SERVERS="$bootstrap"
+# One process per group here: static membership lets a restarted daemon resume at once.
+export PEDIDOS_KAFKA__GROUP_INSTANCE_ID="${PEDIDOS_KAFKA__GROUP_INSTANCE_ID:-local-1}"
 
 # The API first: it creates the topics; the others then find them.
 "$bin/api" > >(label api 32) 2>&1 &

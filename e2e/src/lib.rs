@@ -243,3 +243,6 @@ pub async fn eventually<T>(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+pub mod ledger;
+pub mod mesh;

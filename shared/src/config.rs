@@ -120,6 +120,9 @@ pub struct KafkaConfig {
     pub ssl_ca_location: Option<PathBuf>,
     /// How long a daemon waits at start-up for the cluster to answer before giving up.
     pub startup_timeout_secs: u64,
+    /// Static group membership (KIP-345): a process restarted with the same id gets its
+    /// partitions back at once, without a rebalance. Distinct per process of one group.
+    pub group_instance_id: Option<String>,
     /// Any other librdkafka property, passed through verbatim (applied last).
     pub properties: BTreeMap<String, String>,
 }
@@ -134,6 +137,7 @@ impl Default for KafkaConfig {
             sasl_password: Secret::default(),
             ssl_ca_location: None,
             startup_timeout_secs: 30,
+            group_instance_id: None,
             properties: BTreeMap::new(),
         }
     }

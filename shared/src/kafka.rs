@@ -157,8 +157,17 @@ pub fn consumer(k: &KafkaConfig, group_id: &str) -> Result<Consumer, StartupErro
     c.set("group.id", group_id)
         .set("enable.auto.commit", "true")
         .set("enable.auto.offset.store", "false")
+        // Commit stored offsets every second: fewer replays after a crash or a coordinator move.
+        .set("auto.commit.interval.ms", "1000")
         .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false");
+        .set("enable.partition.eof", "false")
+        // A crashed member's partitions move to the others after 10 s instead of 45 s
+        // (Confluent Cloud accepts 6–300 s).
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "2000");
+    if let Some(id) = &k.group_instance_id {
+        c.set("group.instance.id", id);
+    }
     apply_passthrough(&mut c, k);
     c.create_with_context(Context::default())
         .map_err(StartupError::Client)

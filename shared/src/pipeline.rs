@@ -32,6 +32,12 @@ pub const DLQ_SOURCE_PARTITION: &str = "dlq-source-partition";
 pub const DLQ_SOURCE_OFFSET: &str = "dlq-source-offset";
 pub const DLQ_ERROR: &str = "dlq-error";
 pub const DLQ_CONSUMER_GROUP: &str = "dlq-consumer-group";
+/// Set (to the original size) when a dead-letter copy had to be cut to fit a Kafka record.
+pub const DLQ_PAYLOAD_TRUNCATED: &str = "dlq-payload-truncated";
+/// Largest payload copied to a dead-letter topic whole: with the original headers added, a
+/// copy of a record near the broker's size limit would otherwise be refused, and the daemon
+/// would be stuck retrying it.
+pub const DLQ_MAX_PAYLOAD: usize = 512 * 1024;
 
 /// A consumed record, as the handler sees it: no Kafka client types.
 #[derive(Clone, Copy)]
@@ -275,6 +281,14 @@ fn dead_letter(record: &InRecord<'_>, dlq: &str, poison: &Poison, group: &str) -
         .headers()
         .map(|(k, v)| (k.to_string(), v.unwrap_or_default().to_vec()))
         .collect();
+    let mut payload = record.payload.unwrap_or_default();
+    if payload.len() > DLQ_MAX_PAYLOAD {
+        headers.push((
+            DLQ_PAYLOAD_TRUNCATED.to_string(),
+            payload.len().to_string().into_bytes(),
+        ));
+        payload = &payload[..DLQ_MAX_PAYLOAD];
+    }
     headers.extend([
         (
             DLQ_SOURCE_TOPIC.to_string(),
@@ -294,7 +308,7 @@ fn dead_letter(record: &InRecord<'_>, dlq: &str, poison: &Poison, group: &str) -
     OutRecord {
         topic: dlq.to_string(),
         key: record.key.map(<[u8]>::to_vec),
-        payload: record.payload.unwrap_or_default().to_vec(),
+        payload: payload.to_vec(),
         headers,
     }
 }
@@ -349,5 +363,53 @@ async fn deliver(producer: &Producer, out: &OutRecord, first: DeliveryFuture) {
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
         delivery = enqueue(producer, out).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header<'a>(r: &'a OutRecord, name: &str) -> Option<&'a [u8]> {
+        r.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_slice())
+    }
+
+    #[test]
+    fn dead_letters_keep_the_bytes_and_say_where_they_came_from() {
+        let mut record = InRecord::new("Pedidos", Some(&[0xff, 0x00, 0x7b]));
+        record.partition = 2;
+        record.offset = 41;
+        record.key = Some(b"ana");
+        let dlq = dead_letter(
+            &record,
+            "Pedidos_dlq",
+            &Poison::new("payload is not UTF-8"),
+            "fraud",
+        );
+        assert_eq!(dlq.topic, "Pedidos_dlq");
+        assert_eq!(dlq.payload, vec![0xff, 0x00, 0x7b]);
+        assert_eq!(dlq.key.as_deref(), Some(&b"ana"[..]));
+        assert_eq!(header(&dlq, DLQ_SOURCE_TOPIC), Some(&b"Pedidos"[..]));
+        assert_eq!(header(&dlq, DLQ_SOURCE_PARTITION), Some(&b"2"[..]));
+        assert_eq!(header(&dlq, DLQ_SOURCE_OFFSET), Some(&b"41"[..]));
+        assert_eq!(header(&dlq, DLQ_ERROR), Some(&b"payload is not UTF-8"[..]));
+        assert_eq!(header(&dlq, DLQ_CONSUMER_GROUP), Some(&b"fraud"[..]));
+        assert_eq!(header(&dlq, DLQ_PAYLOAD_TRUNCATED), None);
+    }
+
+    #[test]
+    fn oversized_dead_letters_are_cut_and_marked() {
+        let huge = vec![b'x'; DLQ_MAX_PAYLOAD + 10];
+        let record = InRecord::new("Pedidos", Some(&huge));
+        let dlq = dead_letter(&record, "Pedidos_dlq", &Poison::new("too big"), "fraud");
+        assert_eq!(dlq.payload.len(), DLQ_MAX_PAYLOAD);
+        let original = (DLQ_MAX_PAYLOAD + 10).to_string();
+        assert_eq!(
+            header(&dlq, DLQ_PAYLOAD_TRUNCATED),
+            Some(original.as_bytes())
+        );
     }
 }
