@@ -63,10 +63,9 @@ impl Driver {
             .expect("HTTP client");
         let workers = (0..concurrency)
             .map(|_| {
-                let (state, accepted, paused, next, client) = (
+                let (state, accepted, next, client) = (
                     state.clone(),
                     accepted.clone(),
-                    paused.clone(),
                     next.clone(),
                     client.clone(),
                 );
