@@ -99,10 +99,20 @@ impl Mesh {
     /// Starts api, then fraud × `fraud_instances`, notification and monitoring, and returns once
     /// every consumer holds its partitions.
     pub async fn start(broker: &Broker, fraud_instances: usize) -> Mesh {
+        Self::start_with(broker, fraud_instances, &[]).await
+    }
+
+    /// [`Mesh::start`] with extra `PEDIDOS_*` settings for every daemon.
+    pub async fn start_with(
+        broker: &Broker,
+        fraud_instances: usize,
+        extra: &[(&str, &str)],
+    ) -> Mesh {
         let dir = broker.dir().to_path_buf();
         let api_port = testkit::free_port();
         let audit_file = dir.join("audit.jsonl");
-        let env = env(broker, api_port, &audit_file);
+        let mut env = env(broker, api_port, &audit_file);
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let api = Daemon::spawn("api", "api", &dir, &env);
         let api_url = format!("http://127.0.0.1:{api_port}");
         api.wait_for_log("the API to listen", WAIT, |e| {

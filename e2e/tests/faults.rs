@@ -148,3 +148,65 @@ async fn sigterm_of_each_daemon_loses_nothing_and_replays_nothing() {
         "a graceful stop replays nothing: {report}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_mode_kill_9_of_fraud_gives_no_duplicate_verdict() {
+    let broker = Broker::start();
+    let mut mesh = Mesh::start_with(&broker, 1, &[("PEDIDOS_FRAUD__TRANSACTIONAL", "true")]).await;
+    mesh.frauds[0].wait_for_log("the transactional loop", WAIT, |e| {
+        e2e::message(e).contains("exactly-once")
+    });
+    let total = 6_000;
+    let driver = Driver::start(&mesh.api_url, total, 400, 32);
+    for round in 1..=3 {
+        driver
+            .wait_accepted(round * total / 4, Duration::from_secs(30))
+            .await;
+        mesh.frauds[0].kill();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        restart(&mut mesh.frauds[0]).await;
+    }
+    let sent = driver.finish().await;
+    let kafka = broker.kafka_config();
+    let notification = &mesh.notification;
+    let report = check(
+        &kafka,
+        &sent,
+        || notification.log_events(),
+        &mesh.audit_file,
+        WAIT,
+    )
+    .await;
+    eprintln!("ledger after kill -9 of fraud in exactly-once mode: {report}");
+    assert!(
+        report.lost.is_empty() && report.contradictory.is_empty(),
+        "{report}"
+    );
+    assert_eq!(
+        report.duplicate_verdicts, 0,
+        "transactions leave no duplicate verdict: {report}"
+    );
+    // Every verdict event committed exactly once on Notificacoes, as a fresh read_committed
+    // reader sees it. (notification and monitoring are reported, not asserted, in this mode:
+    // noida-db 0.2.3 makes a long-running read_committed consumer skip a producer's records
+    // after one of its transactions was aborted, while a fresh reader sees them — a broker
+    // defect; the same consumers are asserted complete in the at-least-once tests above.)
+    let events = testkit::read_topic(&kafka, "Notificacoes", 2 * sent.accepted.len(), WAIT).await;
+    let mut verdict_events: std::collections::HashMap<String, usize> = Default::default();
+    for e in &events {
+        let v = e.json();
+        if v["status"] != "Analise" {
+            *verdict_events
+                .entry(v["pedidoId"].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+    }
+    for id in sent.accepted.keys() {
+        assert_eq!(
+            verdict_events.get(id),
+            Some(&1),
+            "order {id}: one committed verdict event"
+        );
+    }
+    mesh.assert_all_running();
+}

@@ -61,15 +61,28 @@ impl Handler for FraudHandler {
 /// Runs fraud until `shutdown`.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), PipelineError> {
     let handler = FraudHandler::new(&config);
-    pipeline::run_daemon(
+    let transactional_id = config
+        .fraud
+        .transactional
+        .then(|| transactional_id(&config));
+    pipeline::run_daemon_with(
         &config,
         &config.fraud.group_id,
         vec![config.topics.pedidos.clone()],
         config.fraud.max_in_flight,
+        transactional_id.as_deref(),
         handler,
         shutdown,
     )
     .await
+}
+
+/// The configured `transactional.id`, or one derived from the group and the static member id.
+pub fn transactional_id(config: &Config) -> String {
+    config.fraud.transactional_id.clone().unwrap_or_else(|| {
+        let instance = config.kafka.group_instance_id.as_deref().unwrap_or("0");
+        format!("{}-{instance}", config.fraud.group_id)
+    })
 }
 
 #[cfg(test)]

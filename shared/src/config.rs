@@ -243,6 +243,12 @@ pub struct FraudConfig {
     pub blocked_products: Vec<String>,
     /// Orders processed concurrently (produced but not yet acknowledged).
     pub max_in_flight: usize,
+    /// Exactly-once mode: decide and publish inside Kafka transactions (brokers with
+    /// transactions only, e.g. Confluent Cloud).
+    pub transactional: bool,
+    /// The `transactional.id` in that mode; stable across restarts of one process, distinct
+    /// between processes. Default: `<group_id>-<kafka.group_instance_id or "0">`.
+    pub transactional_id: Option<String>,
 }
 
 impl Default for FraudConfig {
@@ -256,6 +262,8 @@ impl Default for FraudConfig {
             blocked_users: Vec::new(),
             blocked_products: Vec::new(),
             max_in_flight: 2_000,
+            transactional: false,
+            transactional_id: None,
         }
     }
 }

@@ -150,15 +150,50 @@ pub fn producer(k: &KafkaConfig, message_timeout: Duration) -> Result<Producer, 
         .map_err(StartupError::Client)
 }
 
+/// A transactional producer (exactly-once mode): idempotent, `acks=all`, with a
+/// `transactional.id` that must stay the same across restarts of one process so a restarted
+/// process fences its crashed predecessor.
+pub fn transactional_producer(
+    k: &KafkaConfig,
+    transactional_id: &str,
+) -> Result<Producer, StartupError> {
+    let mut c = client_config(k);
+    c.set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("compression.type", "lz4")
+        .set("transactional.id", transactional_id)
+        .set("transaction.timeout.ms", "60000");
+    apply_passthrough(&mut c, k);
+    c.create_with_context(Context::default())
+        .map_err(StartupError::Client)
+}
+
 /// A group consumer whose offsets are stored by hand after the outputs of each record were
 /// acknowledged, and committed in the background (at-least-once).
 pub fn consumer(k: &KafkaConfig, group_id: &str) -> Result<Consumer, StartupError> {
+    group_consumer(k, group_id, true)
+}
+
+/// A group consumer for the exactly-once mode: it commits nothing itself; offsets are committed
+/// inside the producer's transactions.
+pub fn transactional_consumer(k: &KafkaConfig, group_id: &str) -> Result<Consumer, StartupError> {
+    group_consumer(k, group_id, false)
+}
+
+fn group_consumer(
+    k: &KafkaConfig,
+    group_id: &str,
+    auto_commit: bool,
+) -> Result<Consumer, StartupError> {
     let mut c = client_config(k);
     c.set("group.id", group_id)
-        .set("enable.auto.commit", "true")
+        .set("enable.auto.commit", auto_commit.to_string())
         .set("enable.auto.offset.store", "false")
         // Commit stored offsets every second: fewer replays after a crash or a coordinator move.
         .set("auto.commit.interval.ms", "1000")
+        // Never see records of aborted (or still open) transactions.
+        .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
         // A crashed member's partitions move to the others after 10 s instead of 45 s

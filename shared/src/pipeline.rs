@@ -66,7 +66,7 @@ impl<'a> InRecord<'a> {
         }
     }
 
-    fn from_message(m: &'a BorrowedMessage<'a>) -> Self {
+    pub(crate) fn from_message(m: &'a BorrowedMessage<'a>) -> Self {
         Self {
             topic: m.topic(),
             partition: m.partition(),
@@ -130,6 +130,10 @@ pub enum PipelineError {
     Startup(#[from] StartupError),
     #[error("cannot subscribe to {topics}: {source}")]
     Subscribe { topics: String, source: KafkaError },
+    #[error("the broker refused Kafka transactions ({0}); brokers without them need fraud.transactional = false")]
+    TransactionsUnsupported(KafkaError),
+    #[error("transaction failed beyond recovery: {0}")]
+    Transaction(KafkaError),
 }
 
 /// What the loop needs besides the clients.
@@ -154,10 +158,31 @@ pub async fn run_daemon<H: Handler>(
     handler: H,
     shutdown: CancellationToken,
 ) -> Result<(), PipelineError> {
+    run_daemon_with(
+        config,
+        group_id,
+        topics,
+        max_in_flight,
+        None,
+        handler,
+        shutdown,
+    )
+    .await
+}
+
+/// [`run_daemon`], optionally in Kafka transactions with the given `transactional.id`
+/// (see [`crate::transactional`]).
+pub async fn run_daemon_with<H: Handler>(
+    config: &Config,
+    group_id: &str,
+    topics: Vec<String>,
+    max_in_flight: usize,
+    transactional_id: Option<&str>,
+    handler: H,
+    shutdown: CancellationToken,
+) -> Result<(), PipelineError> {
     kafka::check_connectivity(&config.kafka).await?;
     kafka::ensure_topics(&config.kafka, &config.topics).await?;
-    let producer = kafka::producer(&config.kafka, Duration::from_secs(30))?;
-    let consumer = kafka::consumer(&config.kafka, group_id)?;
     let options = LoopOptions {
         group_id: group_id.to_string(),
         topics,
@@ -165,7 +190,18 @@ pub async fn run_daemon<H: Handler>(
         dlq_suffix: config.topics.dlq_suffix.clone(),
         drain_timeout: Duration::from_secs(30),
     };
-    run(&consumer, &producer, handler, &options, shutdown).await
+    match transactional_id {
+        None => {
+            let producer = kafka::producer(&config.kafka, Duration::from_secs(30))?;
+            let consumer = kafka::consumer(&config.kafka, group_id)?;
+            run(&consumer, &producer, handler, &options, shutdown).await
+        }
+        Some(id) => {
+            let producer = kafka::transactional_producer(&config.kafka, id)?;
+            let consumer = kafka::transactional_consumer(&config.kafka, group_id)?;
+            crate::transactional::run(&consumer, &producer, handler, &options, shutdown).await
+        }
+    }
 }
 
 type InFlight = Pin<Box<dyn Future<Output = (String, i32, i64)> + Send>>;
@@ -205,23 +241,7 @@ pub async fn run<H: Handler>(
                     }
                 };
                 let record = InRecord::from_message(&message);
-                let handled = match handler.handle(&record) {
-                    Ok(handled) => handled,
-                    Err(poison) => {
-                        dead_lettered += 1;
-                        let dlq = TopicsConfig::dlq_with_suffix(record.topic, &options.dlq_suffix);
-                        tracing::warn!(
-                            topic = record.topic,
-                            partition = record.partition,
-                            offset = record.offset,
-                            dlq = %dlq,
-                            dead_lettered,
-                            error = %poison.reason,
-                            "record sent to dead-letter topic"
-                        );
-                        Handled::publish(vec![dead_letter(&record, &dlq, &poison, &options.group_id)])
-                    }
-                };
+                let handled = handle_or_dead_letter(&mut handler, &record, options, &mut dead_lettered);
                 let mut deliveries = Vec::with_capacity(handled.records.len());
                 for out in handled.records {
                     let first = enqueue(producer, &out).await;
@@ -267,6 +287,33 @@ pub async fn run<H: Handler>(
         Err(e) => tracing::warn!(error = %e, "final offset commit failed"),
     }
     Ok(())
+}
+
+/// The handler's outputs for a record, or — for a record it refuses — a copy of it for the
+/// input topic's dead-letter topic.
+pub(crate) fn handle_or_dead_letter<H: Handler>(
+    handler: &mut H,
+    record: &InRecord<'_>,
+    options: &LoopOptions,
+    dead_lettered: &mut u64,
+) -> Handled {
+    match handler.handle(record) {
+        Ok(handled) => handled,
+        Err(poison) => {
+            *dead_lettered += 1;
+            let dlq = TopicsConfig::dlq_with_suffix(record.topic, &options.dlq_suffix);
+            tracing::warn!(
+                topic = record.topic,
+                partition = record.partition,
+                offset = record.offset,
+                dlq = %dlq,
+                dead_lettered = *dead_lettered,
+                error = %poison.reason,
+                "record sent to dead-letter topic"
+            );
+            Handled::publish(vec![dead_letter(record, &dlq, &poison, &options.group_id)])
+        }
+    }
 }
 
 fn store(consumer: &Consumer, topic: &str, partition: i32, offset: i64) {
