@@ -174,7 +174,8 @@ async fn exactly_once_mode_kill_9_of_fraud_gives_no_duplicate_verdict() {
         &sent,
         || notification.log_events(),
         &mesh.audit_file,
-        WAIT,
+        // Long enough for every verdict; notification may never complete here (see below).
+        Duration::from_secs(30),
     )
     .await;
     eprintln!("ledger after kill -9 of fraud in exactly-once mode: {report}");
