@@ -159,9 +159,7 @@ async fn exactly_once_mode_kill_9_of_fraud_gives_no_duplicate_verdict() {
     let total = 6_000;
     let driver = Driver::start(&mesh.api_url, total, 400, 32);
     for round in 1..=3 {
-        driver
-            .wait_accepted(round * total / 4, Duration::from_secs(30))
-            .await;
+        driver.wait_accepted(round * total / 4, WAIT).await;
         mesh.frauds[0].kill();
         tokio::time::sleep(Duration::from_millis(300)).await;
         restart(&mut mesh.frauds[0]).await;
