@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::ClientContext;
-use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::config::{ClientConfig, FromClientConfigAndContext, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::FutureProducer;
@@ -110,6 +110,12 @@ pub type Consumer = StreamConsumer<Context>;
 
 /// The base client configuration: servers, security and the passthrough properties.
 pub fn client_config(k: &KafkaConfig) -> ClientConfig {
+    with_settings(k, &[])
+}
+
+/// Connection settings, then `settings`, then the user's passthrough properties, which win
+/// over every default set here.
+fn with_settings(k: &KafkaConfig, settings: &[(&str, &str)]) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &k.bootstrap_servers)
         .set("security.protocol", k.security_protocol.as_str())
@@ -122,32 +128,39 @@ pub fn client_config(k: &KafkaConfig) -> ClientConfig {
     if let Some(ca) = &k.ssl_ca_location {
         c.set("ssl.ca.location", ca.display().to_string());
     }
-    apply_passthrough(&mut c, k);
-    c
-}
-
-/// The user's passthrough properties win over every default we set, so they are applied last.
-fn apply_passthrough(c: &mut ClientConfig, k: &KafkaConfig) {
+    for (key, value) in settings {
+        c.set(*key, *value);
+    }
     for (key, value) in &k.properties {
         c.set(key, value);
     }
+    c
 }
+
+fn build<T: FromClientConfigAndContext<Context>>(
+    k: &KafkaConfig,
+    settings: &[(&str, &str)],
+) -> Result<T, StartupError> {
+    with_settings(k, settings)
+        .create_with_context(Context::default())
+        .map_err(StartupError::Client)
+}
+
+/// Every producer: no duplicates on retry, acknowledged by all in-sync replicas, batched.
+const PRODUCER: [(&str, &str); 4] = [
+    ("enable.idempotence", "true"),
+    ("acks", "all"),
+    ("linger.ms", "5"),
+    ("compression.type", "lz4"),
+];
 
 /// An idempotent, `acks=all` producer. `message_timeout` bounds how long a record may wait for
 /// acknowledgement before its delivery future fails.
 pub fn producer(k: &KafkaConfig, message_timeout: Duration) -> Result<Producer, StartupError> {
-    let mut c = client_config(k);
-    c.set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "5")
-        .set("compression.type", "lz4")
-        .set(
-            "message.timeout.ms",
-            message_timeout.as_millis().to_string(),
-        );
-    apply_passthrough(&mut c, k);
-    c.create_with_context(Context::default())
-        .map_err(StartupError::Client)
+    let timeout = message_timeout.as_millis().to_string();
+    let mut settings = PRODUCER.to_vec();
+    settings.push(("message.timeout.ms", &timeout));
+    build(k, &settings)
 }
 
 /// A transactional producer (exactly-once mode): idempotent, `acks=all`, with a
@@ -157,16 +170,12 @@ pub fn transactional_producer(
     k: &KafkaConfig,
     transactional_id: &str,
 ) -> Result<Producer, StartupError> {
-    let mut c = client_config(k);
-    c.set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "5")
-        .set("compression.type", "lz4")
-        .set("transactional.id", transactional_id)
-        .set("transaction.timeout.ms", "60000");
-    apply_passthrough(&mut c, k);
-    c.create_with_context(Context::default())
-        .map_err(StartupError::Client)
+    let mut settings = PRODUCER.to_vec();
+    settings.extend([
+        ("transactional.id", transactional_id),
+        ("transaction.timeout.ms", "60000"),
+    ]);
+    build(k, &settings)
 }
 
 /// A group consumer whose offsets are stored by hand after the outputs of each record were
@@ -186,54 +195,51 @@ fn group_consumer(
     group_id: &str,
     auto_commit: bool,
 ) -> Result<Consumer, StartupError> {
-    let mut c = client_config(k);
-    c.set("group.id", group_id)
-        .set("enable.auto.commit", auto_commit.to_string())
-        .set("enable.auto.offset.store", "false")
+    let mut settings = vec![
+        ("group.id", group_id),
+        (
+            "enable.auto.commit",
+            if auto_commit { "true" } else { "false" },
+        ),
+        ("enable.auto.offset.store", "false"),
         // Commit stored offsets every second: fewer replays after a crash or a coordinator move.
-        .set("auto.commit.interval.ms", "1000")
+        ("auto.commit.interval.ms", "1000"),
         // Never see records of aborted (or still open) transactions.
-        .set("isolation.level", "read_committed")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false")
+        ("isolation.level", "read_committed"),
+        ("auto.offset.reset", "earliest"),
+        ("enable.partition.eof", "false"),
         // A crashed member's partitions move to the others after 10 s instead of 45 s
         // (Confluent Cloud accepts 6–300 s).
-        .set("session.timeout.ms", "10000")
-        .set("heartbeat.interval.ms", "2000");
+        ("session.timeout.ms", "10000"),
+        ("heartbeat.interval.ms", "2000"),
+    ];
     if let Some(id) = &k.group_instance_id {
-        c.set("group.instance.id", id);
+        settings.push(("group.instance.id", id));
     }
-    apply_passthrough(&mut c, k);
-    c.create_with_context(Context::default())
-        .map_err(StartupError::Client)
+    build(k, &settings)
 }
 
 /// A consumer without a group, for reading topics from the beginning (the API's read model,
 /// tests). Nothing is committed.
 pub fn reader(k: &KafkaConfig) -> Result<Consumer, StartupError> {
-    let mut c = client_config(k);
-    c.set(
-        "group.id",
-        format!("pedidos-reader-{}", uuid::Uuid::new_v4()),
+    let group = format!("pedidos-reader-{}", uuid::Uuid::new_v4());
+    build(
+        k,
+        &[
+            ("group.id", &group),
+            ("enable.auto.commit", "false"),
+            ("isolation.level", "read_committed"),
+            ("auto.offset.reset", "earliest"),
+            ("enable.partition.eof", "false"),
+        ],
     )
-    .set("enable.auto.commit", "false")
-    .set("auto.offset.reset", "earliest")
-    .set("enable.partition.eof", "false");
-    apply_passthrough(&mut c, k);
-    c.create_with_context(Context::default())
-        .map_err(StartupError::Client)
 }
 
 /// Waits until the cluster answers a metadata request, or fails with what the broker said.
 /// Runs the blocking librdkafka calls off the async runtime.
 pub async fn check_connectivity(k: &KafkaConfig) -> Result<(), StartupError> {
-    let client: rdkafka::consumer::BaseConsumer<Context> = {
-        let mut c = client_config(k);
-        // A quiet probe: its own reconnect attempts would otherwise spam the log.
-        c.set("log_level", "3");
-        c.create_with_context(Context::default())
-            .map_err(StartupError::Client)?
-    };
+    // A quiet probe: its own reconnect attempts would otherwise spam the log.
+    let client: rdkafka::consumer::BaseConsumer<Context> = build(k, &[("log_level", "3")])?;
     let k = k.clone();
     tokio::task::spawn_blocking(move || probe(&client, &k))
         .await
@@ -306,9 +312,7 @@ fn is_permanent_tls_failure(code: RDKafkaErrorCode, reason: &str) -> bool {
 
 /// Creates every topic the mesh uses that does not exist yet. Creating again is a no-op.
 pub async fn ensure_topics(k: &KafkaConfig, topics: &TopicsConfig) -> Result<(), StartupError> {
-    let admin: AdminClient<Context> = client_config(k)
-        .create_with_context(Context::default())
-        .map_err(StartupError::Client)?;
+    let admin: AdminClient<Context> = build(k, &[])?;
     let wanted = topics.all();
     let existing: Vec<String> = {
         let metadata = admin
@@ -368,4 +372,81 @@ pub async fn ensure_topics(k: &KafkaConfig, topics: &TopicsConfig) -> Result<(),
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Secret, SecurityProtocol};
+
+    fn confluent() -> KafkaConfig {
+        KafkaConfig {
+            bootstrap_servers: "pkc-1.confluent.cloud:9092".into(),
+            security_protocol: SecurityProtocol::SaslSsl,
+            sasl_username: "KEY".into(),
+            sasl_password: Secret::new("SECRET"),
+            ssl_ca_location: Some("/etc/ssl/certs/ca-certificates.crt".into()),
+            ..KafkaConfig::default()
+        }
+    }
+
+    #[test]
+    fn confluent_cloud_settings_map_onto_librdkafka_keys() {
+        let c = client_config(&confluent());
+        assert_eq!(
+            c.get("bootstrap.servers"),
+            Some("pkc-1.confluent.cloud:9092")
+        );
+        assert_eq!(c.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(c.get("sasl.mechanisms"), Some("PLAIN"));
+        assert_eq!(c.get("sasl.username"), Some("KEY"));
+        assert_eq!(c.get("sasl.password"), Some("SECRET"));
+        assert_eq!(
+            c.get("ssl.ca.location"),
+            Some("/etc/ssl/certs/ca-certificates.crt")
+        );
+    }
+
+    #[test]
+    fn plaintext_sets_no_sasl_keys() {
+        let c = client_config(&KafkaConfig::default());
+        assert_eq!(c.get("security.protocol"), Some("PLAINTEXT"));
+        assert_eq!(c.get("sasl.username"), None);
+        assert_eq!(c.get("sasl.password"), None);
+    }
+
+    #[test]
+    fn passthrough_properties_win_over_defaults() {
+        let mut k = KafkaConfig::default();
+        k.properties.insert("linger.ms".into(), "50".into());
+        k.properties
+            .insert("session.timeout.ms".into(), "30000".into());
+        let producer = with_settings(&k, &PRODUCER);
+        assert_eq!(producer.get("linger.ms"), Some("50"));
+        assert_eq!(producer.get("acks"), Some("all"));
+        assert_eq!(producer.get("enable.idempotence"), Some("true"));
+        let consumer = with_settings(&k, &[("session.timeout.ms", "10000")]);
+        assert_eq!(consumer.get("session.timeout.ms"), Some("30000"));
+    }
+
+    #[test]
+    fn authentication_failures_are_told_apart_from_outages() {
+        assert!(is_auth_failure(
+            Code::Authentication,
+            "SASL authentication error: Authentication failed: Invalid username or password"
+        ));
+        assert!(is_auth_failure(Code::SaslAuthenticationFailed, "x"));
+        assert!(!is_auth_failure(
+            Code::AllBrokersDown,
+            "1/1 brokers are down"
+        ));
+        assert!(is_permanent_tls_failure(
+            Code::SSL,
+            "SSL handshake failed: error:0A000086:SSL routines::certificate verify failed"
+        ));
+        assert!(!is_permanent_tls_failure(
+            Code::BrokerTransportFailure,
+            "Connection refused"
+        ));
+    }
 }
