@@ -79,10 +79,19 @@ fn quantidade(object: &Map<String, Value>) -> Result<u32, FieldError> {
 fn valor(object: &Map<String, Value>) -> Result<Decimal, FieldError> {
     // A JSON number arrives as the shortest text that round-trips its f64; every valid price
     // (at most 2 decimals, at most 1e9) has fewer than 15 significant digits, so that text is
-    // exactly what the client wrote. A string is taken as written.
+    // exactly what the client wrote. A string is taken as written, and must be a plain decimal
+    // (what the OpenAPI document's pattern for it says: `http::VALOR_PATTERN`).
     let text = match required(object, "valor")? {
         Value::Number(n) => n.to_string(),
-        Value::String(s) => s.trim().to_string(),
+        Value::String(s) if is_plain_decimal(s) => s.clone(),
+        Value::String(s) => {
+            return Err(FieldError::new(
+                "valor",
+                format!(
+                "must be a decimal number with at most 2 decimal places, like \"19.90\"; got {s:?}"
+            ),
+            ))
+        }
         _ => {
             return Err(FieldError::new(
                 "valor",
@@ -97,6 +106,21 @@ fn valor(object: &Map<String, Value>) -> Result<Decimal, FieldError> {
     let mut valor = valor.normalize();
     valor.rescale(validation::MAX_VALOR_DECIMALS);
     Ok(valor)
+}
+
+/// Digits, then optionally a point and 1 or 2 digits; no sign, exponent, white space or
+/// leading zero (`0.5` is fine, `00.5` is not).
+fn is_plain_decimal(s: &str) -> bool {
+    let (whole, cents) = match s.split_once('.') {
+        Some((whole, cents)) => (whole, Some(cents)),
+        None => (s, None),
+    };
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    let cents_ok = match cents {
+        None => true,
+        Some(c) => digits(c) && c.len() <= validation::MAX_VALOR_DECIMALS as usize,
+    };
+    digits(whole) && (whole == "0" || !whole.starts_with('0')) && cents_ok
 }
 
 #[cfg(test)]
@@ -204,6 +228,57 @@ mod tests {
         assert_eq!(rejected(with("valor", json!("abc"))).field, "valor");
         assert_eq!(rejected(with("valor", json!(true))).field, "valor");
         assert_eq!(rejected(with("valor", json!(1e12))).field, "valor");
+    }
+
+    /// Strings are held to exactly what `http::VALOR_PATTERN` documents.
+    #[test]
+    fn valor_strings_are_plain_decimals_within_range() {
+        for ok in [
+            "0.01",
+            "0.1",
+            "0.10",
+            "0.99",
+            "1",
+            "19.9",
+            "19.90",
+            "999999999.99",
+            "1000000000",
+            "1000000000.0",
+            "1000000000.00",
+        ] {
+            let parsed = parse_new_order(&with("valor", json!(ok)));
+            assert!(parsed.is_ok(), "{ok}: {parsed:?}");
+        }
+        for bad in [
+            "",
+            "0",
+            "0.0",
+            "0.00",
+            "00.5",
+            "019.90",
+            "1.",
+            ".5",
+            "1.005",
+            "1.500",
+            "+1",
+            "-1",
+            "1e3",
+            " 1",
+            "1 ",
+            "1_000",
+            "1,50",
+            "1000000000.01",
+            "1000000001",
+            "NaN",
+            "٣",
+        ] {
+            assert_eq!(rejected(with("valor", json!(bad))).field, "valor", "{bad}");
+        }
+        assert_eq!(
+            validation::MAX_VALOR,
+            Decimal::from(1_000_000_000),
+            "http::VALOR_PATTERN spells this maximum out"
+        );
     }
 
     #[test]

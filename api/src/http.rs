@@ -4,16 +4,19 @@ use std::borrow::Cow;
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, SubsecRound, Utc};
+use poem::endpoint::make_sync;
 use poem::http::StatusCode;
-use poem::{Endpoint, EndpointExt, IntoResponse, Response, Route};
+use poem::web::Html;
+use poem::{get, Endpoint, EndpointExt, IntoResponse, Response, Route};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
-use poem_openapi::registry::{MetaSchemaRef, Registry};
-use poem_openapi::types::{ParseFromJSON, ParseResult, ToJSON, Type};
+use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
+use poem_openapi::types::{ParseFromJSON, ParseFromParameter, ParseResult, ToJSON, Type};
 use poem_openapi::{ApiResponse, Object, OpenApi, OpenApiService};
+use rust_decimal::prelude::ToPrimitive;
 use serde_json::Value;
 use shared::events::{Order, StatusEvent};
-use shared::validation::FieldError;
+use shared::validation::{self, FieldError};
 use uuid::Uuid;
 
 use crate::body::{parse_new_order, NewOrder};
@@ -55,23 +58,76 @@ impl ErrorBody {
     }
 }
 
-/// Request body of `POST /pedidos` (documentation of the accepted shape).
-#[derive(Debug, Object)]
-#[oai(rename = "PedidoNovo")]
-struct PedidoNovoSchema {
-    /// Customer name (1–100 characters).
-    #[oai(validator(min_length = 1, max_length = 100))]
-    usuario: String,
-    /// Product name (1–100 characters).
-    #[oai(validator(min_length = 1, max_length = 100))]
-    produto: String,
-    /// How many units (at least 1).
-    #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
-    quantidade: u32,
-    /// Unit price, greater than 0 with at most 2 decimal places. A JSON number (`19.9`) or a
-    /// decimal string (`"19.90"`); it is kept exact, never rounded through a binary float.
-    #[oai(validator(minimum(value = "0.01"), maximum(value = "1000000000")))]
-    valor: f64,
+/// `usuario` and `produto`: no control character, and at least one character that is neither
+/// white space nor control (the API trims the text, and refuses it empty). The white space is
+/// Rust's `char::is_whitespace`, spelled out so every regex dialect reads it alike.
+const TEXT_PATTERN: &str = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$";
+
+/// `valor` as a string: a plain decimal, no sign, exponent, leading zero or white space, at
+/// most 2 decimals, from 0.01 to 1000000000 (`body::parse_new_order` accepts exactly these).
+pub const VALOR_PATTERN: &str =
+    r"^([1-9][0-9]{0,8}(\.[0-9]{1,2})?|0\.(0[1-9]|[1-9][0-9]?)|1000000000(\.00?)?)$";
+
+/// The documented shape of the `POST /pedidos` body. Written by hand because `valor` is one
+/// of two types; `additionalProperties: false` is added to the document by [`documents`].
+fn pedido_novo_schema() -> MetaSchema {
+    fn inline(schema: MetaSchema) -> MetaSchemaRef {
+        MetaSchemaRef::Inline(Box::new(schema))
+    }
+    let text = |description| MetaSchema {
+        description: Some(description),
+        min_length: Some(1),
+        max_length: Some(validation::MAX_TEXT_CHARS),
+        pattern: Some(TEXT_PATTERN.into()),
+        ..MetaSchema::new("string")
+    };
+    let max_valor = validation::MAX_VALOR
+        .to_f64()
+        .expect("MAX_VALOR fits an f64");
+    MetaSchema {
+        description: Some("An order to place. No other field is accepted."),
+        required: vec!["usuario", "produto", "quantidade", "valor"],
+        properties: vec![
+            ("usuario", inline(text("Customer name (1–100 characters)."))),
+            ("produto", inline(text("Product name (1–100 characters)."))),
+            (
+                "quantidade",
+                inline(MetaSchema {
+                    description: Some("How many units."),
+                    minimum: Some(1.0),
+                    maximum: Some(validation::MAX_QUANTIDADE.into()),
+                    ..MetaSchema::new_with_format("integer", "int32")
+                }),
+            ),
+            (
+                "valor",
+                inline(MetaSchema {
+                    description: Some(
+                        "Unit price, from 0.01 to 1000000000 with at most 2 decimal places: a JSON \
+                         number (`19.9`) or a decimal string (`\"19.90\"`). Kept exact, never \
+                         rounded through a binary float.",
+                    ),
+                    one_of: vec![
+                        inline(MetaSchema {
+                            minimum: Some(0.01),
+                            maximum: Some(max_valor),
+                            multiple_of: Some(0.01),
+                            ..MetaSchema::new("number")
+                        }),
+                        inline(MetaSchema {
+                            pattern: Some(VALOR_PATTERN.into()),
+                            ..MetaSchema::new("string")
+                        }),
+                    ],
+                    ..MetaSchema::ANY
+                }),
+            ),
+        ],
+        example: Some(serde_json::json!({
+            "usuario": "ana", "produto": "livro", "quantidade": 2, "valor": 19.9
+        })),
+        ..MetaSchema::new("object")
+    }
 }
 
 /// The parsed `POST /pedidos` body: the field-by-field verdict of [`parse_new_order`], so a
@@ -84,13 +140,13 @@ impl Type for PedidoNovo {
     type RawElementValueType = Self;
 
     fn name() -> Cow<'static, str> {
-        PedidoNovoSchema::name()
+        "PedidoNovo".into()
     }
     fn schema_ref() -> MetaSchemaRef {
-        PedidoNovoSchema::schema_ref()
+        MetaSchemaRef::Reference(Self::name().into_owned())
     }
     fn register(registry: &mut Registry) {
-        PedidoNovoSchema::register(registry)
+        registry.create_schema::<Self, _>(Self::name().into_owned(), |_| pedido_novo_schema());
     }
     fn as_raw_value(&self) -> Option<&Self> {
         Some(self)
@@ -103,6 +159,38 @@ impl Type for PedidoNovo {
 impl ParseFromJSON for PedidoNovo {
     fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
         Ok(Self(parse_new_order(&value.unwrap_or_default())))
+    }
+}
+
+/// The `{id}` of `/pedidos/{id}`: documented as a UUID, checked by the handler so that a bad
+/// one gets a 400 naming `id` (poem-openapi's own error would name it `param0`).
+pub struct PedidoId(Option<Uuid>);
+
+impl Type for PedidoId {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> Cow<'static, str> {
+        Uuid::name()
+    }
+    fn schema_ref() -> MetaSchemaRef {
+        Uuid::schema_ref()
+    }
+    fn register(registry: &mut Registry) {
+        Uuid::register(registry)
+    }
+    fn as_raw_value(&self) -> Option<&Self> {
+        Some(self)
+    }
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self> + 'a> {
+        Box::new(self.as_raw_value().into_iter())
+    }
+}
+
+impl ParseFromParameter for PedidoId {
+    fn parse_from_parameter(value: &str) -> ParseResult<Self> {
+        Ok(Self(Uuid::parse_str(value).ok()))
     }
 }
 
@@ -319,8 +407,8 @@ impl PedidosApi {
 
     /// An order's current status and history.
     #[oai(path = "/pedidos/:id", method = "get")]
-    async fn get(&self, id: Path<String>) -> GetResponse {
-        let Ok(id) = Uuid::parse_str(&id.0) else {
+    async fn get(&self, id: Path<PedidoId>) -> GetResponse {
+        let Some(id) = id.0 .0 else {
             return GetResponse::BadRequest(Json(
                 ErrorBody::new("invalid_id", "the order id must be a UUID")
                     .field("id", "must be a UUID"),
@@ -340,12 +428,15 @@ impl PedidosApi {
     async fn list(
         &self,
         /// How many to skip (default 0).
+        #[oai(validator(minimum(value = "0"), maximum(value = "1000000000")))]
         offset: Query<Option<u64>>,
         /// Page size, 1–200 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<u64>>,
     ) -> ListResponse {
         let offset = offset.0.unwrap_or(0);
         let limit = limit.0.unwrap_or(20);
+        // Checked by the validator above already (a 400 from `json_error`); kept for clarity.
         if !(1..=200).contains(&limit) {
             return ListResponse::BadRequest(Json(
                 ErrorBody::new("invalid_parameter", "limit must be between 1 and 200")
@@ -384,14 +475,105 @@ pub fn app(api: PedidosApi, max_body_bytes: usize) -> impl Endpoint {
     // No `servers` entry: Swagger UI then calls whatever origin it was loaded from.
     let service = OpenApiService::new(api, "pedidos", env!("CARGO_PKG_VERSION"))
         .description("Orders in, verdicts out: the HTTP entry of the pedidos Kafka mesh.");
-    let spec = service.spec_endpoint();
-    let docs = service.swagger_ui();
+    let (spec, docs) = documents(&service);
+    let allowed = Arc::new(AllowedMethods::from_spec(&spec));
+    let spec = serde_json::to_string_pretty(&spec).expect("a JSON value serializes");
     Route::new()
         .nest("/", service)
-        .nest("/docs", docs)
-        .at("/openapi.json", spec)
+        .at("/docs", get(make_sync(move |_| Html(docs.clone()))))
+        .at(
+            "/openapi.json",
+            get(make_sync(move |_| {
+                Response::builder()
+                    .content_type("application/json")
+                    .body(spec.clone())
+            })),
+        )
         .around(move |ep, req| limit_body(ep, req, max_body_bytes))
         .catch_all_error(|e| async move { json_error(e) })
+        .around(move |ep, req| allow_header(ep, req, allowed.clone()))
+}
+
+/// The OpenAPI document and the Swagger UI page showing it, with what poem-openapi cannot
+/// express added: `PedidoNovo` forbids other properties (the parser refuses unknown fields,
+/// and the document must say so, or clients and Schemathesis take extras for valid).
+fn documents(service: &OpenApiService<PedidosApi, ()>) -> (Value, String) {
+    let generated = service.spec();
+    let mut spec: Value = serde_json::from_str(&generated).expect("poem-openapi writes JSON");
+    let body = &mut spec["components"]["schemas"]["PedidoNovo"];
+    assert!(body.is_object(), "the PedidoNovo schema is in the document");
+    body["additionalProperties"] = Value::Bool(false);
+    let patched = serde_json::to_string_pretty(&spec).expect("a JSON value serializes");
+    // The page embeds the document as it was generated: swap in the completed one.
+    let page = service.swagger_ui_html();
+    assert!(page.contains(&generated), "Swagger UI embeds the document");
+    (spec, page.replacen(&generated, &patched, 1))
+}
+
+/// Which methods each documented path answers, for the `Allow` header of a 405.
+struct AllowedMethods(Vec<(Vec<String>, String)>);
+
+impl AllowedMethods {
+    fn from_spec(spec: &Value) -> Self {
+        let mut routes = vec![
+            (segments("/docs"), "GET, HEAD".to_string()),
+            (segments("/openapi.json"), "GET, HEAD".to_string()),
+        ];
+        for (path, operations) in spec["paths"].as_object().into_iter().flatten() {
+            let mut methods: Vec<String> = operations
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(method, _)| method.to_uppercase())
+                .collect();
+            if methods.iter().any(|m| m == "GET") {
+                methods.push("HEAD".into()); // poem answers HEAD wherever GET is routed
+            }
+            routes.push((segments(path), methods.join(", ")));
+        }
+        Self(routes)
+    }
+
+    /// The methods of the route matching `path` (a `{parameter}` matches any one segment).
+    fn of(&self, path: &str) -> Option<&str> {
+        let wanted = segments(path);
+        self.0
+            .iter()
+            .find(|(template, _)| {
+                template.len() == wanted.len()
+                    && template.iter().zip(&wanted).all(|(t, w)| {
+                        (t.starts_with('{') && t.ends_with('}') && !w.is_empty()) || t == w
+                    })
+            })
+            .map(|(_, methods)| methods.as_str())
+    }
+}
+
+fn segments(path: &str) -> Vec<String> {
+    path.trim_end_matches('/')
+        .split('/')
+        .map(str::to_string)
+        .collect()
+}
+
+/// A 405 says which methods the resource does answer (RFC 9110 requires `Allow`).
+async fn allow_header<E: Endpoint>(
+    ep: Arc<E>,
+    req: poem::Request,
+    allowed: Arc<AllowedMethods>,
+) -> poem::Result<Response> {
+    let path = req.uri().path().to_string();
+    let mut response = ep.call(req).await?.into_response();
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+        if let Some(methods) = allowed.of(&path) {
+            if let Ok(value) = poem::http::HeaderValue::from_str(methods) {
+                response
+                    .headers_mut()
+                    .insert(poem::http::header::ALLOW, value);
+            }
+        }
+    }
+    Ok(response)
 }
 
 /// Rejects bodies over `max` with 413, whether announced by `Content-Length` or streamed

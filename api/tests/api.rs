@@ -431,6 +431,79 @@ async fn swagger_ui_and_spec_are_served() {
     for status in ["202", "400", "413", "415", "422", "503"] {
         assert!(responses[status].is_object(), "POST documents {status}");
     }
+    // The body schema says everything the parser enforces, so generated clients (and
+    // Schemathesis) send only what is accepted.
+    let body = &spec["components"]["schemas"]["PedidoNovo"];
+    assert_eq!(body["additionalProperties"], false, "{body}");
+    assert_eq!(body["required"].as_array().map(Vec::len), Some(4), "{body}");
+    let valor = &body["properties"]["valor"]["oneOf"];
+    assert_eq!(valor[0]["type"], "number", "{valor}");
+    assert_eq!(valor[0]["multipleOf"], 0.01, "{valor}");
+    assert_eq!(valor[1]["type"], "string", "{valor}");
+    assert!(valor[1]["pattern"].is_string(), "{valor}");
+    let id = &spec["paths"]["/pedidos/{id}"]["get"]["parameters"][0]["schema"];
+    assert_eq!(id["format"], "uuid", "{id}");
+    // Swagger UI shows the same, completed document.
+    let html = api.get("/docs").await.text().await.unwrap();
+    assert!(html.contains(r#""additionalProperties": false"#));
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_is_json_and_405_says_what_is_allowed() {
+    let broker = Broker::start();
+    let api = TestApi::start(&config(&broker)).await;
+
+    for (path, field) in [
+        ("/pedidos?limit=0", "limit"),
+        ("/pedidos?limit=201", "limit"),
+        ("/pedidos?offset=-1", "offset"),
+        ("/pedidos?offset=abc", "offset"),
+        ("/pedidos/not-a-uuid", "id"),
+    ] {
+        let response = api.get(path).await;
+        assert_eq!(response.status(), 400, "{path}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["field"], field, "{path}: {error}");
+    }
+
+    for (method, path, allowed) in [
+        (reqwest::Method::DELETE, "/pedidos", vec!["GET", "POST"]),
+        (
+            reqwest::Method::PUT,
+            "/pedidos/0e3bb516-f251-49ef-bbbb-89d033610932",
+            vec!["GET"],
+        ),
+        (reqwest::Method::POST, "/health", vec!["GET"]),
+    ] {
+        let response = api
+            .client
+            .request(method.clone(), format!("{}{path}", api.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405, "{method} {path}");
+        let allow = response.headers()["allow"].to_str().unwrap().to_string();
+        let listed: Vec<&str> = allow.split(", ").collect();
+        for method in &allowed {
+            assert!(listed.contains(method), "{path}: Allow: {allow}");
+        }
+        assert!(!listed.contains(&"DELETE"), "{path}: Allow: {allow}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"], "method_not_allowed");
+    }
+    // HEAD, listed with GET, is answered.
+    let head = api
+        .client
+        .head(format!("{}/health", api.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+
+    let unknown = api.get("/nowhere").await;
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(unknown.json::<Value>().await.unwrap()["error"], "not_found");
     api.stop().await;
 }
 
