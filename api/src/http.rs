@@ -2,9 +2,11 @@
 
 use std::borrow::Cow;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use poem::endpoint::make_sync;
+use poem::error::ReadBodyError;
 use poem::http::StatusCode;
 use poem::web::Html;
 use poem::{get, Endpoint, EndpointExt, IntoResponse, Response, Route};
@@ -304,7 +306,7 @@ struct Health {
     pedidos: u64,
 }
 
-// 400, 413 and 415 are raised before the handler runs and answered by `json_error`; they are
+// 400, 408, 413 and 415 are raised before the handler runs and answered by `json_error`; they are
 // listed here so the OpenAPI document tells clients about them.
 #[allow(dead_code)]
 #[derive(ApiResponse)]
@@ -312,7 +314,7 @@ enum CreateResponse {
     /// Accepted: the order and its `Analise` event are on the broker.
     #[oai(status = 202)]
     Accepted(Json<Pedido>, #[oai(header = "Location")] String),
-    /// Malformed JSON.
+    /// Malformed JSON (or a malformed chunked body).
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
     /// Body larger than `api.max_body_bytes`.
@@ -321,6 +323,9 @@ enum CreateResponse {
     /// Content type is not `application/json`.
     #[oai(status = 415)]
     UnsupportedMediaType(Json<ErrorBody>),
+    /// The body did not arrive within the server's body timeout (10 s).
+    #[oai(status = 408)]
+    RequestTimeout(Json<ErrorBody>),
     /// A field is missing or breaks a rule; `field` and `rule` say which.
     #[oai(status = 422)]
     Invalid(Json<ErrorBody>),
@@ -471,7 +476,7 @@ impl PedidosApi {
 }
 
 /// The whole HTTP application: API, Swagger UI at `/docs`, spec at `/openapi.json`, JSON errors.
-pub fn app(api: PedidosApi, max_body_bytes: usize) -> impl Endpoint {
+pub fn app(api: PedidosApi, max_body_bytes: usize, body_timeout: Duration) -> impl Endpoint {
     // No `servers` entry: Swagger UI then calls whatever origin it was loaded from.
     let service = OpenApiService::new(api, "pedidos", env!("CARGO_PKG_VERSION"))
         .description("Orders in, verdicts out: the HTTP entry of the pedidos Kafka mesh.");
@@ -489,7 +494,7 @@ pub fn app(api: PedidosApi, max_body_bytes: usize) -> impl Endpoint {
                     .body(spec.clone())
             })),
         )
-        .around(move |ep, req| limit_body(ep, req, max_body_bytes))
+        .around(move |ep, req| read_body(ep, req, max_body_bytes, body_timeout))
         .catch_all_error(|e| async move { json_error(e) })
         .around(move |ep, req| allow_header(ep, req, allowed.clone()))
 }
@@ -576,28 +581,39 @@ async fn allow_header<E: Endpoint>(
     Ok(response)
 }
 
-/// Rejects bodies over `max` with 413, whether announced by `Content-Length` or streamed
-/// chunked (poem's `SizeLimit` only looks at the header, and demands it even on GET).
-async fn limit_body<E: Endpoint>(
+/// Reads the whole body before any handler runs, within `max` bytes and `timeout`: 413 when
+/// it is larger, whether announced by `Content-Length` or streamed chunked (poem's `SizeLimit`
+/// only looks at the header, and demands it even on GET); 408 when the client is too slow;
+/// 400 when the chunked framing is broken.
+async fn read_body<E: Endpoint>(
     ep: Arc<E>,
     mut req: poem::Request,
     max: usize,
+    timeout: Duration,
 ) -> poem::Result<Response> {
-    let too_large = || poem::Error::from_status(StatusCode::PAYLOAD_TOO_LARGE);
     let announced = req
         .headers()
         .get(poem::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    match announced {
-        Some(n) if n > max as u64 => return Err(too_large()),
-        Some(_) => {}
-        None => {
-            let body = req.take_body();
-            let bytes = body.into_bytes_limit(max).await.map_err(|_| too_large())?;
-            req.set_body(bytes);
-        }
+    if announced.is_some_and(|n| n > max as u64) {
+        return Err(poem::Error::from_status(StatusCode::PAYLOAD_TOO_LARGE));
     }
+    let body = req.take_body();
+    let bytes = match tokio::time::timeout(timeout, body.into_bytes_limit(max)).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(ReadBodyError::PayloadTooLarge)) => {
+            return Err(poem::Error::from_status(StatusCode::PAYLOAD_TOO_LARGE))
+        }
+        Ok(Err(e)) => {
+            return Err(poem::Error::from_string(
+                e.to_string(),
+                StatusCode::BAD_REQUEST,
+            ))
+        }
+        Err(_) => return Err(poem::Error::from_status(StatusCode::REQUEST_TIMEOUT)),
+    };
+    req.set_body(bytes);
     ep.call(req).await.map(IntoResponse::into_response)
 }
 
@@ -620,6 +636,15 @@ fn json_error(e: poem::Error) -> Response {
         ErrorBody::new("invalid_parameter", p.to_string()).field(p.name, p.reason.clone())
     } else if let Some(p) = e.downcast_ref::<ParsePathError>() {
         ErrorBody::new("invalid_parameter", p.to_string()).field(p.name, p.reason.clone())
+    } else if status == StatusCode::REQUEST_TIMEOUT {
+        ErrorBody::new("request_timeout", "the request body did not arrive in time")
+            .field("body", "must arrive within the body timeout")
+    } else if status == StatusCode::BAD_REQUEST {
+        ErrorBody::new(
+            "malformed_body",
+            format!("the request body is malformed: {e}"),
+        )
+        .field("body", "must be well-formed")
     } else if status == StatusCode::PAYLOAD_TOO_LARGE {
         ErrorBody::new("payload_too_large", "the request body is too large")
             .field("body", "must be at most api.max_body_bytes")

@@ -1,6 +1,7 @@
 //! The Pedidos API: `POST /pedidos` publishes an order; `GET /pedidos/{id}` answers its status.
 
 pub mod body;
+pub mod guard;
 pub mod http;
 pub mod orders;
 pub mod publisher;
@@ -15,6 +16,8 @@ use shared::config::Config;
 use shared::kafka::{self, StartupError};
 use tokio_util::sync::CancellationToken;
 
+use crate::guard::GuardedAcceptor;
+pub use crate::guard::HttpTimeouts;
 use crate::orders::OrderBook;
 use crate::publisher::Publisher;
 
@@ -37,6 +40,7 @@ pub struct Application {
     address: SocketAddr,
     api: http::PedidosApi,
     max_body_bytes: usize,
+    timeouts: HttpTimeouts,
     reader: tokio::task::JoinHandle<()>,
     reader_stop: CancellationToken,
 }
@@ -74,6 +78,7 @@ impl Application {
             address,
             api: http::PedidosApi { publisher, book },
             max_body_bytes: config.api.max_body_bytes,
+            timeouts: HttpTimeouts::default(),
             reader,
             reader_stop,
         })
@@ -83,12 +88,20 @@ impl Application {
         self.address
     }
 
+    /// How long the server waits on slow or silent clients (default: 10 s each).
+    #[must_use]
+    pub fn with_timeouts(mut self, timeouts: HttpTimeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
     /// Serves until `shutdown`, then lets in-flight requests finish (up to 10 s).
     pub async fn run_until(self, shutdown: CancellationToken) -> Result<(), ApiError> {
         let url = format!("http://{}", self.address);
         tracing::info!(docs = %format!("{url}/docs"), "pedidos API listening on {url}");
-        let app = http::app(self.api, self.max_body_bytes);
-        let served = poem::Server::new_with_acceptor(self.acceptor)
+        let app = http::app(self.api, self.max_body_bytes, self.timeouts.body);
+        let acceptor = GuardedAcceptor::new(self.acceptor, self.timeouts);
+        let served = poem::Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(
                 app,
                 shutdown.cancelled_owned(),

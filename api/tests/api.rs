@@ -428,7 +428,7 @@ async fn swagger_ui_and_spec_are_served() {
     assert!(spec["paths"]["/pedidos"]["post"].is_object());
     assert!(spec["paths"]["/pedidos/{id}"]["get"].is_object());
     let responses = &spec["paths"]["/pedidos"]["post"]["responses"];
-    for status in ["202", "400", "413", "415", "422", "503"] {
+    for status in ["202", "400", "408", "413", "415", "422", "503"] {
         assert!(responses[status].is_object(), "POST documents {status}");
     }
     // The body schema says everything the parser enforces, so generated clients (and

@@ -1,0 +1,367 @@
+//! The API under hostile or broken HTTP clients, over raw TCP against a real broker: silent,
+//! slow (slowloris) and garbage connections must neither block real clients nor stay open for
+//! ever, and bodies are bounded in size and in time, chunked or not.
+
+use std::time::{Duration, Instant};
+
+use api::HttpTimeouts;
+use serde_json::{json, Value};
+use testkit::Broker;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+/// Short deadlines, so the test sees them fire; production uses 10 s each.
+const TIMEOUTS: HttpTimeouts = HttpTimeouts {
+    head: Duration::from_secs(3),
+    body: Duration::from_secs(2),
+    write: Duration::from_secs(2),
+};
+
+/// Time allowed on top of a deadline before calling it missed (a loaded 2-core CI machine).
+const SLACK: Duration = Duration::from_secs(3);
+
+const MAX_BODY_BYTES: usize = 4_096;
+
+struct TestApi {
+    addr: std::net::SocketAddr,
+    url: String,
+    client: reqwest::Client,
+    stop: CancellationToken,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl TestApi {
+    async fn start(broker: &Broker) -> Self {
+        let mut config = broker.config();
+        config.api.publish_timeout_ms = 3_000;
+        config.api.max_body_bytes = MAX_BODY_BYTES;
+        let app = api::Application::build(&config)
+            .await
+            .expect("API starts")
+            .with_timeouts(TIMEOUTS);
+        let addr = app.address();
+        let stop = CancellationToken::new();
+        let token = stop.clone();
+        let server = tokio::spawn(async move {
+            app.run_until(token).await.expect("API serves");
+        });
+        Self {
+            addr,
+            url: format!("http://{addr}"),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+            stop,
+            server,
+        }
+    }
+
+    /// Posts an order with a fresh client connection; returns the status and how long it took.
+    async fn post_order(&self, n: usize) -> (u16, Duration) {
+        let started = Instant::now();
+        let response = self
+            .client
+            .post(format!("{}/pedidos", self.url))
+            .json(&json!({"usuario": format!("u{n}"), "produto": "livro", "quantidade": 1, "valor": "9.90"}))
+            .send()
+            .await
+            .expect("POST /pedidos answered");
+        (response.status().as_u16(), started.elapsed())
+    }
+
+    async fn health(&self) -> (u16, Duration) {
+        let started = Instant::now();
+        let response = self
+            .client
+            .get(format!("{}/health", self.url))
+            .send()
+            .await
+            .expect("GET /health answered");
+        (response.status().as_u16(), started.elapsed())
+    }
+
+    async fn connect(&self) -> TcpStream {
+        TcpStream::connect(self.addr).await.expect("connects")
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        tokio::time::timeout(Duration::from_secs(15), self.server)
+            .await
+            .expect("the server stops despite hostile connections")
+            .unwrap();
+    }
+}
+
+/// Everything the server sends until it closes the connection (or `limit` passes), and when
+/// the connection ended; `None` if it was still open at `limit`.
+async fn read_until_closed(
+    mut reader: impl AsyncReadExt + Unpin,
+    limit: Duration,
+) -> (Vec<u8>, Option<Duration>) {
+    let started = Instant::now();
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = limit.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, reader.read(&mut buf)).await {
+            Err(_) => return (received, None),
+            Ok(Ok(0)) | Ok(Err(_)) => return (received, Some(started.elapsed())),
+            Ok(Ok(n)) => received.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// The status code and the body of the first HTTP response in `bytes`.
+fn parse_response(bytes: &[u8]) -> (u16, Value) {
+    let text = String::from_utf8_lossy(bytes);
+    let status = text
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| serde_json::from_str(body).unwrap_or(Value::Null))
+        .unwrap_or(Value::Null);
+    (status, body)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attack {
+    /// Connects and sends nothing.
+    Silent,
+    /// Sends a request line and headers a byte at a time, never finishing.
+    Slowloris,
+    /// Sends bytes that are not HTTP (a TLS ClientHello, then noise).
+    Garbage,
+    /// Sends a complete head announcing a body, then only part of the body.
+    SlowBody,
+}
+
+const ATTACKS: [Attack; 4] = [
+    Attack::Silent,
+    Attack::Slowloris,
+    Attack::Garbage,
+    Attack::SlowBody,
+];
+
+/// Runs one hostile client; returns what the server sent and when it closed the connection.
+async fn attack(
+    stream: TcpStream,
+    kind: Attack,
+    seed: usize,
+    limit: Duration,
+) -> (Vec<u8>, Option<Duration>) {
+    let (reader, mut writer) = stream.into_split();
+    let writing = tokio::spawn(async move {
+        match kind {
+            Attack::Silent => {}
+            Attack::Slowloris => {
+                let head = format!(
+                    "POST /pedidos HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-{seed}: "
+                );
+                let dribble = head.bytes().chain(std::iter::repeat(b'a'));
+                // Never the blank line; stops when the server hangs up (or after 30 s).
+                for byte in dribble.take(100) {
+                    if writer.write_all(&[byte]).await.is_err() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+            }
+            Attack::Garbage => {
+                let mut bytes = vec![0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03];
+                let mut x = seed as u32 | 1;
+                bytes.extend((0..500).map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    x as u8
+                }));
+                let _ = writer.write_all(&bytes).await;
+            }
+            Attack::SlowBody => {
+                let request =
+                    "POST /pedidos HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                               Content-Length: 200\r\n\r\n{\"usuario\": \"slow";
+                let _ = writer.write_all(request.as_bytes()).await;
+            }
+        }
+        // Keep the write half open: dropping it would send FIN and end the attack early.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        drop(writer);
+    });
+    let result = read_until_closed(reader, limit).await;
+    writing.abort();
+    result
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_connections_neither_block_clients_nor_stay_open() {
+    let broker = Broker::start();
+    let api = TestApi::start(&broker).await;
+    // The producer's first record pays for its handshake: not what this test measures.
+    assert_eq!(api.post_order(0).await.0, 202);
+
+    const CONNECTIONS: usize = 200;
+    let limit = TIMEOUTS.head + TIMEOUTS.body + SLACK;
+    let mut attackers = Vec::new();
+    for i in 0..CONNECTIONS {
+        let kind = ATTACKS[i % ATTACKS.len()];
+        let stream = api.connect().await;
+        attackers.push((kind, tokio::spawn(attack(stream, kind, i, limit))));
+    }
+    let opened = Instant::now();
+
+    // While all of them hold a connection, real clients are served at once.
+    let (status, took) = api.post_order(1).await;
+    assert_eq!(status, 202, "POST during the attack");
+    assert!(
+        opened.elapsed() < TIMEOUTS.head,
+        "served while every attacker still held its connection"
+    );
+    assert!(took < Duration::from_secs(2), "POST took {took:?}");
+    for n in 2..=10 {
+        let (status, took) = api.post_order(n).await;
+        assert_eq!(status, 202, "POST during the attack");
+        assert!(took < Duration::from_secs(2), "POST took {took:?}");
+        let (status, took) = api.health().await;
+        assert_eq!(status, 200, "/health during the attack");
+        assert!(took < Duration::from_secs(1), "/health took {took:?}");
+    }
+
+    for (i, (kind, attacker)) in attackers.into_iter().enumerate() {
+        let (received, closed) = attacker.await.unwrap();
+        let closed =
+            closed.unwrap_or_else(|| panic!("{kind:?} connection {i} still open after {limit:?}"));
+        match kind {
+            Attack::Silent | Attack::Slowloris => {
+                assert!(
+                    received.is_empty(),
+                    "{kind:?}: {:?}",
+                    String::from_utf8_lossy(&received)
+                );
+                assert!(
+                    closed >= TIMEOUTS.head - Duration::from_millis(500)
+                        && closed < TIMEOUTS.head + SLACK,
+                    "{kind:?} connection {i} closed after {closed:?}, the head deadline is {:?}",
+                    TIMEOUTS.head
+                );
+            }
+            Attack::Garbage => {
+                assert_eq!(parse_response(&received).0, 400, "garbage gets a 400");
+                assert!(
+                    closed < SLACK,
+                    "garbage connection {i} closed after {closed:?}"
+                );
+            }
+            Attack::SlowBody => {
+                let (status, body) = parse_response(&received);
+                assert_eq!(status, 408, "a body that does not arrive gets a 408");
+                assert_eq!(body["error"], "request_timeout", "{body}");
+                assert_eq!(body["field"], "body", "{body}");
+                assert!(
+                    closed < TIMEOUTS.body + TIMEOUTS.head + SLACK,
+                    "slow-body connection {i} closed after {closed:?}"
+                );
+            }
+        }
+    }
+
+    // And the API is still fine afterwards.
+    assert_eq!(api.post_order(99).await.0, 202);
+    assert_eq!(api.health().await.0, 200);
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed_and_bodies_are_bounded_chunked_or_not() {
+    let broker = Broker::start();
+    let api = TestApi::start(&broker).await;
+
+    // A keep-alive connection left idle after its response is closed by the head deadline.
+    let mut stream = api.connect().await;
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (received, closed) = read_until_closed(&mut stream, TIMEOUTS.head + SLACK).await;
+    assert_eq!(parse_response(&received).0, 200);
+    let closed = closed.expect("an idle keep-alive connection is closed");
+    assert!(
+        closed >= TIMEOUTS.head - Duration::from_millis(500),
+        "closed after {closed:?}, before its head deadline"
+    );
+
+    // A body announced over the limit is refused before it is sent.
+    let mut stream = api.connect().await;
+    stream
+        .write_all(
+            b"POST /pedidos HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+              Content-Length: 1000000\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+        .await
+        .expect("answered without waiting for the body")
+        .unwrap();
+    let (status, body) = parse_response(&buf[..n]);
+    assert_eq!(status, 413);
+    assert_eq!(body["error"], "payload_too_large", "{body}");
+
+    // A chunked body is counted as it streams: over the limit is a 413 too.
+    let mut stream = api.connect().await;
+    let mut request = b"POST /pedidos HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                        Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        .to_vec();
+    let chunk = "a".repeat(1000);
+    for _ in 0..(MAX_BODY_BYTES / chunk.len() + 2) {
+        request.extend_from_slice(format!("{:x}\r\n{chunk}\r\n", chunk.len()).as_bytes());
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    stream.write_all(&request).await.unwrap();
+    let (received, _) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+    let (status, body) = parse_response(&received);
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["field"], "body", "{body}");
+
+    // A chunked body within the limit is an ordinary order.
+    let mut stream = api.connect().await;
+    let order = r#"{"usuario":"chunky","produto":"livro","quantidade":1,"valor":"5.00"}"#;
+    let (first, second) = order.split_at(20);
+    let request = format!(
+        "POST /pedidos HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+         {:x}\r\n{first}\r\n{:x}\r\n{second}\r\n0\r\n\r\n",
+        first.len(),
+        second.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let (received, _) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+    let (status, body) = parse_response(&received);
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["usuario"], "chunky");
+
+    // Broken chunked framing is a 400 with a JSON body, not a hang or a 5xx.
+    let mut stream = api.connect().await;
+    stream
+        .write_all(
+            b"POST /pedidos HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+              Transfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let (received, closed) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+    assert!(closed.is_some(), "closed");
+    if !received.is_empty() {
+        let (status, _) = parse_response(&received);
+        assert_eq!(status, 400, "{}", String::from_utf8_lossy(&received));
+    }
+
+    api.stop().await;
+}
