@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The project's test command (what CI runs): formatting, lints, a build of the daemons, then every
-# test of the workspace, the integration tests against real noida-db brokers.
+# The project's test command (what CI runs): formatting, lints, a build of the daemons, the API
+# against its own OpenAPI document (Schemathesis), then every test of the workspace, the
+# integration tests against real noida-db brokers.
 #
 # Usage: ./scripts/test.sh [extra `cargo test` arguments]
 #   e.g. ./scripts/test.sh -- --nocapture      ./scripts/test.sh -p fraud (only that crate's tests)
@@ -22,6 +23,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "daemon binaries (cargo build --bins), spawned by the end-to-end tests"
 cargo build --workspace --bins
+
+step "API contract (scripts/schemathesis.sh: property-based tests from /openapi.json)"
+scripts/schemathesis.sh
 
 # Every crate, unless the arguments pick packages (`--workspace` would override `-p`).
 scope=(--workspace)

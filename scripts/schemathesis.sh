@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Property-based API testing with Schemathesis (https://schemathesis.readthedocs.io): starts a
+# noida-db broker and the API binary on free ports, lets Schemathesis generate valid and invalid
+# requests from the API's own /openapi.json, and fails when any response breaks the document
+# (a 5xx, an undocumented status, a wrong content type or body, valid data rejected, invalid
+# data accepted). Part of ./scripts/test.sh; runs in about a minute on 2 cores.
+#
+# Schemathesis lives in a virtualenv under ${XDG_CACHE_HOME:-$HOME/.cache}/pedidos, installed on
+# first use (needs python3 with venv: Debian's python3-venv). The API binary is the debug build in
+# cargo's target directory (`cargo build --workspace --bins` first: a no-op when up to date).
+#
+# Usage: scripts/schemathesis.sh [extra `st run` arguments, e.g. --seed 1 or --max-examples 200]
+# Environment: SCHEMATHESIS_MAX_EXAMPLES (default 200 per operation and phase),
+#              PEDIDOS_NOIDA_DB (the broker binary; else scripts/install-broker.sh finds it),
+#              PEDIDOS_API_BIN (an API binary to test instead of building one).
+set -euo pipefail
+cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
+
+readonly VERSION=4.32.5
+readonly PYTHON=${PYTHON:-python3}
+readonly VENV="${XDG_CACHE_HOME:-$HOME/.cache}/pedidos/schemathesis-venv"
+readonly MAX_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-200}
+
+log() { printf 'schemathesis.sh: %s\n' "$*" >&2; }
+die() {
+  log "error: $*"
+  exit 1
+}
+
+# --- Schemathesis, in its own virtualenv ------------------------------------------------------
+if ! [[ -x $VENV/bin/st ]] || [[ $("$VENV/bin/st" --version 2>/dev/null) != "st, version $VERSION" ]]; then
+  log "installing schemathesis $VERSION into $VENV"
+  command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found (Debian: apt-get install python3 python3-venv)"
+  if [[ ! -x $VENV/bin/python ]]; then
+    mkdir -p -- "$(dirname -- "$VENV")"
+    "$PYTHON" -m venv "$VENV" >&2 || {
+      rm -rf -- "$VENV"
+      die "cannot create a virtualenv (Debian: apt-get install python3-venv)"
+    }
+  fi
+  "$VENV/bin/python" -m pip install --disable-pip-version-check --quiet "schemathesis==$VERSION" >&2
+  [[ $("$VENV/bin/st" --version) == "st, version $VERSION" ]] || die "schemathesis $VERSION did not install"
+fi
+
+# --- the broker and the API binaries ----------------------------------------------------------
+broker=$(scripts/install-broker.sh | tail -n 1)
+if [[ -n ${PEDIDOS_API_BIN:-} ]]; then
+  api_bin=$PEDIDOS_API_BIN
+else
+  target_dir=$(cargo metadata --format-version 1 --no-deps |
+    "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+  # The same build as ./scripts/test.sh's (a no-op after it; `-p api` alone could pick other
+  # dependency features and rebuild them).
+  cargo build --quiet --workspace --bins
+  api_bin=$target_dir/debug/api
+fi
+[[ -x $api_bin ]] || die "no API binary at $api_bin"
+
+free_port() {
+  "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Polls until `$1` succeeds, for at most $2 seconds; fails early when process $3 has exited.
+wait_until() {
+  local check=$1 seconds=$2 pid=$3 i
+  for ((i = 0; i < seconds * 10; i++)); do
+    if eval "$check"; then return 0; fi
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/pedidos-schemathesis.XXXXXX")
+broker_pid='' api_pid=''
+cleanup() {
+  local status=$? pid
+  set +e
+  # Only the processes this script started, by pid: the API first, then its broker.
+  for pid in "$api_pid" "$broker_pid"; do
+    if [[ -n $pid ]] && kill "$pid" 2>/dev/null; then wait "$pid" 2>/dev/null; fi
+  done
+  if ((status != 0)) && [[ -s $work/api.log ]]; then
+    log "last lines of the API's log:"
+    tail -n 40 -- "$work/api.log" >&2
+  fi
+  rm -rf -- "$work"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+kafka_port=$(free_port)
+"$broker" start --only kafka --host 127.0.0.1 --kafka-port "$kafka_port" --data-dir "$work/broker" \
+  >"$work/broker.log" 2>&1 &
+broker_pid=$!
+wait_until "(exec 3<>/dev/tcp/127.0.0.1/$kafka_port) 2>/dev/null" 20 "$broker_pid" ||
+  die "the broker did not listen on 127.0.0.1:$kafka_port: $(tail -n 5 "$work/broker.log")"
+
+api_port=$(free_port)
+readonly base="http://127.0.0.1:$api_port"
+(
+  cd "$work" # no conf.toml or .env from the checkout: only what is set here
+  exec env -u PEDIDOS_CONFIG PEDIDOS_KAFKA__BOOTSTRAP_SERVERS="127.0.0.1:$kafka_port" \
+    PEDIDOS_API__LISTEN="127.0.0.1:$api_port" RUST_LOG="${RUST_LOG:-warn}" "$api_bin"
+) >"$work/api.log" 2>&1 &
+api_pid=$!
+wait_until "curl -fs -o /dev/null '$base/health'" 60 "$api_pid" || die "the API did not answer $base/health"
+log "API $base (broker 127.0.0.1:$kafka_port); schemathesis $VERSION, $MAX_EXAMPLES examples per operation"
+
+# --- the run ----------------------------------------------------------------------------------
+# Every check Schemathesis has, except those about features this API does not have:
+#   ignored_auth, object_level_authorization: the API has no authentication;
+#   use_after_free, ensure_resource_availability: it has no DELETE, and an order it accepted is
+#     only on the broker; nothing can free a resource.
+# (The four last ones would pass or be skipped anyway; excluding them says so.)
+started=$SECONDS
+set +e
+"$VENV/bin/st" run "$base/openapi.json" \
+  --checks all \
+  --exclude-checks ignored_auth,object_level_authorization,use_after_free,ensure_resource_availability \
+  --mode all \
+  --max-examples "$MAX_EXAMPLES" \
+  --workers 2 \
+  --request-timeout 10 \
+  --generation-database none \
+  --no-color \
+  "$@" | tee "$work/st.out"
+status=${PIPESTATUS[0]}
+set -e
+log "finished in $((SECONDS - started)) s"
+
+# The closing line, from Schemathesis's own count of test cases ("Test cases: 991 generated,
+# 991 passed" or "373 generated, 2 found 2 unique failures", maybe ", 1 errored, 3 skipped").
+summary=$("$PYTHON" - "$work/st.out" <<'EOF'
+import re, sys
+
+text = open(sys.argv[1], encoding="utf-8", errors="replace").read()
+line = re.search(r"^\s*(\d+) generated\b(.*)$", text, re.M)
+if line is None:
+    sys.exit(1)
+def count(word):
+    m = re.search(r"(\d+) " + word, line.group(2))
+    return int(m.group(1)) if m else 0
+generated, failed = int(line.group(1)), count("found")
+errored, skipped = count("errored"), count("skipped")
+summary = f"{generated - failed - errored - skipped} passed, {failed + errored} failed"
+print(summary + (f", {skipped} skipped" if skipped else ""))
+EOF
+)
+if ((status != 0)); then
+  echo "schemathesis: ${summary:-no test case count}; exit status $status"
+  exit "$status"
+fi
+[[ -n $summary ]] || die "cannot find Schemathesis's test case count in its output"
+echo "schemathesis: $summary"
