@@ -3,14 +3,22 @@
 # so tests can exercise the production (Confluent Cloud) client path:
 #   security.protocol=SASL_SSL  sasl.mechanisms=PLAIN  ssl.ca.location=DIR/ca.pem
 #
-#   scripts/sasl-ssl-broker.sh start  DIR PORT   # prints "ca=DIR/ca.pem" on stdout when ready
+#   scripts/sasl-ssl-broker.sh start  DIR PORT [--check-credentials] [--user U] [--password P]
+#                                                # prints "ca=DIR/ca.pem" on stdout when ready
 #   scripts/sasl-ssl-broker.sh stop   DIR        # idempotent
 #   scripts/sasl-ssl-broker.sh status DIR        # exit 0 if everything is running
+#
+# By default any SASL PLAIN user/password is accepted. With --check-credentials (implied by
+# --user or --password) scripts/kafka-sasl-check-proxy.py sits between stunnel and the broker
+# and rejects every other user/password with SASL_AUTHENTICATION_FAILED (error 58), as Kafka and
+# Confluent Cloud do. Defaults: user "pedidos", password "pedidos-secret"; the password can also
+# come from the environment variable SASL_CHECK_PASSWORD (keeps it out of `ps`).
 #
 # Layout (see scripts/sasl-ssl-broker.md):
 #   noida-db (PLAINTEXT only, accepts any SASL user/password) runs in its own network namespace
 #   on a private 127.0.0.1:PORT; socat inside that namespace bridges DIR/broker.sock -> it;
-#   stunnel on the host's 127.0.0.1:PORT terminates TLS and connects to DIR/broker.sock.
+#   stunnel on the host's 127.0.0.1:PORT terminates TLS and connects to DIR/broker.sock (or,
+#   checking credentials, to DIR/auth.sock: the proxy, in the namespace, forwarding to noida-db).
 #   The broker advertises 127.0.0.1:PORT, which is exactly where the TLS front listens.
 #
 # Environment:
@@ -24,7 +32,11 @@ die() { log "error: $*"; exit 1; }
 
 usage() {
   cat >&2 <<EOF
-usage: $PROG start DIR PORT   start the TLS-only broker; prints ca=DIR/ca.pem when ready
+usage: $PROG start DIR PORT [--check-credentials] [--user U] [--password P]
+                              start the TLS-only broker; prints ca=DIR/ca.pem when ready.
+                              --check-credentials (implied by --user/--password): reject any
+                              other SASL PLAIN user/password (defaults: pedidos, pedidos-secret;
+                              the password may also come from \$SASL_CHECK_PASSWORD)
        $PROG stop DIR         stop everything started for DIR (idempotent)
        $PROG status DIR       exit 0 if broker, bridge and TLS front are all running
 EOF
@@ -32,6 +44,11 @@ EOF
 }
 
 abspath() { mkdir -p "$1" && (cd "$1" && pwd -P); }
+
+SCRIPT_DIR=$(cd "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
+PROXY="$SCRIPT_DIR/kafka-sasl-check-proxy.py"
+DEFAULT_USER=pedidos
+DEFAULT_PASSWORD=pedidos-secret
 
 need() { # need CMD APT_PACKAGE
   command -v "$1" >/dev/null 2>&1 || die "'$1' not found: install the Debian/Ubuntu package '$2' (apt-get install -y $2)"
@@ -66,7 +83,7 @@ pid_alive() {
 
 show_logs() {
   local dir=$1 f
-  for f in "$dir"/logs/namespace.log "$dir"/logs/stunnel.log; do
+  for f in "$dir"/logs/namespace.log "$dir"/logs/stunnel.log "$dir"/logs/probe.log; do
     [[ -s "$f" ]] || continue
     log "----- last lines of $f -----"
     tail -n 25 "$f" >&2
@@ -146,7 +163,7 @@ cmd_stop() {
     kill -TERM -- "-$pgid" 2>/dev/null || true
     pids+=("$pgid")
   fi
-  for f in noida-db.pid socat.pid; do
+  for f in noida-db.pid socat.pid proxy.pid; do
     if pid_alive "$dir/$f" "$dir"; then pids+=("$(tr -dc '0-9' <"$dir/$f")"); fi
   done
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
@@ -159,14 +176,18 @@ cmd_stop() {
   done
   for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   if [[ -n "${pgid:-}" ]]; then kill -KILL -- "-$pgid" 2>/dev/null || true; fi
-  rm -f "$dir/stunnel.pid" "$dir/namespace.pid" "$dir/noida-db.pid" "$dir/socat.pid" "$dir/broker.sock"
+  rm -f "$dir/stunnel.pid" "$dir/namespace.pid" "$dir/noida-db.pid" "$dir/socat.pid" "$dir/proxy.pid" \
+    "$dir/broker.sock" "$dir/auth.sock"
 }
 
 cmd_status() {
   local dir=$1 ok=0 f
   [[ -d "$dir" ]] || { log "$dir does not exist"; return 1; }
   dir=$(cd "$dir" && pwd -P)
-  for f in namespace.pid noida-db.pid socat.pid stunnel.pid; do
+  local files=(namespace.pid noida-db.pid socat.pid stunnel.pid)
+  # the credential-checking proxy is expected when the TLS front was configured to use it
+  grep -q 'auth\.sock' "$dir/stunnel.conf" 2>/dev/null && files+=(proxy.pid)
+  for f in "${files[@]}"; do
     if pid_alive "$dir/$f" "$dir"; then log "${f%.pid}: running (pid $(tr -dc '0-9' <"$dir/$f"))"
     else log "${f%.pid}: not running"; ok=1; fi
   done
@@ -174,7 +195,18 @@ cmd_status() {
 }
 
 cmd_start() {
-  local dir=$1 port=$2
+  local dir=$1 port=$2 check=0 user=$DEFAULT_USER password=${SASL_CHECK_PASSWORD:-$DEFAULT_PASSWORD}
+  shift 2
+  while (($#)); do
+    case $1 in
+      --check-credentials) check=1; shift ;;
+      --user) (($# >= 2)) || usage; user=$2; check=1; shift 2 ;;
+      --password) (($# >= 2)) || usage; password=$2; check=1; shift 2 ;;
+      *) usage ;;
+    esac
+  done
+  [[ -n $user && -n $password ]] || die "--user and --password must not be empty"
+  [[ $user != *$'\n'* ]] || die "--user must be one line"
   [[ "$port" =~ ^[0-9]{1,5}$ ]] || die "invalid port '$port'"
   port=$((10#$port))
   ((port >= 1 && port <= 65535)) || die "invalid port '$port'"
@@ -184,13 +216,19 @@ cmd_start() {
   need stunnel stunnel4
   need unshare util-linux
   need setsid util-linux
-  need ip iproute2
   need timeout coreutils
   need od coreutils
   local noida; noida=$(find_noida)
+  # `ip` (iproute2) brings loopback up in the namespace; without it, python3 does (ioctl).
+  command -v ip >/dev/null 2>&1 || need python3 python3
+  if ((check)); then
+    need python3 python3
+    [[ -r $PROXY ]] || die "$PROXY not found (it ships next to this script)"
+  fi
 
   dir=$(abspath "$dir")
-  local sock="$dir/broker.sock"
+  local sock="$dir/broker.sock" front="$dir/broker.sock"
+  ((check)) && front="$dir/auth.sock"
   ((${#sock} < 100)) || die "unix socket path too long (${#sock} chars, max ~100): $sock; use a shorter DIR"
 
   # Re-runnable: clean up whatever an earlier start left in DIR.
@@ -206,15 +244,28 @@ cmd_start() {
   # Network namespace. As root a plain `unshare -n`; otherwise try an unprivileged user namespace.
   local unshare_args=(-n)
   if [[ $EUID -ne 0 ]]; then unshare_args=(-r -n); fi
-  : >"$dir/logs/namespace.log"
+  : >"$dir/logs/namespace.log"; : >"$dir/logs/probe.log"
   # Inside the namespace: loopback up, noida-db on its private 127.0.0.1:PORT, wait for it, then
-  # socat bridging the unix socket to it. Pids of the same processes are valid on the host
-  # (no pid namespace). `wait` keeps the namespace alive; stop kills the process group.
+  # socat bridging the unix socket to it, and, checking credentials, the proxy on auth.sock.
+  # Pids of the same processes are valid on the host (no pid namespace). `wait` keeps the
+  # namespace alive; stop kills the process group. The expected password reaches the proxy
+  # through the environment only (never a command line, file or log).
   # shellcheck disable=SC2016
+  SASL_CHECK_PASSWORD=$password KAFKA_SASL_CHECK_PASSWORD=$password \
   setsid unshare "${unshare_args[@]}" bash -c '
-    dir=$1 port=$2 noida=$3
+    dir=$1 port=$2 noida=$3 check=$4 proxy=$5 user=$6
     set -u
-    ip link set lo up || { echo "ip link set lo up failed"; exit 1; }
+    if command -v ip >/dev/null 2>&1; then
+      ip link set lo up || { echo "ip link set lo up failed"; exit 1; }
+    else
+      python3 -c "
+import fcntl, socket, struct
+s = socket.socket()
+req = struct.pack(\"16sH22x\", b\"lo\", 0)
+flags = struct.unpack(\"16sH22x\", fcntl.ioctl(s, 0x8913, req))[1]   # SIOCGIFFLAGS
+fcntl.ioctl(s, 0x8914, struct.pack(\"16sH22x\", b\"lo\", flags | 1))  # SIOCSIFFLAGS, IFF_UP
+" || { echo "bringing loopback up failed (install iproute2)"; exit 1; }
+    fi
     "$noida" start --only kafka --host 127.0.0.1 --kafka-port "$port" --data-dir "$dir/data" &
     echo $! >"$dir/noida-db.pid"
     for ((i = 0; i < 150; i++)); do
@@ -225,8 +276,14 @@ cmd_start() {
     socat -lf /dev/stderr UNIX-LISTEN:"$dir/broker.sock",fork,reuseaddr,unlink-early,mode=600 \
       TCP:127.0.0.1:"$port" &
     echo $! >"$dir/socat.pid"
+    if ((check)); then
+      python3 "$proxy" --listen-unix "$dir/auth.sock" --upstream 127.0.0.1:"$port" --user "$user" &
+      echo $! >"$dir/proxy.pid"
+    fi
+    unset SASL_CHECK_PASSWORD KAFKA_SASL_CHECK_PASSWORD
     wait
-  ' pedidos-sasl-ssl-ns "$dir" "$port" "$noida" </dev/null >>"$dir/logs/namespace.log" 2>&1 &
+  ' pedidos-sasl-ssl-ns "$dir" "$port" "$noida" "$check" "$PROXY" "$user" \
+    </dev/null >>"$dir/logs/namespace.log" 2>&1 &
   echo $! >"$dir/namespace.pid"
 
   cat >"$dir/stunnel.conf" <<EOF
@@ -238,20 +295,20 @@ debug = notice
 
 [kafka]
 accept = 127.0.0.1:$port
-connect = $sock
+connect = $front
 cert = $dir/server.pem
 key = $dir/server.key
 sslVersionMin = TLSv1.2
 EOF
 
   local timeout=${STARTUP_TIMEOUT:-15} t0=$SECONDS
-  # wait for the unix socket before starting stunnel (stunnel only connects per client anyway)
-  while [[ ! -S $sock ]]; do
+  # wait for the unix socket(s) before starting stunnel (stunnel only connects per client anyway)
+  while [[ ! -S $sock || ! -S $front ]]; do
     if ! kill -0 "$(cat "$dir/namespace.pid")" 2>/dev/null; then
       show_logs "$dir"; cmd_stop "$dir"; die "broker namespace exited early (see $dir/logs/namespace.log above)"
     fi
     if ((SECONDS - t0 >= timeout)); then
-      show_logs "$dir"; cmd_stop "$dir"; die "noida-db/socat did not come up within ${timeout}s"
+      show_logs "$dir"; cmd_stop "$dir"; die "noida-db/socat$( ((check)) && echo /proxy) did not come up within ${timeout}s"
     fi
     sleep 0.05
   done
@@ -270,13 +327,32 @@ EOF
     fi
     sleep 0.1
   done
-  log "ready: SASL_SSL on 127.0.0.1:$port (any PLAIN user/password), ca=$dir/ca.pem, wrong CA for negative tests: $dir/wrong-ca.pem; stop with: $0 stop $dir"
+  local who="any PLAIN user/password"
+  if ((check)); then
+    # The proxy must accept the right credentials and refuse others, end to end through TLS.
+    local rc=0
+    SASL_CHECK_PASSWORD=$password python3 "$PROXY" --probe "127.0.0.1:$port" --cafile "$dir/ca.pem" \
+      --user "$user" --password-env SASL_CHECK_PASSWORD >>"$dir/logs/probe.log" 2>&1 || rc=$?
+    if ((rc != 0)); then
+      show_logs "$dir"; cmd_stop "$dir"
+      die "the credential-checking proxy refused the right credentials (probe exit $rc)"
+    fi
+    rc=0
+    SASL_CHECK_PASSWORD="not-$password" python3 "$PROXY" --probe "127.0.0.1:$port" --cafile "$dir/ca.pem" \
+      --user "$user" --password-env SASL_CHECK_PASSWORD --versions 0,1,2 >>"$dir/logs/probe.log" 2>&1 || rc=$?
+    if ((rc != 3)); then
+      show_logs "$dir"; cmd_stop "$dir"
+      die "the credential-checking proxy did not refuse a wrong password (probe exit $rc, expected 3)"
+    fi
+    who="only PLAIN user '$user' with its password"
+  fi
+  log "ready: SASL_SSL on 127.0.0.1:$port ($who), ca=$dir/ca.pem, wrong CA for negative tests: $dir/wrong-ca.pem; stop with: $0 stop $dir"
   printf 'ca=%s\n' "$dir/ca.pem"
 }
 
 # ---------------------------------------------------------------------------------------------
 case "${1:-}" in
-  start) [[ $# -eq 3 ]] || usage; cmd_start "$2" "$3" ;;
+  start) [[ $# -ge 3 ]] || usage; shift; cmd_start "$@" ;;
   stop) [[ $# -eq 2 ]] || usage; cmd_stop "$2" ;;
   status) [[ $# -eq 2 ]] || usage; cmd_status "$2" ;;
   *) usage ;;
