@@ -1,0 +1,815 @@
+//! Security and start-up failures, with the real daemon binaries:
+//!
+//! * every way a connection can be misconfigured (wrong SASL password, unknown host, wrong port,
+//!   TLS to a plaintext port, missing or wrong CA file) ends the daemon at start-up with a
+//!   non-zero exit, within the start-up bound, and an error naming the servers, the protocol and
+//!   what went wrong;
+//! * the SASL password never shows in any output, even at `RUST_LOG=debug`;
+//! * the whole mesh works over SASL_SSL + PLAIN with CA verification, configured exactly as for
+//!   Confluent Cloud.
+//!
+//! The SASL_SSL broker is `scripts/sasl-ssl-broker.sh` (noida-db in a network namespace behind
+//! stunnel; it needs root, as in CI), with `--check-credentials` so that a wrong password is
+//! refused the way Kafka refuses it (`scripts/kafka-sasl-check-proxy.py`). When the harness
+//! cannot start, the tests fail with its message; they never skip.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use e2e::{eventually, message, Daemon};
+use futures::stream::{self, StreamExt};
+use serde_json::{json, Value};
+use shared::config::{FraudConfig, KafkaConfig, Secret, SecurityProtocol};
+use shared::events::{Order, Status};
+use testkit::read_topic;
+
+const USER: &str = "pedidos";
+const WAIT: Duration = Duration::from_secs(90);
+/// Start-up bound for the cases that have to wait it out (the default, 30 s, is measured once).
+const SHORT_TIMEOUT_SECS: u64 = 5;
+/// Time a daemon may need beyond its start-up bound to print the error and exit.
+const EXIT_SLACK: Duration = Duration::from_secs(3);
+
+// ---------------------------------------------------------------------------------------------
+// The SASL_SSL harness.
+
+/// `scripts/sasl-ssl-broker.sh` running in its own short temporary directory on a free port;
+/// stopped (and the directory removed) when dropped.
+struct SaslSslBroker {
+    dir: PathBuf,
+    port: u16,
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+fn script() -> PathBuf {
+    workspace_root().join("scripts/sasl-ssl-broker.sh")
+}
+
+/// A fresh directory with a short path (the harness puts a Unix socket in it).
+fn short_temp_dir(what: &str) -> PathBuf {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let name = format!("pss-{what}-{}-{n}", std::process::id());
+    let mut base = std::env::temp_dir();
+    if base.join(&name).join("broker.sock").as_os_str().len() >= 100 {
+        base = PathBuf::from("/tmp");
+    }
+    let dir = base.join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("cannot create a temporary directory");
+    dir
+}
+
+impl SaslSslBroker {
+    /// Starts the harness; with `password`, only [`USER`] with that password is let in.
+    ///
+    /// # Panics
+    /// With the harness's own message (stderr and logs) if it does not start, e.g. without root.
+    fn start(password: Option<&str>) -> SaslSslBroker {
+        let dir = short_temp_dir("tls");
+        let port = testkit::free_port();
+        let mut command = Command::new(script());
+        command
+            .arg("start")
+            .arg(&dir)
+            .arg(port.to_string())
+            // generous: CI machines are small and busy (a start normally takes 1-4 s)
+            .env("STARTUP_TIMEOUT", "60")
+            .stdin(Stdio::null());
+        if let Some(password) = password {
+            // the password goes through the environment, never a command line
+            command
+                .args(["--user", USER])
+                .env("SASL_CHECK_PASSWORD", password);
+        }
+        if let Some(noida) = std::env::var_os(testkit::NOIDA_DB_ENV).filter(|v| !v.is_empty()) {
+            command.env("NOIDA_DB_BIN", noida);
+        }
+        let broker = SaslSslBroker { dir, port };
+        let started = Instant::now();
+        let output = command
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script().display()));
+        assert!(
+            output.status.success(),
+            "the SASL_SSL test broker ({} start {} {port}) did not start ({}); it said:\n{}{}",
+            script().display(),
+            broker.dir.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr),
+            String::from_utf8_lossy(&output.stdout),
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(
+            stdout.trim(),
+            format!("ca={}", broker.ca().display()),
+            "harness stdout"
+        );
+        eprintln!(
+            "SASL_SSL broker on 127.0.0.1:{port} ready in {:?}",
+            started.elapsed()
+        );
+        broker
+    }
+
+    fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    fn wrong_ca(&self) -> PathBuf {
+        self.dir.join("wrong-ca.pem")
+    }
+
+    /// What the credential-checking proxy logged (its decisions, never a password).
+    fn proxy_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("logs/namespace.log")).unwrap_or_default()
+    }
+
+    /// Client settings for this broker, as `conf.toml` would give them for Confluent Cloud.
+    fn kafka_config(&self, password: &str) -> KafkaConfig {
+        KafkaConfig {
+            bootstrap_servers: self.bootstrap(),
+            security_protocol: SecurityProtocol::SaslSsl,
+            sasl_mechanisms: "PLAIN".into(),
+            sasl_username: USER.into(),
+            sasl_password: Secret::new(password),
+            ssl_ca_location: Some(self.ca()),
+            startup_timeout_secs: 20,
+            ..KafkaConfig::default()
+        }
+    }
+
+    /// The same settings as daemon environment variables.
+    fn env(&self, password: &str, ca: &Path) -> Vec<(String, String)> {
+        vars(&[
+            ("PEDIDOS_KAFKA__BOOTSTRAP_SERVERS", &self.bootstrap()),
+            ("PEDIDOS_KAFKA__SECURITY_PROTOCOL", "SASL_SSL"),
+            ("PEDIDOS_KAFKA__SASL_MECHANISMS", "PLAIN"),
+            ("PEDIDOS_KAFKA__SASL_USERNAME", USER),
+            ("PEDIDOS_KAFKA__SASL_PASSWORD", password),
+            ("PEDIDOS_KAFKA__SSL_CA_LOCATION", &ca.display().to_string()),
+        ])
+    }
+}
+
+impl Drop for SaslSslBroker {
+    fn drop(&mut self) {
+        let stopped = Command::new(script())
+            .arg("stop")
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if matches!(stopped, Ok(s) if s.success()) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!(
+                "could not stop the SASL_SSL broker in {} ({stopped:?})",
+                self.dir.display()
+            );
+        }
+    }
+}
+
+fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A password nobody would type by accident, so a grep for it proves it leaked.
+fn distinctive_secret(what: &str) -> String {
+    format!("Zq9-{what}-{}-xK7vW2sEcReT", std::process::id())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running a daemon until it gives up.
+
+/// How a daemon run that was expected to end at start-up ended.
+struct Exit {
+    code: Option<i32>,
+    elapsed: Duration,
+    stdout: String,
+    stderr: String,
+}
+
+impl Exit {
+    fn all_output(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit code {:?} after {:?}\n--- stderr ---\n{}\n--- stdout ---\n{}",
+            self.code, self.elapsed, self.stderr, self.stdout
+        )
+    }
+}
+
+/// Runs daemon `binary` with exactly the `PEDIDOS_*` variables in `env` (inherited ones removed)
+/// in an empty directory, and waits for it to exit by itself; kills it and fails the test if it
+/// is still running after `bound`.
+fn run_until_exit(binary: &str, env: &[(String, String)], bound: Duration) -> Exit {
+    let workdir = short_temp_dir("run");
+    let mut command = Command::new(e2e::binary(binary));
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("PEDIDOS_")) {
+        command.env_remove(key);
+    }
+    command
+        .current_dir(&workdir)
+        .env("RUST_LOG", "info")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let started = Instant::now();
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let _ = pipe.read_to_end(&mut text);
+            String::from_utf8_lossy(&text).into_owned()
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait on the daemon") {
+            break Some(status);
+        }
+        if started.elapsed() > bound {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let elapsed = started.elapsed();
+    let exit = Exit {
+        code: status.and_then(|s| s.code()),
+        elapsed,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    };
+    let _ = std::fs::remove_dir_all(&workdir);
+    assert!(
+        status.is_some(),
+        "{binary} was still running after {bound:?} (killed): start-up must fail, not retry \
+         forever\n{exit}"
+    );
+    eprintln!(
+        "{binary}: exit code {:?} after {elapsed:?}; stderr: {}",
+        exit.code,
+        exit.stderr.trim()
+    );
+    exit
+}
+
+/// Asserts every `needle` is in the daemon's stderr, naming the one missing.
+fn assert_stderr_names(exit: &Exit, needles: &[&str]) {
+    for needle in needles {
+        assert!(
+            exit.stderr.contains(needle),
+            "stderr does not name {needle:?}\n{exit}"
+        );
+    }
+}
+
+/// What follows "within <duration>: " in an `Unreachable` error: librdkafka's own words.
+fn reason_of(exit: &Exit) -> String {
+    let line = exit
+        .stderr
+        .lines()
+        .find(|l| l.contains("cannot connect to Kafka at"))
+        .unwrap_or_else(|| panic!("no \"cannot connect\" error\n{exit}"));
+    line.split_once(") within ")
+        .and_then(|(_, rest)| rest.split_once(": "))
+        .map(|(_, reason)| reason.to_string())
+        .unwrap_or_default()
+}
+
+fn assert_failed_within(exit: &Exit, code: i32, at_least: Duration, at_most: Duration) {
+    assert_eq!(exit.code, Some(code), "exit code\n{exit}");
+    assert!(
+        exit.elapsed >= at_least && exit.elapsed <= at_most,
+        "expected to exit after {at_least:?}..{at_most:?}\n{exit}"
+    );
+}
+
+fn plaintext_env(bootstrap: &str, timeout_secs: Option<u64>) -> Vec<(String, String)> {
+    let mut env = vars(&[("PEDIDOS_KAFKA__BOOTSTRAP_SERVERS", bootstrap)]);
+    if let Some(secs) = timeout_secs {
+        env.push((
+            "PEDIDOS_KAFKA__STARTUP_TIMEOUT_SECS".into(),
+            secs.to_string(),
+        ));
+    }
+    env
+}
+
+// ---------------------------------------------------------------------------------------------
+// Start-up failures.
+
+#[test]
+fn wrong_sasl_password_is_rejected_at_once_with_the_brokers_reason() {
+    let broker = SaslSslBroker::start(Some(&distinctive_secret("right")));
+    let wrong = distinctive_secret("wrong");
+    // The default 30 s bound: a refused login must not wait for it.
+    let exit = run_until_exit(
+        "fraud",
+        &broker.env(&wrong, &broker.ca()),
+        Duration::from_secs(40),
+    );
+    assert_failed_within(&exit, 1, Duration::ZERO, Duration::from_secs(10));
+    assert_stderr_names(
+        &exit,
+        &[
+            &format!(
+                "Kafka at {} rejected the credentials of user \"{USER}\"",
+                broker.bootstrap()
+            ),
+            "sasl.mechanisms=PLAIN",
+            "Authentication failed: Invalid username or password",
+        ],
+    );
+    assert!(
+        !exit.all_output().contains(&wrong),
+        "password leaked\n{exit}"
+    );
+    // The proxy really took the decision (not a TLS or network failure in disguise).
+    assert!(
+        broker
+            .proxy_log()
+            .contains(&format!("rejected, wrong password for user '{USER}'")),
+        "proxy log:\n{}",
+        broker.proxy_log()
+    );
+}
+
+#[test]
+fn unknown_host_fails_within_the_startup_timeout_naming_the_host() {
+    let host = "pedidos-no-such-host.invalid:9092";
+    let exit = run_until_exit(
+        "fraud",
+        &plaintext_env(host, Some(SHORT_TIMEOUT_SECS)),
+        Duration::from_secs(SHORT_TIMEOUT_SECS) + Duration::from_secs(20),
+    );
+    assert_failed_within(
+        &exit,
+        1,
+        Duration::ZERO,
+        Duration::from_secs(SHORT_TIMEOUT_SECS) + EXIT_SLACK,
+    );
+    assert_stderr_names(
+        &exit,
+        &[
+            &format!("cannot connect to Kafka at {host} (security.protocol=PLAINTEXT)"),
+            "Failed to resolve",
+        ],
+    );
+}
+
+#[test]
+fn wrong_port_fails_within_the_default_30s_bound() {
+    // Nothing listens there: connection refused, retried until the default bound.
+    let bootstrap = format!("127.0.0.1:{}", testkit::free_port());
+    let exit = run_until_exit(
+        "fraud",
+        &plaintext_env(&bootstrap, None),
+        Duration::from_secs(60),
+    );
+    assert_failed_within(
+        &exit,
+        1,
+        Duration::from_secs(29),
+        Duration::from_secs(30) + EXIT_SLACK,
+    );
+    assert_stderr_names(
+        &exit,
+        &[
+            &format!("cannot connect to Kafka at {bootstrap} (security.protocol=PLAINTEXT)"),
+            "Connection refused",
+        ],
+    );
+}
+
+#[test]
+fn tls_to_a_plaintext_port_fails_within_the_startup_timeout() {
+    let plaintext = testkit::Broker::start();
+    let exit = run_until_exit(
+        "fraud",
+        &vars(&[
+            ("PEDIDOS_KAFKA__BOOTSTRAP_SERVERS", &plaintext.bootstrap()),
+            ("PEDIDOS_KAFKA__SECURITY_PROTOCOL", "SSL"),
+            (
+                "PEDIDOS_KAFKA__STARTUP_TIMEOUT_SECS",
+                &SHORT_TIMEOUT_SECS.to_string(),
+            ),
+        ]),
+        Duration::from_secs(SHORT_TIMEOUT_SECS) + Duration::from_secs(20),
+    );
+    assert_failed_within(
+        &exit,
+        1,
+        Duration::ZERO,
+        Duration::from_secs(SHORT_TIMEOUT_SECS) + EXIT_SLACK,
+    );
+    assert_stderr_names(
+        &exit,
+        &[&format!(
+            "cannot connect to Kafka at {} (security.protocol=SSL)",
+            plaintext.bootstrap()
+        )],
+    );
+    // librdkafka words it "SSL handshake failed: ... connecting to a PLAINTEXT broker listener?"
+    // or, on later attempts, "Disconnected: SSL connection closed by peer (... SSL_HANDSHAKE)".
+    let reason = reason_of(&exit);
+    assert!(
+        reason.contains("SSL handshake") || reason.contains("SSL_HANDSHAKE"),
+        "the reason names the failed TLS handshake: {reason:?}\n{exit}"
+    );
+}
+
+#[test]
+fn plaintext_to_a_tls_port_fails_within_the_startup_timeout() {
+    let broker = SaslSslBroker::start(None);
+    let exit = run_until_exit(
+        "fraud",
+        &plaintext_env(&broker.bootstrap(), Some(SHORT_TIMEOUT_SECS)),
+        Duration::from_secs(SHORT_TIMEOUT_SECS) + Duration::from_secs(20),
+    );
+    assert_failed_within(
+        &exit,
+        1,
+        Duration::ZERO,
+        Duration::from_secs(SHORT_TIMEOUT_SECS) + EXIT_SLACK,
+    );
+    assert_stderr_names(
+        &exit,
+        &[&format!(
+            "cannot connect to Kafka at {} (security.protocol=PLAINTEXT)",
+            broker.bootstrap()
+        )],
+    );
+    // The TLS front hangs up on the plaintext ApiVersions request.
+    let reason = reason_of(&exit);
+    assert!(
+        reason.contains("Disconnected") || reason.contains("connection reset"),
+        "the reason says the server hung up: {reason:?}\n{exit}"
+    );
+}
+
+#[test]
+fn missing_ca_file_is_a_configuration_error_naming_the_key() {
+    let missing = "/nonexistent/pedidos-test/ca.pem";
+    let exit = run_until_exit(
+        "fraud",
+        &vars(&[
+            ("PEDIDOS_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:9"),
+            ("PEDIDOS_KAFKA__SECURITY_PROTOCOL", "SASL_SSL"),
+            ("PEDIDOS_KAFKA__SASL_USERNAME", USER),
+            ("PEDIDOS_KAFKA__SASL_PASSWORD", "irrelevant"),
+            ("PEDIDOS_KAFKA__SSL_CA_LOCATION", missing),
+        ]),
+        Duration::from_secs(20),
+    );
+    assert_failed_within(&exit, 2, Duration::ZERO, Duration::from_secs(5));
+    assert_stderr_names(
+        &exit,
+        &[
+            "configuration error",
+            "PEDIDOS_KAFKA__SSL_CA_LOCATION",
+            "kafka.ssl_ca_location",
+            missing,
+        ],
+    );
+}
+
+#[test]
+fn wrong_ca_is_refused_at_once_with_a_certificate_verification_error() {
+    let password = distinctive_secret("ca");
+    let broker = SaslSslBroker::start(Some(&password));
+    let exit = run_until_exit(
+        "fraud",
+        &broker.env(&password, &broker.wrong_ca()),
+        Duration::from_secs(40),
+    );
+    assert_failed_within(&exit, 1, Duration::ZERO, Duration::from_secs(10));
+    assert_stderr_names(
+        &exit,
+        &[
+            &format!(
+                "cannot connect to Kafka at {} (security.protocol=SASL_SSL)",
+                broker.bootstrap()
+            ),
+            "certificate verify failed",
+        ],
+    );
+    assert!(
+        !exit.all_output().contains(&password),
+        "password leaked\n{exit}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Secrets.
+
+/// Every place the secret could leak to: the output of each process, at debug level.
+fn assert_secret_absent(secret: &str, outputs: &[(&str, String)]) {
+    for (what, text) in outputs {
+        assert!(!text.is_empty(), "{what}: no output at all");
+        assert!(
+            !text.contains(secret),
+            "{what}: the SASL password appears in its output:\n{}",
+            text.lines()
+                .filter(|l| l.contains(secret))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+}
+
+#[test]
+fn secrets_never_appear_in_output_at_debug_level() {
+    let right = distinctive_secret("ok");
+    let broker = SaslSslBroker::start(Some(&right));
+    // Our debug logs, and librdkafka's own debug logs (configuration dump, SASL) as well.
+    let debug = |env: Vec<(String, String)>, librdkafka: &str| {
+        let mut env = env;
+        env.push(("RUST_LOG".into(), "debug".into()));
+        env.push(("PEDIDOS_KAFKA__PROPERTIES__DEBUG".into(), librdkafka.into()));
+        env
+    };
+
+    // Refused: both daemons exit, and neither repeats the password it sent.
+    let wrong = distinctive_secret("bad");
+    let mut outputs = Vec::new();
+    for binary in ["fraud", "api"] {
+        let mut env = debug(broker.env(&wrong, &broker.ca()), "all");
+        env.push(("PEDIDOS_API__LISTEN".into(), "127.0.0.1:0".into()));
+        let exit = run_until_exit(binary, &env, Duration::from_secs(40));
+        assert_eq!(exit.code, Some(1), "{binary}\n{exit}");
+        assert!(
+            exit.stderr.contains("rejected the credentials"),
+            "{binary}\n{exit}"
+        );
+        assert!(
+            exit.stdout.contains("sasl.password = [redacted]"),
+            "{binary} ran with librdkafka's configuration dump\n{exit}"
+        );
+        outputs.push((binary, exit.all_output()));
+    }
+    let named: Vec<(&str, String)> = outputs.iter().map(|(b, t)| (*b, t.clone())).collect();
+    assert_secret_absent(&wrong, &named);
+
+    // Working: api and fraud connect, an order goes through, then they stop cleanly.
+    let dir = short_temp_dir("sec");
+    let api_port = testkit::free_port();
+    let mut env = debug(broker.env(&right, &broker.ca()), "conf,security,broker");
+    env.push((
+        "PEDIDOS_API__LISTEN".into(),
+        format!("127.0.0.1:{api_port}"),
+    ));
+    let mut api = Daemon::spawn("api", "api", &dir, &env);
+    let mut fraud = Daemon::spawn("fraud", "fraud", &dir, &env);
+    api.wait_for_log("the API to listen", WAIT, |e| {
+        message(e).starts_with("pedidos API listening")
+    });
+    fraud.wait_for_log("fraud to consume", WAIT, |e| message(e) == "consuming");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let response = client
+            .post(format!("http://127.0.0.1:{api_port}/pedidos"))
+            .json(&json!({"usuario": "ana", "produto": "livro", "quantidade": 1, "valor": "10.00"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+        let id = response.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        eventually("the order's verdict", WAIT, || {
+            fraud
+                .log_events()
+                .iter()
+                .any(|e| message(e) == "verdict" && e["pedido"] == id.as_str())
+                .then_some(())
+        })
+        .await;
+    });
+    assert_eq!(api.terminate(Duration::from_secs(30)), Some(0), "api");
+    assert_eq!(fraud.terminate(Duration::from_secs(30)), Some(0), "fraud");
+    assert_secret_absent(
+        &right,
+        &[("api", api.log_text()), ("fraud", fraud.log_text())],
+    );
+    assert!(
+        broker
+            .proxy_log()
+            .contains(&format!("accepted user '{USER}'")),
+        "the daemons authenticated through the checking proxy:\n{}",
+        broker.proxy_log()
+    );
+    drop((api, fraud));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The whole flow over SASL_SSL.
+
+const ORDERS: usize = 50;
+
+fn fraud_rules() -> FraudConfig {
+    FraudConfig {
+        seed: 11,
+        refusal_probability: 0.3,
+        max_valor: Some("5000".parse().unwrap()),
+        max_total: Some("20000".parse().unwrap()),
+        blocked_users: vec!["mallory".into()],
+        ..FraudConfig::default()
+    }
+}
+
+fn order_body(i: usize) -> Value {
+    // one in ten from a blocked user, one in ten over the unit price limit
+    let (usuario, valor) = match i % 10 {
+        0 => ("mallory".to_string(), "10.00".to_string()),
+        1 => (format!("cliente{}", i % 7), "6000.00".to_string()),
+        _ => (
+            format!("cliente{}", i % 7),
+            format!("{}.{:02}", 1 + i % 300, i % 100),
+        ),
+    };
+    json!({"usuario": usuario, "produto": format!("produto{}", i % 5), "quantidade": 1 + i % 3, "valor": valor})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_flow_over_sasl_ssl_with_ca_verification() {
+    let password = distinctive_secret("flow");
+    let broker = SaslSslBroker::start(Some(&password));
+    let kafka = broker.kafka_config(&password);
+    let dir = short_temp_dir("flow");
+    let api_port = testkit::free_port();
+    let audit_file = dir.join("audit.jsonl");
+    let rules = fraud_rules();
+    let mut env = broker.env(&password, &broker.ca());
+    env.extend(vars(&[
+        ("PEDIDOS_KAFKA__STARTUP_TIMEOUT_SECS", "20"),
+        ("PEDIDOS_API__LISTEN", &format!("127.0.0.1:{api_port}")),
+        (
+            "PEDIDOS_MONITORING__AUDIT_FILE",
+            &audit_file.display().to_string(),
+        ),
+        ("PEDIDOS_FRAUD__SEED", &rules.seed.to_string()),
+        (
+            "PEDIDOS_FRAUD__REFUSAL_PROBABILITY",
+            &rules.refusal_probability.to_string(),
+        ),
+        (
+            "PEDIDOS_FRAUD__MAX_VALOR",
+            &format!("\"{}\"", rules.max_valor.unwrap()),
+        ),
+        (
+            "PEDIDOS_FRAUD__MAX_TOTAL",
+            &format!("\"{}\"", rules.max_total.unwrap()),
+        ),
+        ("PEDIDOS_FRAUD__BLOCKED_USERS", r#"["mallory"]"#),
+    ]));
+
+    let started = Instant::now();
+    let mut daemons: Vec<Daemon> = ["api", "fraud", "notification", "monitoring"]
+        .iter()
+        .map(|name| Daemon::spawn(name, name, &dir, &env))
+        .collect();
+    daemons[0].wait_for_log("the API to listen", WAIT, |e| {
+        message(e).starts_with("pedidos API listening")
+    });
+    for d in &daemons[1..] {
+        d.wait_for_log("partitions to be assigned", WAIT, |e| {
+            message(e) == "partitions assigned"
+        });
+    }
+    eprintln!("mesh up over SASL_SSL in {:?}", started.elapsed());
+
+    let client = reqwest::Client::new();
+    let api_url = format!("http://127.0.0.1:{api_port}");
+    let orders: Vec<Order> = stream::iter((0..ORDERS).map(order_body))
+        .map(|body| {
+            let client = client.clone();
+            let url = format!("{api_url}/pedidos");
+            async move {
+                let response = client.post(url).json(&body).send().await.unwrap();
+                assert_eq!(response.status(), 202, "order {body} not accepted");
+                let a: Value = response.json().await.unwrap();
+                Order {
+                    id: a["id"].as_str().unwrap().parse().unwrap(),
+                    usuario: a["usuario"].as_str().unwrap().into(),
+                    produto: a["produto"].as_str().unwrap().into(),
+                    quantidade: a["quantidade"].as_u64().unwrap() as u32,
+                    valor: a["valor"].as_str().unwrap().parse().unwrap(),
+                    data_solicitacao: a["dataSolicitacao"].as_str().unwrap().parse().unwrap(),
+                }
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    assert_eq!(orders.len(), ORDERS);
+
+    let rules = fraud::Rules::new(&fraud_rules());
+    let expected: HashMap<String, Status> = orders
+        .iter()
+        .map(|o| (o.id.to_string(), fraud::decide(o, &rules).status))
+        .collect();
+    let approved = expected
+        .values()
+        .filter(|s| **s == Status::Aprovado)
+        .count();
+    assert!(approved > 0 && approved < ORDERS, "both outcomes exercised");
+
+    // Read back over SASL_SSL too, with the same settings the daemons use.
+    let validos = read_topic(&kafka, "Pedidos_validos", approved, WAIT).await;
+    let recusados = read_topic(&kafka, "Pedidos_recusados", ORDERS - approved, WAIT).await;
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (records, status) in [(&validos, Status::Aprovado), (&recusados, Status::Recusado)] {
+        for record in records.iter() {
+            let id = record.json()["id"].as_str().unwrap().to_string();
+            assert_eq!(
+                expected.get(&id),
+                Some(&status),
+                "order {id} in the wrong verdict topic (or unknown)"
+            );
+            *seen.entry(id).or_default() += 1;
+        }
+    }
+    assert_eq!(
+        seen.len(),
+        ORDERS,
+        "every order has a verdict ({} approved, {} refused read back)",
+        validos.len(),
+        recusados.len()
+    );
+    assert!(
+        seen.values().all(|n| *n == 1),
+        "one verdict per order: {seen:?}"
+    );
+    eprintln!(
+        "{ORDERS} orders decided over SASL_SSL ({approved} approved) {:?} after start",
+        started.elapsed()
+    );
+
+    // The verdicts reached notification through Notificacoes as well.
+    eventually("notification to tell every verdict", WAIT, || {
+        let told = daemons[2]
+            .log_events()
+            .iter()
+            .filter(|e| {
+                e["target"] == "notification"
+                    && (e["status"] == "Aprovado" || e["status"] == "Recusado")
+            })
+            .count();
+        (told >= ORDERS).then_some(())
+    })
+    .await;
+
+    for d in &mut daemons {
+        assert!(d.is_running(), "{} exited. Log:\n{}", d.name, d.log_text());
+        assert!(
+            !d.log_text().contains(&password),
+            "{}: password in the log",
+            d.name
+        );
+    }
+    assert!(
+        broker
+            .proxy_log()
+            .contains(&format!("accepted user '{USER}'")),
+        "the daemons authenticated through the checking proxy:\n{}",
+        broker.proxy_log()
+    );
+    drop(daemons);
+    let _ = std::fs::remove_dir_all(&dir);
+}
