@@ -46,19 +46,29 @@ pub enum StartupError {
 #[derive(Clone, Default)]
 pub struct Context {
     last_error: Arc<Mutex<Option<(RDKafkaErrorCode, String)>>>,
+    /// The last broker failure librdkafka logged (facility FAIL), at any level: some failures
+    /// (a TLS client on a plaintext port, a plaintext client on a TLS port) are only logged.
+    last_failure: Arc<Mutex<Option<String>>>,
 }
 
 impl Context {
     fn last_error(&self) -> Option<(RDKafkaErrorCode, String)> {
         self.last_error.lock().unwrap().clone()
     }
+    fn last_failure(&self) -> Option<String> {
+        self.last_failure.lock().unwrap().clone()
+    }
     fn clear(&self) {
         self.last_error.lock().unwrap().take();
+        self.last_failure.lock().unwrap().take();
     }
 }
 
 impl ClientContext for Context {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        if fac == "FAIL" {
+            *self.last_failure.lock().unwrap() = Some(message.to_string());
+        }
         match level {
             RDKafkaLogLevel::Emerg
             | RDKafkaLogLevel::Alert
@@ -81,8 +91,18 @@ impl ClientContext for Context {
     fn error(&self, error: KafkaError, reason: &str) {
         let code = error.rdkafka_error_code().unwrap_or(Code::Unknown);
         // librdkafka retries on its own; these are worth a warning, not a crash, once running.
-        tracing::warn!(target: "librdkafka", error = %error, "{reason}");
-        *self.last_error.lock().unwrap() = Some((code, reason.to_string()));
+        if code == Code::AllBrokersDown {
+            // A consequence, repeated on every attempt; its cause is reported on its own.
+            tracing::debug!(target: "librdkafka", error = %error, "{reason}");
+        } else {
+            tracing::warn!(target: "librdkafka", error = %error, "{reason}");
+        }
+        let mut last = self.last_error.lock().unwrap();
+        // "1/1 brokers are down" says less than the failure that took them down: keep that one.
+        if code == Code::AllBrokersDown && last.is_some() {
+            return;
+        }
+        *last = Some((code, reason.to_string()));
     }
 }
 
@@ -257,6 +277,9 @@ fn probe(
         let remaining = timeout.saturating_sub(started.elapsed());
         let attempt = remaining.min(Duration::from_secs(1));
         let result = client.fetch_metadata(None, attempt);
+        // librdkafka's errors (and logs) wait in the client's queue (rdkafka sets log.queue)
+        // and reach `Context` only when the client is polled: serve them all.
+        while client.poll(Duration::from_millis(50)).is_some() {}
         if let Some((code, reason)) = client.context().last_error() {
             if is_auth_failure(code, &reason) {
                 return Err(StartupError::Authentication {
@@ -276,14 +299,16 @@ fn probe(
                 return Ok(());
             }
             Err(e) if started.elapsed() >= timeout => {
-                let reason = client
-                    .context()
-                    .last_error()
-                    .map(|(_, r)| r)
-                    .unwrap_or_else(|| e.to_string());
+                let context = client.context();
+                let reason = match (context.last_error(), context.last_failure()) {
+                    (Some((code, r)), _) if code != Code::AllBrokersDown => r,
+                    (_, Some(failure)) => failure,
+                    (Some((_, r)), None) => r,
+                    (None, None) => e.to_string(),
+                };
                 return Err(unreachable(k, started.elapsed(), reason));
             }
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            Err(_) => {}
         }
     }
 }
