@@ -178,6 +178,17 @@ impl Mesh {
         }
     }
 
+    /// One daemon by name: `api`, `fraud` (the first instance), `notification`, `monitoring`.
+    pub fn daemon(&mut self, name: &str) -> &mut Daemon {
+        match name {
+            "api" => &mut self.api,
+            "fraud" => &mut self.frauds[0],
+            "notification" => &mut self.notification,
+            "monitoring" => &mut self.monitoring,
+            other => panic!("no daemon called {other}"),
+        }
+    }
+
     pub fn assert_all_running(&mut self) {
         let mut daemons: Vec<&mut Daemon> =
             vec![&mut self.api, &mut self.notification, &mut self.monitoring];

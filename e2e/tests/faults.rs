@@ -59,12 +59,7 @@ async fn kill_9_each_daemon_in_turn_while_10000_orders_flow() {
     let mut target = step;
     for victim in ["fraud", "notification", "monitoring", "api"] {
         driver.wait_accepted(target, WAIT).await;
-        let daemon = match victim {
-            "fraud" => &mut mesh.frauds[0],
-            "notification" => &mut mesh.notification,
-            "monitoring" => &mut mesh.monitoring,
-            _ => &mut mesh.api,
-        };
+        let daemon = mesh.daemon(victim);
         daemon.kill();
         tokio::time::sleep(Duration::from_millis(500)).await;
         restart(daemon).await;
@@ -118,12 +113,7 @@ async fn sigterm_of_each_daemon_loses_nothing_and_replays_nothing() {
     let mut target = step;
     for victim in ["fraud", "notification", "monitoring", "api"] {
         driver.wait_accepted(target, WAIT).await;
-        let daemon = match victim {
-            "fraud" => &mut mesh.frauds[0],
-            "notification" => &mut mesh.notification,
-            "monitoring" => &mut mesh.monitoring,
-            _ => &mut mesh.api,
-        };
+        let daemon = mesh.daemon(victim);
         let code = daemon.terminate(Duration::from_secs(40));
         assert_eq!(
             code,

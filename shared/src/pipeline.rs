@@ -214,14 +214,7 @@ pub async fn run<H: Handler>(
     options: &LoopOptions,
     shutdown: CancellationToken,
 ) -> Result<(), PipelineError> {
-    let topic_refs: Vec<&str> = options.topics.iter().map(String::as_str).collect();
-    consumer
-        .subscribe(&topic_refs)
-        .map_err(|source| PipelineError::Subscribe {
-            topics: options.topics.join(","),
-            source,
-        })?;
-    tracing::info!(group = %options.group_id, topics = %options.topics.join(","), "consuming");
+    subscribe(consumer, options, "consuming")?;
 
     let mut in_flight: FuturesOrdered<InFlight> = FuturesOrdered::new();
     let mut dead_lettered: u64 = 0;
@@ -286,6 +279,23 @@ pub async fn run<H: Handler>(
         Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
         Err(e) => tracing::warn!(error = %e, "final offset commit failed"),
     }
+    Ok(())
+}
+
+/// Subscribes to the loop's topics and says so.
+pub(crate) fn subscribe(
+    consumer: &Consumer,
+    options: &LoopOptions,
+    what: &str,
+) -> Result<(), PipelineError> {
+    let topics: Vec<&str> = options.topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topics)
+        .map_err(|source| PipelineError::Subscribe {
+            topics: options.topics.join(","),
+            source,
+        })?;
+    tracing::info!(group = %options.group_id, topics = %options.topics.join(","), "{what}");
     Ok(())
 }
 

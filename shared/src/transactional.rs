@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::kafka::{Consumer, Producer};
 use crate::pipeline::{
-    enqueue, handle_or_dead_letter, Handler, InRecord, LoopOptions, PipelineError,
+    enqueue, handle_or_dead_letter, subscribe, Handler, InRecord, LoopOptions, PipelineError,
 };
 
 /// Records per transaction at most.
@@ -35,14 +35,7 @@ pub async fn run<H: Handler>(
     blocking(producer, |p| p.init_transactions(TXN_TIMEOUT))
         .await
         .map_err(PipelineError::TransactionsUnsupported)?;
-    let topic_refs: Vec<&str> = options.topics.iter().map(String::as_str).collect();
-    consumer
-        .subscribe(&topic_refs)
-        .map_err(|source| PipelineError::Subscribe {
-            topics: options.topics.join(","),
-            source,
-        })?;
-    tracing::info!(group = %options.group_id, topics = %options.topics.join(","), "consuming, exactly-once (transactions)");
+    subscribe(consumer, options, "consuming, exactly-once (transactions)")?;
 
     let mut dead_lettered = 0;
     loop {
