@@ -1,0 +1,296 @@
+//! The HTTP side: posts generated orders to `POST /pedidos`, either at a fixed rate (open loop,
+//! with a cap on requests in flight) or as fast as a fixed number of concurrent senders can.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::header::CONTENT_TYPE;
+use reqwest::StatusCode;
+use serde::Deserialize;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::orders::OrderGen;
+use crate::stats::{ErrorCounts, ErrorKind, Latency};
+use crate::tracker::Registrar;
+
+/// How the run is paced and when it ends.
+#[derive(Debug, Clone)]
+pub struct DriveOptions {
+    /// Base URL of the API, e.g. `http://127.0.0.1:8000`.
+    pub url: String,
+    /// Orders per second; `None` for as fast as possible.
+    pub rate: Option<f64>,
+    /// Requests in flight at most.
+    pub concurrency: usize,
+    /// Stop sending after this long (`None` and no `count`: until stopped).
+    pub duration: Option<Duration>,
+    /// Stop after this many orders.
+    pub count: Option<u64>,
+    /// Per-request timeout.
+    pub timeout: Duration,
+}
+
+impl DriveOptions {
+    fn endpoint(&self) -> String {
+        format!("{}/pedidos", self.url.trim_end_matches('/'))
+    }
+}
+
+/// Live counters, read by the progress bar.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub sent: AtomicU64,
+    pub accepted: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+/// What the HTTP side measured.
+pub struct Driven {
+    pub errors: ErrorCounts,
+    pub post_202: Latency,
+    /// From the first request sent to the last response received.
+    pub send_phase: Duration,
+    pub started: Instant,
+    pub max_schedule_lag: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriveError {
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+/// The part of the 202 body we need.
+#[derive(Deserialize)]
+struct Accepted {
+    id: Uuid,
+}
+
+#[derive(Default)]
+struct Record {
+    post_202: Latency,
+    errors: ErrorCounts,
+    last_response: Option<Instant>,
+}
+
+struct Sender {
+    client: reqwest::Client,
+    endpoint: String,
+    orders: Mutex<OrderGen>,
+    registrar: Option<Registrar>,
+    counters: Arc<Counters>,
+    record: Mutex<Record>,
+}
+
+impl Sender {
+    fn next_body(&self) -> Vec<u8> {
+        let order = self.orders.lock().expect("order generator").next_order();
+        serde_json::to_vec(&order).expect("orders always serialize")
+    }
+
+    /// Posts one order and records the outcome.
+    async fn send(&self, body: Vec<u8>) {
+        self.counters.sent.fetch_add(1, Ordering::Relaxed);
+        let sent_at = Instant::now();
+        let outcome = self.post(body).await;
+        let done = Instant::now();
+        match outcome {
+            Ok(id) => {
+                if let Some(registrar) = &self.registrar {
+                    registrar.register(id, sent_at);
+                }
+                self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let mut record = self.record.lock().expect("driver record");
+        match outcome {
+            Ok(_) => record.post_202.record(done - sent_at),
+            Err(kind) => record.errors.add(kind),
+        }
+        record.last_response = Some(record.last_response.map_or(done, |t| t.max(done)));
+    }
+
+    async fn post(&self, body: Vec<u8>) -> Result<Uuid, ErrorKind> {
+        let response = self
+            .client
+            .post(&self.endpoint)
+            .header(CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        let status = response.status();
+        // Read the whole body either way, so the connection can be reused.
+        let bytes = response.bytes().await.map_err(|e| classify(&e))?;
+        if status != StatusCode::ACCEPTED {
+            return Err(ErrorKind::Http(status.as_u16()));
+        }
+        serde_json::from_slice::<Accepted>(&bytes)
+            .map(|a| a.id)
+            .map_err(|_| ErrorKind::InvalidResponse)
+    }
+}
+
+fn classify(e: &reqwest::Error) -> ErrorKind {
+    if e.is_timeout() {
+        ErrorKind::Timeout
+    } else {
+        // Refused, reset, closed mid-body: the connection failed us.
+        ErrorKind::Connection
+    }
+}
+
+/// Sends orders until the count or duration is reached or `stop` is cancelled, then waits for
+/// the requests still in flight.
+pub async fn drive(
+    options: &DriveOptions,
+    orders: OrderGen,
+    registrar: Option<Registrar>,
+    counters: Arc<Counters>,
+    stop: CancellationToken,
+) -> Result<Driven, DriveError> {
+    let concurrency = options.concurrency.max(1);
+    let client = reqwest::Client::builder()
+        .timeout(options.timeout)
+        .pool_max_idle_per_host(concurrency)
+        .tcp_nodelay(true)
+        .build()?;
+    let sender = Arc::new(Sender {
+        client,
+        endpoint: options.endpoint(),
+        orders: Mutex::new(orders),
+        registrar,
+        counters,
+        record: Mutex::new(Record::default()),
+    });
+    let started = Instant::now();
+    let deadline = options.duration.map(|d| started + d);
+    let max_schedule_lag = match options.rate {
+        Some(rate) => paced(&sender, options, rate, concurrency, started, &stop).await,
+        None => {
+            flat_out(&sender, options.count, deadline, concurrency, &stop).await;
+            Duration::ZERO
+        }
+    };
+    let record = std::mem::take(&mut *sender.record.lock().expect("driver record"));
+    let send_phase = record.last_response.map_or_else(
+        || started.elapsed(),
+        |t| t.saturating_duration_since(started),
+    );
+    Ok(Driven {
+        errors: record.errors,
+        post_202: record.post_202,
+        send_phase,
+        started,
+        max_schedule_lag,
+    })
+}
+
+/// `concurrency` senders, each posting its next order as soon as the previous one answered.
+async fn flat_out(
+    sender: &Arc<Sender>,
+    count: Option<u64>,
+    deadline: Option<Instant>,
+    concurrency: usize,
+    stop: &CancellationToken,
+) {
+    let next = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (sender, next, stop) = (sender.clone(), next.clone(), stop.clone());
+            tokio::spawn(async move {
+                loop {
+                    if stop.is_cancelled() || deadline.is_some_and(|d| Instant::now() >= d) {
+                        break;
+                    }
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if count.is_some_and(|c| n >= c) {
+                        break;
+                    }
+                    let body = sender.next_body();
+                    sender.send(body).await;
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        let _ = worker.await;
+    }
+}
+
+/// Order `i` is due at `start + i / rate`; late orders are sent at once (the schedule does not
+/// slip), unless `concurrency` requests are already in flight. Returns the worst lateness.
+async fn paced(
+    sender: &Arc<Sender>,
+    options: &DriveOptions,
+    rate: f64,
+    concurrency: usize,
+    started: Instant,
+    stop: &CancellationToken,
+) -> Duration {
+    let slots = Arc::new(Semaphore::new(concurrency));
+    let due_at = |i: u64| started + Duration::from_secs_f64(i as f64 / rate);
+    let limit = options.count.unwrap_or(u64::MAX);
+    let mut issued: u64 = 0;
+    let mut worst_lag = Duration::ZERO;
+    'schedule: while issued < limit {
+        let elapsed = started.elapsed();
+        if options.duration.is_some_and(|d| elapsed >= d) {
+            break;
+        }
+        let due = ((elapsed.as_secs_f64() * rate) as u64 + 1).min(limit);
+        while issued < due {
+            if options
+                .duration
+                .is_some_and(|d| due_at(issued) >= started + d)
+            {
+                break 'schedule;
+            }
+            let slot = tokio::select! {
+                slot = slots.clone().acquire_owned() => slot.expect("semaphore never closed"),
+                _ = stop.cancelled() => break 'schedule,
+            };
+            worst_lag = worst_lag.max(Instant::now().saturating_duration_since(due_at(issued)));
+            let sender = sender.clone();
+            let body = sender.next_body();
+            tokio::spawn(async move {
+                sender.send(body).await;
+                drop(slot);
+            });
+            issued += 1;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(due_at(issued).into()) => {}
+            _ = stop.cancelled() => break,
+        }
+    }
+    // Every slot free again: all requests answered.
+    let _ = slots.acquire_many(concurrency as u32).await;
+    worst_lag
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_tolerates_a_trailing_slash() {
+        let mut o = DriveOptions {
+            url: "http://127.0.0.1:8000/".into(),
+            rate: None,
+            concurrency: 1,
+            duration: None,
+            count: Some(1),
+            timeout: Duration::from_secs(1),
+        };
+        assert_eq!(o.endpoint(), "http://127.0.0.1:8000/pedidos");
+        o.url = "http://127.0.0.1:8000".into();
+        assert_eq!(o.endpoint(), "http://127.0.0.1:8000/pedidos");
+    }
+}
