@@ -25,20 +25,39 @@ say() { printf '\033[1m[run-local]\033[0m %s\n' "$*" >&2; }
 reachable() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
 # Prefix every line of a process's output with its name, in a colour of its own.
+# The labeller ignores Ctrl-C so it outlives the daemons and shows their last words.
 label() {
   local name=$1 colour=$2
+  trap '' INT
   sed -u "s/^/$(printf '\033[%sm%-12s\033[0m' "$colour" "[$name]") /"
 }
 
 pids=()
 broker_pid=""
 stopping=0
+# $1 = the signal to send the daemons: none after a Ctrl-C (the terminal already sent them
+# SIGINT, and a second signal would make them quit without finishing their work).
 stop_all() {
   [[ $stopping == 1 ]] && return
   stopping=1
+  local signal=${1:-TERM}
   say "stopping daemons..."
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [[ $signal != none ]]; then
+    for pid in "${pids[@]}"; do kill -"$signal" "$pid" 2>/dev/null || true; done
+  fi
+  for _ in $(seq 1 300); do
+    local alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [[ $alive == 0 ]] && break
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do
+    if kill -0 "$pid" 2>/dev/null; then
+      say "pid $pid still running after 30 s; forcing it"
+      kill -TERM "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+  done
   if [[ -n "$broker_pid" ]]; then
     say "stopping the local broker (data kept in .noida-db/)"
     kill -TERM "$broker_pid" 2>/dev/null || true
@@ -46,7 +65,8 @@ stop_all() {
   fi
   say "all stopped"
 }
-trap 'stop_all; exit 0' INT TERM
+trap 'stop_all none; exit 0' INT
+trap 'stop_all TERM; exit 0' TERM
 trap 'stop_all' EXIT
 
 if reachable "$broker_host" "$broker_port"; then

@@ -1,5 +1,5 @@
 //! Graceful shutdown: Ctrl-C or SIGTERM cancels a token; daemons stop intake, finish in-flight
-//! work, flush and commit, then return.
+//! work, flush and commit, then return. A second signal ends the process at once.
 
 use tokio_util::sync::CancellationToken;
 
@@ -9,8 +9,12 @@ pub fn on_signal() -> CancellationToken {
     let cancel = token.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
-        tracing::info!("shutdown requested: finishing in-flight work");
+        // Cancel before logging: shutting down must not depend on the log being writable.
         cancel.cancel();
+        tracing::info!("shutdown requested: finishing in-flight work (again to quit at once)");
+        wait_for_signal().await;
+        tracing::warn!("second signal: quitting without finishing in-flight work");
+        std::process::exit(130);
     });
     token
 }

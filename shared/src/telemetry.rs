@@ -14,6 +14,8 @@ pub fn init(config: &TelemetryConfig) {
     let builder = fmt()
         .with_env_filter(filter)
         .with_target(true)
+        // A closed stdout (a pipe whose reader died) must not turn logging into a panic.
+        .log_internal_errors(false)
         // Colours only for a person at a terminal, not in files, pipes or CI logs.
         .with_ansi(std::io::stdout().is_terminal());
     // A second init (tests running several daemons in one process) keeps the first subscriber.
