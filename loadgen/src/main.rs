@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::driver::{Counters, DriveOptions};
 use crate::orders::OrderGen;
 use crate::progress::{Goal, Progress};
-use crate::stats::{RunReport, RunSettings, RunTotals};
+use crate::stats::{RawReport, RunReport, RunSettings, RunTotals};
 use crate::tracker::Tracker;
 
 #[derive(Debug, Parser)]
@@ -170,14 +170,7 @@ async fn raw_main(args: RawArgs) -> ExitCode {
     };
     match raw::run(&config, &options).await {
         Ok(report) => {
-            if args.common.json {
-                println!(
-                    "{}",
-                    serde_json::to_string(&report).expect("report serializes")
-                );
-            } else {
-                print!("{}", report.to_text());
-            }
+            print_report(args.common.json, &report, RawReport::to_text);
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -310,14 +303,7 @@ async fn run_main(args: RunArgs) -> ExitCode {
         },
         &totals,
     );
-    if args.common.json {
-        println!(
-            "{}",
-            serde_json::to_string(&report).expect("report serializes")
-        );
-    } else {
-        print!("{}", report.to_text());
-    }
+    print_report(args.common.json, &report, RunReport::to_text);
     if totals.sent > 0 && totals.accepted == 0 {
         ExitCode::FAILURE
     } else {
@@ -342,4 +328,16 @@ async fn stop_on_ctrl_c(stop: CancellationToken) {
     }
     eprintln!("loadgen: stopping (Ctrl-C again to skip waiting for verdicts)");
     stop.cancel();
+}
+
+/// Prints a report as one JSON object (`--json`) or as text.
+fn print_report<R: serde::Serialize>(json: bool, report: &R, to_text: impl FnOnce(&R) -> String) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(report).expect("report serializes")
+        );
+    } else {
+        print!("{}", to_text(report));
+    }
 }
