@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use shared::config::TopicsConfig;
-use shared::events::{decode, EvaluatedOrder, Order, StatusEvent};
+use shared::events::{decode, decode_value, EvaluatedOrder, Event, Order, StatusEvent};
 use shared::pipeline::InRecord;
 use tokio::sync::{mpsc, oneshot};
 
@@ -79,30 +79,35 @@ pub fn entry(record: &InRecord<'_>, topics: &TopicsConfig, now: DateTime<Utc>) -
             Err(_) => e.raw_hex = Some(payload.iter().map(|b| format!("{b:02x}")).collect()),
         },
     }
+    // The body was parsed once above; typed decoding reuses that parse when there is one.
+    fn typed<E: Event>(value: Option<&Value>, payload: &[u8]) -> Result<E, String> {
+        match value {
+            Some(v) => decode_value(v),
+            None => decode(Some(payload)),
+        }
+        .map_err(|err| err.to_string())
+    }
+    // Moved out while `e` is filled in, and back after: no copy of the tree.
+    let parsed_body = e.value.take();
+    let value = parsed_body.as_ref();
     let t = record.topic;
     let parsed: Result<(), String> = if t == topics.pedidos {
-        decode::<Order>(Some(payload))
-            .map(|o| {
-                e.pedido_id = Some(o.id.to_string());
-                e.status = Some("Criado".into());
-            })
-            .map_err(|err| err.to_string())
+        typed::<Order>(value, payload).map(|o| {
+            e.pedido_id = Some(o.id.to_string());
+            e.status = Some("Criado".into());
+        })
     } else if t == topics.notificacoes {
-        decode::<StatusEvent>(Some(payload))
-            .map(|s| {
-                e.pedido_id = Some(s.pedido_id.to_string());
-                e.status = Some(s.status.to_string());
-            })
-            .map_err(|err| err.to_string())
+        typed::<StatusEvent>(value, payload).map(|s| {
+            e.pedido_id = Some(s.pedido_id.to_string());
+            e.status = Some(s.status.to_string());
+        })
     } else if t == topics.pedidos_validos || t == topics.pedidos_recusados {
-        decode::<EvaluatedOrder>(Some(payload))
-            .map(|v| {
-                e.pedido_id = Some(v.pedido.id.to_string());
-                e.status = Some(v.status.to_string());
-                e.verdict_latency_ms =
-                    Some((v.data_avaliacao - v.pedido.data_solicitacao).num_milliseconds());
-            })
-            .map_err(|err| err.to_string())
+        typed::<EvaluatedOrder>(value, payload).map(|v| {
+            e.pedido_id = Some(v.pedido.id.to_string());
+            e.status = Some(v.status.to_string());
+            e.verdict_latency_ms =
+                Some((v.data_avaliacao - v.pedido.data_solicitacao).num_milliseconds());
+        })
     } else {
         // Dead-letter topics carry whatever was refused: keep it as it is.
         e.pedido_id = e
@@ -113,6 +118,7 @@ pub fn entry(record: &InRecord<'_>, topics: &TopicsConfig, now: DateTime<Utc>) -
         Ok(())
     };
     e.parse_error = parsed.err();
+    e.value = parsed_body;
     e
 }
 
