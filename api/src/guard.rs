@@ -27,10 +27,12 @@ use std::time::Duration;
 use poem::http::uri::Scheme;
 use poem::listener::Acceptor;
 use poem::web::{LocalAddr, RemoteAddr};
+use shared::config::ApiConfig;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{sleep, Instant, Sleep};
 
-/// How long the server waits on a client; see the module documentation.
+/// How long the server waits on a client; see the module documentation. Configured by
+/// `api.head_timeout_ms`, `api.body_timeout_ms` and `api.write_timeout_ms`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpTimeouts {
     /// To deliver a whole request head, counted from the connection's start or the end of the
@@ -42,13 +44,21 @@ pub struct HttpTimeouts {
     pub write: Duration,
 }
 
+impl HttpTimeouts {
+    /// The timeouts an `[api]` configuration section asks for.
+    pub fn from_config(api: &ApiConfig) -> Self {
+        Self {
+            head: api.head_timeout(),
+            body: api.body_timeout(),
+            write: api.write_timeout(),
+        }
+    }
+}
+
+/// The configuration's defaults (10 s each).
 impl Default for HttpTimeouts {
     fn default() -> Self {
-        Self {
-            head: Duration::from_secs(10),
-            body: Duration::from_secs(10),
-            write: Duration::from_secs(10),
-        }
+        Self::from_config(&ApiConfig::default())
     }
 }
 
@@ -314,6 +324,33 @@ mod tests {
             body: SHORT,
             write: SHORT,
         }
+    }
+
+    #[test]
+    fn timeouts_follow_the_api_configuration() {
+        let config = ApiConfig {
+            head_timeout_ms: 1_500,
+            body_timeout_ms: 250,
+            write_timeout_ms: 4_000,
+            ..ApiConfig::default()
+        };
+        assert_eq!(
+            HttpTimeouts::from_config(&config),
+            HttpTimeouts {
+                head: Duration::from_millis(1_500),
+                body: Duration::from_millis(250),
+                write: Duration::from_secs(4),
+            }
+        );
+        let ten = Duration::from_secs(10);
+        assert_eq!(
+            HttpTimeouts::default(),
+            HttpTimeouts {
+                head: ten,
+                body: ten,
+                write: ten
+            }
+        );
     }
 
     #[tokio::test]

@@ -323,7 +323,8 @@ enum CreateResponse {
     /// Content type is not `application/json`.
     #[oai(status = 415)]
     UnsupportedMediaType(Json<ErrorBody>),
-    /// The body did not arrive within the server's body timeout (10 s).
+    /// The body did not arrive within the server's body timeout (`api.body_timeout_ms`,
+    /// 10 s by default).
     #[oai(status = 408)]
     RequestTimeout(Json<ErrorBody>),
     /// A field is missing or breaks a rule; `field` and `rule` say which.

@@ -41,6 +41,8 @@ pub struct Application {
     api: http::PedidosApi,
     max_body_bytes: usize,
     timeouts: HttpTimeouts,
+    /// How long in-flight requests may take to finish once `run_until` is told to stop.
+    shutdown_timeout: Duration,
     reader: tokio::task::JoinHandle<()>,
     reader_stop: CancellationToken,
 }
@@ -78,7 +80,8 @@ impl Application {
             address,
             api: http::PedidosApi { publisher, book },
             max_body_bytes: config.api.max_body_bytes,
-            timeouts: HttpTimeouts::default(),
+            timeouts: HttpTimeouts::from_config(&config.api),
+            shutdown_timeout: config.api.shutdown_timeout(),
             reader,
             reader_stop,
         })
@@ -88,14 +91,16 @@ impl Application {
         self.address
     }
 
-    /// How long the server waits on slow or silent clients (default: 10 s each).
+    /// How long the server waits on slow or silent clients, instead of the configured
+    /// `api.head_timeout_ms`, `api.body_timeout_ms` and `api.write_timeout_ms`.
     #[must_use]
     pub fn with_timeouts(mut self, timeouts: HttpTimeouts) -> Self {
         self.timeouts = timeouts;
         self
     }
 
-    /// Serves until `shutdown`, then lets in-flight requests finish (up to 10 s).
+    /// Serves until `shutdown`, then lets in-flight requests finish (up to
+    /// `api.shutdown_timeout_ms`).
     pub async fn run_until(self, shutdown: CancellationToken) -> Result<(), ApiError> {
         let url = format!("http://{}", self.address);
         tracing::info!(docs = %format!("{url}/docs"), "pedidos API listening on {url}");
@@ -105,7 +110,7 @@ impl Application {
             .run_with_graceful_shutdown(
                 app,
                 shutdown.cancelled_owned(),
-                Some(Duration::from_secs(10)),
+                Some(self.shutdown_timeout),
             )
             .await;
         self.reader_stop.cancel();

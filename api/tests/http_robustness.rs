@@ -11,7 +11,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-/// Short deadlines, so the test sees them fire; production uses 10 s each.
+/// Short deadlines, so the test sees them fire; production uses the `[api]` timeout keys (10 s
+/// each by default).
 const TIMEOUTS: HttpTimeouts = HttpTimeouts {
     head: Duration::from_secs(3),
     body: Duration::from_secs(2),
@@ -32,6 +33,7 @@ struct TestApi {
 }
 
 impl TestApi {
+    /// The API with [`TIMEOUTS`] set in code.
     async fn start(broker: &Broker) -> Self {
         let mut config = broker.config();
         config.api.publish_timeout_ms = 3_000;
@@ -40,6 +42,16 @@ impl TestApi {
             .await
             .expect("API starts")
             .with_timeouts(TIMEOUTS);
+        Self::serve(app)
+    }
+
+    /// The API exactly as `config` describes it, as `api::run` would serve it.
+    async fn start_configured(config: &shared::Config) -> Self {
+        let app = api::Application::build(config).await.expect("API starts");
+        Self::serve(app)
+    }
+
+    fn serve(app: api::Application) -> Self {
         let addr = app.address();
         let stop = CancellationToken::new();
         let token = stop.clone();
@@ -364,4 +376,121 @@ async fn idle_connections_are_closed_and_bodies_are_bounded_chunked_or_not() {
     }
 
     api.stop().await;
+}
+
+/// Reads the first HTTP response from `reader` (head and `Content-Length` body); returns it and
+/// when its last byte arrived, or what came and `None` if it was not complete within `limit`.
+async fn read_response(
+    mut reader: impl AsyncReadExt + Unpin,
+    limit: Duration,
+) -> (Vec<u8>, Option<Duration>) {
+    let started = Instant::now();
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&received);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .filter_map(|line| line.split_once(':'))
+                .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
+                .and_then(|(_, value)| value.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if body.len() >= length {
+                return (received, Some(started.elapsed()));
+            }
+        }
+        let left = limit.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, reader.read(&mut buf)).await {
+            Err(_) | Ok(Ok(0)) | Ok(Err(_)) => return (received, None),
+            Ok(Ok(n)) => received.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// A request whose head is complete and whose body (200 bytes announced) never finishes.
+const PARTIAL_BODY: &[u8] =
+    b"POST /pedidos HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                              Content-Length: 200\r\n\r\n{\"usuario\": \"slow";
+
+/// The `[api]` timeout keys, not `with_timeouts`, decide when the running server gives up on
+/// a client; every configured value is far from the 10 s defaults, so a server ignoring the
+/// configuration fails each check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_configured_http_timeouts_are_the_ones_the_server_applies() {
+    let broker = Broker::start();
+    let mut config = broker.config();
+    config.api.head_timeout_ms = 2_000;
+    config.api.body_timeout_ms = 1_000;
+    let head = Duration::from_millis(config.api.head_timeout_ms);
+    let body = Duration::from_millis(config.api.body_timeout_ms);
+    let api = TestApi::start_configured(&config).await;
+
+    // Headers and part of a body, then nothing: 408 with the JSON error at the body timeout.
+    let mut slow_body = api.connect().await;
+    slow_body.write_all(PARTIAL_BODY).await.unwrap();
+    // Meanwhile a silent client is disconnected at the head timeout.
+    let silent = tokio::spawn(read_until_closed(api.connect().await, head + SLACK));
+
+    let (received, answered) = read_response(&mut slow_body, body + SLACK).await;
+    let answered = answered.unwrap_or_else(|| {
+        panic!(
+            "no complete answer within {:?} of a {body:?} body timeout: {:?}",
+            body + SLACK,
+            String::from_utf8_lossy(&received)
+        )
+    });
+    let (status, json) = parse_response(&received);
+    assert_eq!(status, 408, "{json}");
+    assert_eq!(json["error"], "request_timeout", "{json}");
+    assert_eq!(json["field"], "body", "{json}");
+    assert!(
+        answered >= body - Duration::from_millis(200),
+        "408 after {answered:?}, before the {body:?} body timeout"
+    );
+
+    let (received, closed) = silent.await.unwrap();
+    assert!(
+        received.is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&received)
+    );
+    let closed = closed.unwrap_or_else(|| {
+        panic!(
+            "a silent client still connected {:?} after a {head:?} head timeout",
+            head + SLACK
+        )
+    });
+    assert!(
+        closed >= head - Duration::from_millis(500),
+        "silent client dropped after {closed:?}, before the {head:?} head timeout"
+    );
+    api.stop().await;
+
+    // On shutdown a request still in flight gets `shutdown_timeout_ms`, not 10 s.
+    config.api.head_timeout_ms = 30_000;
+    config.api.body_timeout_ms = 30_000;
+    config.api.shutdown_timeout_ms = 1_000;
+    let grace = Duration::from_millis(config.api.shutdown_timeout_ms);
+    let api = TestApi::start_configured(&config).await;
+    let mut in_flight = api.connect().await;
+    in_flight.write_all(PARTIAL_BODY).await.unwrap();
+    // Let the server take the head in, so the request is in flight when the stop comes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopping = Instant::now();
+    api.stop.cancel();
+    tokio::time::timeout(grace + SLACK, api.server)
+        .await
+        .unwrap_or_else(|_| panic!("still serving {:?} after a {grace:?} grace", grace + SLACK))
+        .unwrap();
+    let stopped = stopping.elapsed();
+    assert!(
+        stopped >= grace - Duration::from_millis(300),
+        "stopped after {stopped:?}: the in-flight request did not get its {grace:?}"
+    );
+    let (_, closed) = read_until_closed(&mut in_flight, SLACK).await;
+    assert!(
+        closed.is_some(),
+        "the in-flight connection is cut at shutdown"
+    );
 }
