@@ -4,9 +4,10 @@
 use std::sync::{Arc, RwLock};
 
 use rdkafka::consumer::Consumer as _;
+use rdkafka::message::Headers as _;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use shared::config::Config;
-use shared::events::{decode, Order, StatusEvent};
+use shared::events::{decode, Order, StatusEvent, HEADER_CORRELATION_ID};
 use shared::kafka::{self, StartupError};
 use tokio_util::sync::CancellationToken;
 
@@ -59,6 +60,16 @@ pub async fn follow(
                 }
             };
             if message.topic() == pedidos {
+                // Most orders were posted to this process and are in the book already: skip
+                // decoding them again (JSON, decimal and date parsing for nothing).
+                if correlation_id(&message).is_some_and(|id| {
+                    book.read()
+                        .unwrap()
+                        .get(&id)
+                        .is_some_and(|v| v.pedido.is_some())
+                }) {
+                    continue;
+                }
                 if let Ok(order) = decode::<Order>(message.payload()) {
                     book.write().unwrap().apply_order(&order);
                 }
@@ -67,4 +78,14 @@ pub async fn follow(
             }
         }
     }))
+}
+
+/// The order id a record's `correlation-id` header names, if it has a valid one.
+fn correlation_id(message: &impl Message) -> Option<uuid::Uuid> {
+    let headers = message.headers()?;
+    let value = headers
+        .iter()
+        .find(|h| h.key == HEADER_CORRELATION_ID)?
+        .value?;
+    uuid::Uuid::try_parse_ascii(value).ok()
 }
