@@ -6,6 +6,7 @@
 //! loadgen --duration 20s --concurrency 64       # as fast as possible
 //! loadgen --rate 1000 --duration 20s --json     # fixed rate, machine-readable report
 //! loadgen raw --records 200000                  # the broker's raw capacity
+//! loadgen raw --pipeline-units 20000            # ... and for the mesh's shape, 20,000 orders
 //! ```
 
 mod driver;
@@ -48,7 +49,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Measure the broker alone: produce mesh-shaped records to a fresh topic with the daemons'
-    /// producer settings, consume them back, report records/s.
+    /// producer settings, consume them back, report records/s; then put orders through the
+    /// mesh's shape (four topics, two producers, three consumers, no daemons).
     Raw(RawArgs),
 }
 
@@ -112,12 +114,17 @@ struct RawArgs {
     records: u64,
     #[arg(long, default_value_t = 3)]
     partitions: i32,
-    /// Topic to use (default: a fresh loadgen-raw-<random>, deleted afterwards).
+    /// Topic to use (default: a fresh loadgen-raw-<random>, deleted afterwards). The pipeline
+    /// phase uses four more, <topic>-pedidos, -notificacoes, -validos and -recusados.
     #[arg(long)]
     topic: Option<String>,
-    /// Keep the topic afterwards.
+    /// Keep the topics afterwards.
     #[arg(long)]
     keep_topic: bool,
+    /// Orders to put through the pipeline phase (after 100 warm-up orders; each is 4 records
+    /// produced and 7 consumed). Default: --records / 11, at least 20,000. 0 skips the phase.
+    #[arg(long, value_name = "N")]
+    pipeline_units: Option<u64>,
     #[command(flatten)]
     common: Common,
 }
@@ -167,6 +174,9 @@ async fn raw_main(args: RawArgs) -> ExitCode {
         topic: args.topic,
         keep_topic: args.keep_topic,
         seed: args.common.seed.unwrap_or_else(rand::random),
+        pipeline_units: args
+            .pipeline_units
+            .unwrap_or_else(|| raw::default_pipeline_units(args.records)),
     };
     match raw::run(&config, &options).await {
         Ok(report) => {
