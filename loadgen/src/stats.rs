@@ -459,7 +459,7 @@ impl RawReport {
         };
         let mut text = format!(
             "raw broker: {} records to {} ({} partitions); key {:.0} B, value {:.0} B, headers {:.0} B\n\
-             produced    {:.0} records/s ({:.2} s, idempotent, acks=all, linger 5 ms, lz4)\n\
+             produced    {:.0} records/s ({:.2} s, the daemons' producer settings: idempotent, acks=all, lz4)\n\
              consumed    {:.0} records/s ({:.2} s, reading back from the start)\n\
              live        {:.0} records/s ({:.2} s, produced while a consumer tails the topic)\n",
             self.records,
