@@ -149,10 +149,6 @@ fn init_logging() {
         .try_init();
 }
 
-// Faster than glibc malloc for the many small, short-lived allocations per record.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
