@@ -2,10 +2,6 @@
 
 use std::process::ExitCode;
 
-// Faster than glibc malloc for the many small, short-lived allocations per record.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = shared::daemon::init("fraud");
