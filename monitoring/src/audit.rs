@@ -3,40 +3,44 @@
 //! into one `write` and then acknowledges them, so offsets are stored only for records whose
 //! line reached the file.
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
 use shared::config::TopicsConfig;
-use shared::events::{decode, decode_value, EvaluatedOrder, Event, Order, StatusEvent};
+use shared::events::{decode, EvaluatedOrder, Order, StatusEvent};
 use shared::pipeline::InRecord;
 use tokio::sync::{mpsc, oneshot};
 
-/// One line of the audit file.
+/// One line of the audit file. Borrows from the record: it is serialised at once, and building
+/// and dropping owned copies of every field was most of monitoring's per-record CPU.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct AuditEntry {
+pub struct AuditEntry<'a> {
     pub recorded_at: DateTime<Utc>,
-    pub topic: String,
+    pub topic: &'a str,
     pub partition: i32,
     pub offset: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timestamp_ms: Option<i64>,
-    pub key: Option<String>,
-    pub headers: Map<String, Value>,
+    pub key: Option<Cow<'a, str>>,
+    /// By name (sorted); `null` for a header without a value.
+    pub headers: BTreeMap<&'a str, Option<Cow<'a, str>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pedido_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    /// The body when it is JSON.
+    /// The body when it is JSON, exactly as it came.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub value: Option<Value>,
+    pub value: Option<&'a RawValue>,
     /// The body as text when it is not JSON; hex when it is not even UTF-8.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub raw: Option<String>,
+    pub raw: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub raw_hex: Option<String>,
     /// Why the body is not the event its topic carries.
@@ -48,21 +52,22 @@ pub struct AuditEntry {
 }
 
 /// Describes a record for the audit trail. Never fails: what cannot be parsed is kept raw.
-pub fn entry(record: &InRecord<'_>, topics: &TopicsConfig, now: DateTime<Utc>) -> AuditEntry {
+pub fn entry<'a>(
+    record: &InRecord<'a>,
+    topics: &TopicsConfig,
+    now: DateTime<Utc>,
+) -> AuditEntry<'a> {
     let payload = record.payload.unwrap_or_default();
     let mut e = AuditEntry {
         recorded_at: now,
-        topic: record.topic.to_string(),
+        topic: record.topic,
         partition: record.partition,
         offset: record.offset,
         timestamp_ms: record.timestamp_ms,
-        key: record.key.map(|k| String::from_utf8_lossy(k).into_owned()),
+        key: record.key.map(String::from_utf8_lossy),
         headers: record
             .headers()
-            .map(|(k, v)| {
-                let v = v.map(|v| Value::String(String::from_utf8_lossy(v).into_owned()));
-                (k.to_string(), v.unwrap_or(Value::Null))
-            })
+            .map(|(k, v)| (k, v.map(String::from_utf8_lossy)))
             .collect(),
         pedido_id: None,
         status: None,
@@ -72,37 +77,27 @@ pub fn entry(record: &InRecord<'_>, topics: &TopicsConfig, now: DateTime<Utc>) -
         parse_error: None,
         verdict_latency_ms: None,
     };
-    match serde_json::from_slice::<Value>(payload) {
+    // Validating JSON without building a tree; the typed decode below parses the bytes itself.
+    match serde_json::from_slice::<&RawValue>(payload) {
         Ok(v) => e.value = Some(v),
         Err(_) => match std::str::from_utf8(payload) {
-            Ok(text) => e.raw = Some(text.to_string()),
+            Ok(text) => e.raw = Some(text),
             Err(_) => e.raw_hex = Some(payload.iter().map(|b| format!("{b:02x}")).collect()),
         },
     }
-    // The body was parsed once above; typed decoding reuses that parse when there is one.
-    fn typed<E: Event>(value: Option<&Value>, payload: &[u8]) -> Result<E, String> {
-        match value {
-            Some(v) => decode_value(v),
-            None => decode(Some(payload)),
-        }
-        .map_err(|err| err.to_string())
-    }
-    // Moved out while `e` is filled in, and back after: no copy of the tree.
-    let parsed_body = e.value.take();
-    let value = parsed_body.as_ref();
     let t = record.topic;
     let parsed: Result<(), String> = if t == topics.pedidos {
-        typed::<Order>(value, payload).map(|o| {
+        decode::<Order>(Some(payload)).map(|o| {
             e.pedido_id = Some(o.id.to_string());
             e.status = Some("Criado".into());
         })
     } else if t == topics.notificacoes {
-        typed::<StatusEvent>(value, payload).map(|s| {
+        decode::<StatusEvent>(Some(payload)).map(|s| {
             e.pedido_id = Some(s.pedido_id.to_string());
             e.status = Some(s.status.to_string());
         })
     } else if t == topics.pedidos_validos || t == topics.pedidos_recusados {
-        typed::<EvaluatedOrder>(value, payload).map(|v| {
+        decode::<EvaluatedOrder>(Some(payload)).map(|v| {
             e.pedido_id = Some(v.pedido.id.to_string());
             e.status = Some(v.status.to_string());
             e.verdict_latency_ms =
@@ -113,12 +108,12 @@ pub fn entry(record: &InRecord<'_>, topics: &TopicsConfig, now: DateTime<Utc>) -
         e.pedido_id = e
             .headers
             .get(shared::events::HEADER_CORRELATION_ID)
-            .and_then(|v| v.as_str())
+            .and_then(|v| v.as_deref())
             .map(str::to_string);
         Ok(())
-    };
+    }
+    .map_err(|err| err.to_string());
     e.parse_error = parsed.err();
-    e.value = parsed_body;
     e
 }
 
@@ -215,7 +210,8 @@ mod tests {
             Utc::now(),
         );
         assert_eq!(e.pedido_id, Some(o.id.to_string()));
-        assert_eq!(e.value.as_ref().unwrap()["usuario"], "ana");
+        let value: serde_json::Value = serde_json::from_str(e.value.unwrap().get()).unwrap();
+        assert_eq!(value["usuario"], "ana");
         assert!(e.parse_error.is_none());
     }
 
@@ -245,7 +241,7 @@ mod tests {
             &topics(),
             Utc::now(),
         );
-        assert_eq!(e.raw.as_deref(), Some("{\"trunc"));
+        assert_eq!(e.raw, Some("{\"trunc"));
         assert!(e.parse_error.is_some());
         let e = entry(
             &InRecord::new("Notificacoes", Some(&[0xff, 0x00, 0x41])),
@@ -287,7 +283,7 @@ mod tests {
         }
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 100);
-        let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
         assert_eq!(last["value"]["n"], 99);
         drop(writer);
         thread.join().unwrap();
