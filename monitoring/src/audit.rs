@@ -35,9 +35,9 @@ pub struct AuditEntry<'a> {
     pub pedido_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    /// The body when it is JSON, exactly as it came.
+    /// The body when it is JSON: as it came, or compacted when it spans lines.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub value: Option<&'a RawValue>,
+    pub value: Option<Cow<'a, RawValue>>,
     /// The body as text when it is not JSON; hex when it is not even UTF-8.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub raw: Option<&'a str>,
@@ -79,7 +79,7 @@ pub fn entry<'a>(
     };
     // Validating JSON without building a tree; the typed decode below parses the bytes itself.
     match serde_json::from_slice::<&RawValue>(payload) {
-        Ok(v) => e.value = Some(v),
+        Ok(v) => e.value = Some(single_line(v)),
         Err(_) => match std::str::from_utf8(payload) {
             Ok(text) => e.raw = Some(text),
             Err(_) => e.raw_hex = Some(payload.iter().map(|b| format!("{b:02x}")).collect()),
@@ -115,6 +115,17 @@ pub fn entry<'a>(
     .map_err(|err| err.to_string());
     e.parse_error = parsed.err();
     e
+}
+
+/// A JSON body fit for one line of the file: line breaks in valid JSON can only be whitespace
+/// between tokens, so a body that has any (pretty-printed) is re-serialised compactly.
+fn single_line(body: &RawValue) -> Cow<'_, RawValue> {
+    if !body.get().contains(['\n', '\r']) {
+        return Cow::Borrowed(body);
+    }
+    serde_json::from_str::<serde_json::Value>(body.get())
+        .and_then(|v| serde_json::value::to_raw_value(&v))
+        .map_or(Cow::Borrowed(body), Cow::Owned)
 }
 
 /// Hands lines to the writer thread; each line's receiver fires once it is in the file.
@@ -260,6 +271,22 @@ mod tests {
             "JSON of the wrong shape is still kept as JSON"
         );
         assert!(e.parse_error.is_some());
+    }
+
+    #[test]
+    fn a_pretty_printed_body_still_makes_one_line() {
+        let o = order();
+        let body = serde_json::to_vec_pretty(&o).unwrap();
+        let e = entry(
+            &InRecord::new("Pedidos", Some(&body)),
+            &topics(),
+            Utc::now(),
+        );
+        let line = serde_json::to_string(&e).unwrap();
+        assert!(!line.contains('\n'), "{line}");
+        let back: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(back["value"]["usuario"], "ana");
+        assert_eq!(e.pedido_id, Some(o.id.to_string()));
     }
 
     #[tokio::test]
