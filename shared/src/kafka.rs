@@ -128,14 +128,23 @@ impl ConsumerContext for Context {
 pub type Producer = FutureProducer<Context>;
 pub type Consumer = StreamConsumer<Context>;
 
-/// The base client configuration: servers, security and the passthrough properties.
-pub fn client_config(k: &KafkaConfig) -> ClientConfig {
-    with_settings(k, &[])
+/// Which of the user's role-specific passthrough tables a client gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Producer,
+    Consumer,
+    /// Admin clients: only `kafka.properties`.
+    Other,
 }
 
-/// Connection settings, then `settings`, then the user's passthrough properties, which win
-/// over every default set here.
-fn with_settings(k: &KafkaConfig, settings: &[(&str, &str)]) -> ClientConfig {
+/// The base client configuration: servers, security and the passthrough properties.
+pub fn client_config(k: &KafkaConfig) -> ClientConfig {
+    with_settings(k, Role::Other, &[])
+}
+
+/// Connection settings, then `settings`, then the user's passthrough properties (all clients',
+/// then this role's), which win over every default set here.
+fn with_settings(k: &KafkaConfig, role: Role, settings: &[(&str, &str)]) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &k.bootstrap_servers)
         .set("security.protocol", k.security_protocol.as_str())
@@ -151,7 +160,16 @@ fn with_settings(k: &KafkaConfig, settings: &[(&str, &str)]) -> ClientConfig {
     for (key, value) in settings {
         c.set(*key, *value);
     }
-    for (key, value) in &k.properties {
+    let role_properties = match role {
+        Role::Producer => Some(&k.producer_properties),
+        Role::Consumer => Some(&k.consumer_properties),
+        Role::Other => None,
+    };
+    for (key, value) in k
+        .properties
+        .iter()
+        .chain(role_properties.into_iter().flat_map(|p| p.iter()))
+    {
         c.set(key, value);
     }
     c
@@ -159,9 +177,10 @@ fn with_settings(k: &KafkaConfig, settings: &[(&str, &str)]) -> ClientConfig {
 
 fn build<T: FromClientConfigAndContext<Context>>(
     k: &KafkaConfig,
+    role: Role,
     settings: &[(&str, &str)],
 ) -> Result<T, StartupError> {
-    with_settings(k, settings)
+    with_settings(k, role, settings)
         .create_with_context(Context::default())
         .map_err(StartupError::Client)
 }
@@ -184,7 +203,7 @@ pub fn producer(k: &KafkaConfig, message_timeout: Duration) -> Result<Producer, 
     let timeout = message_timeout.as_millis().to_string();
     let mut settings = PRODUCER.to_vec();
     settings.push(("message.timeout.ms", &timeout));
-    build(k, &settings)
+    build(k, Role::Producer, &settings)
 }
 
 /// A transactional producer (exactly-once mode): idempotent, `acks=all`, with a
@@ -199,7 +218,7 @@ pub fn transactional_producer(
         ("transactional.id", transactional_id),
         ("transaction.timeout.ms", "60000"),
     ]);
-    build(k, &settings)
+    build(k, Role::Producer, &settings)
 }
 
 /// A group consumer whose offsets are stored by hand after the outputs of each record were
@@ -240,7 +259,7 @@ fn group_consumer(
     if let Some(id) = &k.group_instance_id {
         settings.push(("group.instance.id", id));
     }
-    build(k, &settings)
+    build(k, Role::Consumer, &settings)
 }
 
 /// A consumer without a group, for reading topics from the beginning (the API's read model,
@@ -249,6 +268,7 @@ pub fn reader(k: &KafkaConfig) -> Result<Consumer, StartupError> {
     let group = format!("pedidos-reader-{}", uuid::Uuid::new_v4());
     build(
         k,
+        Role::Consumer,
         &[
             ("group.id", &group),
             ("enable.auto.commit", "false"),
@@ -263,7 +283,8 @@ pub fn reader(k: &KafkaConfig) -> Result<Consumer, StartupError> {
 /// Runs the blocking librdkafka calls off the async runtime.
 pub async fn check_connectivity(k: &KafkaConfig) -> Result<(), StartupError> {
     // A quiet probe: its own reconnect attempts would otherwise spam the log.
-    let client: rdkafka::consumer::BaseConsumer<Context> = build(k, &[("log_level", "3")])?;
+    let client: rdkafka::consumer::BaseConsumer<Context> =
+        build(k, Role::Consumer, &[("log_level", "3")])?;
     let k = k.clone();
     tokio::task::spawn_blocking(move || probe(&client, &k))
         .await
@@ -341,7 +362,7 @@ fn is_permanent_tls_failure(code: RDKafkaErrorCode, reason: &str) -> bool {
 
 /// Creates every topic the mesh uses that does not exist yet. Creating again is a no-op.
 pub async fn ensure_topics(k: &KafkaConfig, topics: &TopicsConfig) -> Result<(), StartupError> {
-    let admin: AdminClient<Context> = build(k, &[])?;
+    let admin: AdminClient<Context> = build(k, Role::Other, &[])?;
     let wanted = topics.all();
     let existing: Vec<String> = {
         let metadata = admin
@@ -450,12 +471,33 @@ mod tests {
         k.properties.insert("linger.ms".into(), "50".into());
         k.properties
             .insert("session.timeout.ms".into(), "30000".into());
-        let producer = with_settings(&k, &PRODUCER);
+        let producer = with_settings(&k, Role::Producer, &PRODUCER);
         assert_eq!(producer.get("linger.ms"), Some("50"));
         assert_eq!(producer.get("acks"), Some("all"));
         assert_eq!(producer.get("enable.idempotence"), Some("true"));
-        let consumer = with_settings(&k, &[("session.timeout.ms", "10000")]);
+        let consumer = with_settings(&k, Role::Consumer, &[("session.timeout.ms", "10000")]);
         assert_eq!(consumer.get("session.timeout.ms"), Some("30000"));
+    }
+
+    #[test]
+    fn role_properties_reach_only_their_role_and_win_over_the_common_ones() {
+        let mut k = KafkaConfig::default();
+        k.properties.insert("client.id".into(), "everyone".into());
+        k.properties.insert("linger.ms".into(), "7".into());
+        k.producer_properties
+            .insert("linger.ms".into(), "20".into());
+        k.consumer_properties
+            .insert("fetch.min.bytes".into(), "1000".into());
+        let producer = with_settings(&k, Role::Producer, &PRODUCER);
+        assert_eq!(producer.get("linger.ms"), Some("20"));
+        assert_eq!(producer.get("fetch.min.bytes"), None);
+        assert_eq!(producer.get("client.id"), Some("everyone"));
+        let consumer = with_settings(&k, Role::Consumer, &[]);
+        assert_eq!(consumer.get("fetch.min.bytes"), Some("1000"));
+        assert_eq!(consumer.get("linger.ms"), Some("7"));
+        let admin = with_settings(&k, Role::Other, &[]);
+        assert_eq!(admin.get("fetch.min.bytes"), None);
+        assert_eq!(admin.get("client.id"), Some("everyone"));
     }
 
     #[test]
