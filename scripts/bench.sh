@@ -152,6 +152,18 @@ stop_mesh() {
   for name in monitoring notification fraud api; do stop_pid "$name"; done
 }
 
+fresh_mesh() { # fresh_mesh RUST_LOG_LEVEL TAG: a new empty broker, the four daemons on it
+  stop_pid broker
+  start_broker "$2"
+  start_mesh "$1" "$2"
+  sleep 2 # let the consumers join their groups; nothing is sent yet
+}
+
+# Producer ids, group joins, connection pool; also proves every verdict comes back.
+warm_up() { # warm_up TAG SEED
+  "$LOADGEN" --url "$API_URL" --quiet --json --rate 200 --count 400 --seed "$2" >"$WORK/warmup-$1.json"
+}
+
 # run_loadgen OUT.json ARGS...: runs loadgen, sampling the CPU of every process meanwhile;
 # writes OUT.json (the report) and OUT.cpu.json (CPU seconds per process, wall seconds).
 run_loadgen() {
@@ -181,10 +193,7 @@ run_loadgen() {
 
 # ---------------------------------------------------------------------------------------------
 log "2. the mesh at full speed: RUST_LOG=warn, ${MAX_SECS}s, $CONCURRENCY in flight"
-stop_pid broker
-start_broker max
-start_mesh warn warn
-sleep 2   # let the consumers join their groups; nothing is sent yet
+fresh_mesh warn warn
 # Idle CPU over 5 s: nothing is produced, so any CPU used is polling.
 declare -A idle0=()
 for name in broker "${DAEMONS[@]}"; do idle0[$name]=$(cpu_ticks "${PIDS[$name]}"); done
@@ -207,8 +216,7 @@ sleep 5
   done
   printf '}\n'
 } >"$WORK/rss-idle.json"
-# Warm-up: producer ids, group joins, connection pool; also proves every verdict comes back.
-"$LOADGEN" --url "$API_URL" --quiet --json --rate 200 --count 400 --seed 1 >"$WORK/warmup.json"
+warm_up max 1
 run_loadgen "$WORK/max.json" --concurrency "$CONCURRENCY" --duration "${MAX_SECS}s" --seed 2
 
 {
@@ -223,21 +231,15 @@ run_loadgen "$WORK/max.json" --concurrency "$CONCURRENCY" --duration "${MAX_SECS
 stop_mesh
 
 log "3. the mesh at $RATE orders/s for ${RATE_SECS}s"
-stop_pid broker
-start_broker rate
-start_mesh warn rate
-sleep 2
-"$LOADGEN" --url "$API_URL" --quiet --json --rate 200 --count 400 --seed 6 >"$WORK/warmup-rate.json"
+fresh_mesh warn rate
+warm_up rate 6
 run_loadgen "$WORK/rate.json" --rate "$RATE" --duration "${RATE_SECS}s" --seed 3
 stop_mesh
 
 if [[ $INFO_RUN == 1 ]]; then
   log "4. the mesh at full speed again with RUST_LOG=info"
-  stop_pid broker
-  start_broker info
-  start_mesh info info
-  sleep 3
-  "$LOADGEN" --url "$API_URL" --quiet --json --rate 200 --count 400 --seed 4 >"$WORK/warmup-info.json"
+  fresh_mesh info info
+  warm_up info 4
   run_loadgen "$WORK/max-info.json" --concurrency "$CONCURRENCY" --duration "${MAX_SECS}s" --seed 5
   stop_mesh
 fi
