@@ -229,8 +229,13 @@ pub enum RawError {
     },
     #[error("producing failed: {0}")]
     Produce(KafkaError),
-    #[error("consumer stalled after {consumed} of {expected} records")]
-    Stalled { consumed: u64, expected: u64 },
+    #[error("consumer stalled after {consumed} of {expected} records (nothing for {STALL:?}{})",
+        last_error.as_deref().map(|e| format!("; last consumer error: {e}")).unwrap_or_default())]
+    Stalled {
+        consumed: u64,
+        expected: u64,
+        last_error: Option<String>,
+    },
     #[error("cannot subscribe the {role} to {topics}: {source}")]
     Subscribe {
         role: Role,
@@ -567,12 +572,12 @@ async fn live(
     consumer.assign(&assignment).map_err(StartupError::Client)?;
     let reader = tokio::spawn(async move {
         let mut read = 0u64;
+        let mut watch = StallWatch::new();
         while read < count {
-            match tokio::time::timeout(STALL, consumer.recv()).await {
-                Ok(Ok(_)) => read += 1,
-                Ok(Err(e)) => tracing::warn!(error = %e, "consumer error"),
-                Err(_) => return Err(read),
+            if let Err(last_error) = watch.next(&consumer).await {
+                return Err((read, last_error));
             }
+            read += 1;
         }
         Ok(Instant::now())
     });
@@ -580,9 +585,10 @@ async fn live(
     produce(producer, pool, 0, count).await?;
     match reader.await.expect("live reader panicked") {
         Ok(last) => Ok(last.saturating_duration_since(started)),
-        Err(consumed) => Err(RawError::Stalled {
+        Err((consumed, last_error)) => Err(RawError::Stalled {
             consumed,
             expected: count,
+            last_error,
         }),
     }
 }
@@ -606,20 +612,58 @@ async fn consume(
     let mut consumed = 0u64;
     let mut first: Option<Instant> = None;
     let mut last = Instant::now();
+    let mut watch = StallWatch::new();
     while consumed < expected {
-        match tokio::time::timeout(STALL, consumer.recv()).await {
-            Ok(Ok(_)) => {
-                last = Instant::now();
-                first.get_or_insert(last);
-                consumed += 1;
-            }
-            Ok(Err(e)) => tracing::warn!(error = %e, "consumer error"),
-            Err(_) => return Err(RawError::Stalled { consumed, expected }),
+        if let Err(last_error) = watch.next(&consumer).await {
+            return Err(RawError::Stalled {
+                consumed,
+                expected,
+                last_error,
+            });
         }
+        last = Instant::now();
+        first.get_or_insert(last);
+        consumed += 1;
     }
     let elapsed = first.map_or(Duration::ZERO, |f| last.saturating_duration_since(f));
     // `consumed - 1` records arrived after the clock started at the first one.
     Ok((consumed.saturating_sub(1), elapsed))
+}
+
+/// Receives records until none arrived for `STALL`. Consumer errors are logged and are not
+/// progress: a client that keeps failing the same fetch (e.g. a response over
+/// `receive.message.max.bytes`, which noida-db sends for a big catch-up read) would otherwise
+/// retry forever without a word.
+struct StallWatch {
+    progress: Instant,
+    last_error: Option<String>,
+}
+
+impl StallWatch {
+    fn new() -> Self {
+        Self {
+            progress: Instant::now(),
+            last_error: None,
+        }
+    }
+
+    /// The next record, or the last consumer error seen once `STALL` passed without one.
+    async fn next(&mut self, consumer: &kafka::Consumer) -> Result<(), Option<String>> {
+        loop {
+            let deadline = tokio::time::Instant::from_std(self.progress + STALL);
+            match tokio::time::timeout_at(deadline, consumer.recv()).await {
+                Ok(Ok(_)) => {
+                    self.progress = Instant::now();
+                    return Ok(());
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "consumer error");
+                    self.last_error = Some(e.to_string());
+                }
+                Err(_) => return Err(self.last_error.take()),
+            }
+        }
+    }
 }
 
 /// The pipeline's records: `POOL_ORDERS` orders, cycled, and the way back from a consumed
