@@ -4,7 +4,6 @@
 use std::sync::{Arc, RwLock};
 
 use rdkafka::consumer::Consumer as _;
-use rdkafka::message::Headers as _;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use shared::config::Config;
 use shared::events::{decode, Order, StatusEvent, HEADER_CORRELATION_ID};
@@ -82,10 +81,5 @@ pub async fn follow(
 
 /// The order id a record's `correlation-id` header names, if it has a valid one.
 fn correlation_id(message: &impl Message) -> Option<uuid::Uuid> {
-    let headers = message.headers()?;
-    let value = headers
-        .iter()
-        .find(|h| h.key == HEADER_CORRELATION_ID)?
-        .value?;
-    uuid::Uuid::try_parse_ascii(value).ok()
+    uuid::Uuid::try_parse_ascii(kafka::header_value(message, HEADER_CORRELATION_ID)?).ok()
 }

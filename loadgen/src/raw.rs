@@ -21,7 +21,7 @@ use futures::stream::{FuturesOrdered, FuturesUnordered, StreamExt};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::Consumer as _;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Headers as _, Message as _};
+use rdkafka::message::Message as _;
 use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::producer::DeliveryFuture;
 use rdkafka::{Offset, TopicPartitionList};
@@ -1053,10 +1053,7 @@ async fn relay(
                     partition: message.partition(),
                     offset: message.offset(),
                 };
-                let correlation = message
-                    .headers()
-                    .and_then(|h| h.iter().find(|h| h.key == HEADER_CORRELATION_ID))
-                    .and_then(|h| h.value)
+                let correlation = kafka::header_value(&message, HEADER_CORRELATION_ID)
                     .ok_or_else(unknown)?;
                 let unit = pool.find(correlation).ok_or_else(unknown)?;
                 let evaluated = enqueue(producer, &unit.evaluated, Role::Relay).await?;

@@ -128,6 +128,12 @@ impl ConsumerContext for Context {
 pub type Producer = FutureProducer<Context>;
 pub type Consumer = StreamConsumer<Context>;
 
+/// The value of a consumed record's first header called `name`, when it has one.
+pub fn header_value<'a, M: rdkafka::Message>(message: &'a M, name: &str) -> Option<&'a [u8]> {
+    use rdkafka::message::Headers as _;
+    message.headers()?.iter().find(|h| h.key == name)?.value
+}
+
 /// Which of the user's role-specific passthrough tables a client gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -477,6 +483,45 @@ mod tests {
         assert_eq!(producer.get("enable.idempotence"), Some("true"));
         let consumer = with_settings(&k, Role::Consumer, &[("session.timeout.ms", "10000")]);
         assert_eq!(consumer.get("session.timeout.ms"), Some("30000"));
+    }
+
+    #[test]
+    fn header_value_finds_the_first_header_of_that_name() {
+        use rdkafka::message::{Header, OwnedHeaders, OwnedMessage, Timestamp};
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "event-type",
+                value: Some("x"),
+            })
+            .insert(Header {
+                key: "correlation-id",
+                value: Some("first"),
+            })
+            .insert(Header {
+                key: "correlation-id",
+                value: Some("second"),
+            })
+            .insert(Header::<&str> {
+                key: "empty",
+                value: None,
+            });
+        let message = OwnedMessage::new(
+            None,
+            None,
+            "t".into(),
+            Timestamp::NotAvailable,
+            0,
+            0,
+            Some(headers),
+        );
+        assert_eq!(
+            header_value(&message, "correlation-id"),
+            Some(&b"first"[..])
+        );
+        assert_eq!(header_value(&message, "empty"), None);
+        assert_eq!(header_value(&message, "missing"), None);
+        let bare = OwnedMessage::new(None, None, "t".into(), Timestamp::NotAvailable, 0, 0, None);
+        assert_eq!(header_value(&bare, "correlation-id"), None);
     }
 
     #[test]
