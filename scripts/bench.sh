@@ -83,6 +83,16 @@ wait_port() { # wait_port PORT SECONDS
 
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 hwm_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+# daemons_json FUNC: {"api": FUNC(pid of api), ...} for the four daemons.
+daemons_json() {
+  local name sep=
+  printf '{'
+  for name in "${DAEMONS[@]}"; do
+    printf '%s"%s": %s' "$sep" "$name" "$("$1" "${PIDS[$name]}")"
+    sep=', '
+  done
+  printf '}\n'
+}
 # CPU ticks (user + system) used so far by a process.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
@@ -207,27 +217,11 @@ sleep 5
   done
   printf '}}\n'
 } >"$WORK/idle.cpu.json"
-{
-  printf '{'
-  sep=
-  for name in "${DAEMONS[@]}"; do
-    printf '%s"%s": %s' "$sep" "$name" "$(rss_kb "${PIDS[$name]}")"
-    sep=', '
-  done
-  printf '}\n'
-} >"$WORK/rss-idle.json"
+daemons_json rss_kb >"$WORK/rss-idle.json"
 warm_up max 1
 run_loadgen "$WORK/max.json" --concurrency "$CONCURRENCY" --duration "${MAX_SECS}s" --seed 2
 
-{
-  printf '{'
-  sep=
-  for name in "${DAEMONS[@]}"; do
-    printf '%s"%s": %s' "$sep" "$name" "$(hwm_kb "${PIDS[$name]}")"
-    sep=', '
-  done
-  printf '}\n'
-} >"$WORK/rss-peak.json"
+daemons_json hwm_kb >"$WORK/rss-peak.json"
 stop_mesh
 
 log "3. the mesh at $RATE orders/s for ${RATE_SECS}s"
