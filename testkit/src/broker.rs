@@ -1,270 +1,388 @@
-//! A noida-db Kafka broker process owned by one test.
+//! Real Apache Kafka brokers for tests: one node, a three-node cluster, a SASL_SSL listener, and
+//! one node shared by every test of a test binary.
 
-use std::fs::OpenOptions;
-use std::io;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{mpsc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use shared::config::KafkaConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use shared::config::{KafkaConfig, SecurityProtocol, TopicsConfig};
 
-/// Environment variable naming the noida-db binary to run (takes precedence over discovery).
-pub const NOIDA_DB_ENV: &str = "PEDIDOS_NOIDA_DB";
+use crate::kafka::{self, Node, NodeSpec, SaslSsl, START_TIMEOUT};
+use crate::process;
+use crate::tls::{self, TlsFiles};
 
-/// How long a start or restart may take before the test is failed.
-const START_TIMEOUT: Duration = Duration::from_secs(10);
-/// Attempts with a fresh port when the chosen one was taken between picking and binding it.
-const START_ATTEMPTS: usize = 5;
-const LOG_FILE: &str = "noida-db.log";
-const DATA_DIR: &str = "data";
+/// The manual broker's port: never handed to a test.
+const RESERVED_PORTS: [u16; 2] = [9092, 9093];
 const AUDIT_FILE: &str = "audit.jsonl";
-/// The shared manual broker's port: never handed to a test.
-const RESERVED_PORT: u16 = 9092;
+const SHARED_DIR_PREFIX: &str = "pedidos-kafka-shared-";
 
-/// A real noida-db broker (Kafka protocol only) listening on `127.0.0.1:<free port>`, with its
-/// data in a temporary directory that lives as long as this value.
+/// An Apache Kafka cluster in KRaft mode, each node a broker and a controller in one JVM
+/// (`scripts/kafka.sh run`), on free ports of 127.0.0.1, with its data in a temporary directory
+/// that lives as long as this value.
 ///
-/// The process is killed when the `Broker` is dropped (and, on Linux, also when the test
-/// process dies, so an aborted `cargo test` leaves no broker behind). Its stdout/stderr go to
-/// [`Broker::log_path`], which is included in every panic message about it.
+/// * [`Broker::start`]: one node, as the local run uses.
+/// * [`Broker::start_cluster`]: three nodes with replication factor 3 and
+///   `min.insync.replicas=2`, the way Confluent Cloud keeps data.
+/// * [`Broker::start_sasl_ssl`]: one node with a SASL_SSL listener (PLAIN users, a test CA).
+/// * [`Broker::shared`]: one node shared by the tests of a test binary that leave the broker
+///   alone; each test works in its own topics and groups ([`Broker::config`]).
 ///
-/// All methods block; they are short (a start takes ~20 ms) and may be called from async tests.
+/// Nodes are killed when the `Broker` is dropped, and also when the test process dies (so an
+/// aborted `cargo test` leaves no JVM behind). Each node's log is quoted in every panic about it.
+///
+/// The methods block (a start takes 5-20 s: a JVM); call them from async tests freely.
 pub struct Broker {
-    binary: PathBuf,
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Mutex<Option<Child>>,
+    dir: Dir,
+    nodes: Vec<Node>,
+    tls: Option<TlsFiles>,
+}
+
+enum Dir {
+    Temp(tempfile::TempDir),
+    /// The shared broker's: swept by the next test run when its process is gone.
+    Kept(PathBuf),
+}
+
+impl Dir {
+    fn path(&self) -> &Path {
+        match self {
+            Dir::Temp(dir) => dir.path(),
+            Dir::Kept(path) => path,
+        }
+    }
 }
 
 impl Broker {
-    /// Starts a broker on a free port with an empty data directory and waits (up to 10 s) until
-    /// it accepts TCP connections.
+    /// One node on a free port with an empty data directory, started and ready.
     ///
     /// # Panics
-    /// If no noida-db binary can be found (the message says how to install it), or the broker
-    /// does not come up (the message contains its log).
+    /// If Apache Kafka cannot be installed (the message says what is missing) or the node does
+    /// not start (the message quotes its log).
     pub fn start() -> Broker {
-        let binary = noida_db_binary();
-        let dir = tempfile::Builder::new()
-            .prefix("pedidos-noida-")
-            .tempdir()
-            .expect("cannot create a temporary directory for noida-db");
-        std::fs::create_dir_all(dir.path().join(DATA_DIR))
-            .expect("cannot create the noida-db data directory");
-        let mut broker = Broker {
-            binary,
-            port: 0,
-            dir,
-            child: Mutex::new(None),
-        };
-        for _ in 0..START_ATTEMPTS {
-            broker.port = free_port();
-            match broker.launch(Instant::now() + START_TIMEOUT) {
-                Ok(child) => {
-                    *broker.child.get_mut().unwrap() = Some(child);
-                    return broker;
-                }
-                // Most likely someone else bound the port first: try another one.
-                Err(Launch::Exited(_)) => continue,
-                Err(Launch::TimedOut) => broker.fail("did not accept connections within 10 s"),
+        Self::launch(temp_dir(), 1, None)
+    }
+
+    /// Three nodes, each a broker and a controller; RF 3 and `min.insync.replicas=2` for every
+    /// topic, the internal ones included.
+    pub fn start_cluster() -> Broker {
+        Self::launch(temp_dir(), 3, None)
+    }
+
+    /// One node that also listens for SASL_SSL (mechanism PLAIN) with the users given as
+    /// `(name, password)`, its certificate signed by a fresh test CA ([`Broker::ca_file`]).
+    pub fn start_sasl_ssl(users: &[(&str, &str)]) -> Broker {
+        let dir = temp_dir();
+        let files = tls::write(dir.path());
+        let users = users
+            .iter()
+            .map(|(u, p)| (u.to_string(), p.to_string()))
+            .collect();
+        Self::launch(dir, 1, Some((files, users)))
+    }
+
+    /// The one-node broker this test binary's tests share, started by the first caller. Tests
+    /// on it must keep to their own topics and groups, which [`Broker::config`] gives them, and
+    /// must not stop it.
+    pub fn shared() -> &'static Broker {
+        static SHARED: OnceLock<Broker> = OnceLock::new();
+        SHARED.get_or_init(|| {
+            sweep_shared_dirs();
+            let path =
+                std::env::temp_dir().join(format!("{SHARED_DIR_PREFIX}{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&path);
+            std::fs::create_dir_all(&path).expect("cannot create the shared broker directory");
+            Self::launch(Dir::Kept(path), 1, None)
+        })
+    }
+
+    fn launch(dir: Dir, nodes: u32, sasl: Option<(TlsFiles, Vec<(String, String)>)>) -> Broker {
+        let cluster_id = kafka::cluster_id();
+        // Per node: PLAINTEXT, CONTROLLER, SASL_SSL.
+        let mut picked = free_ports(3 * nodes as usize).into_iter();
+        let mut next = || picked.next().expect("enough ports");
+        let ports: Vec<(u16, u16, u16)> = (0..nodes).map(|_| (next(), next(), next())).collect();
+        let voters = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, controller, _))| format!("{}@127.0.0.1:{controller}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let tls = sasl.as_ref().map(|(files, _)| files.clone());
+        let nodes: Vec<Node> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, &(port, controller_port, sasl_port))| {
+                let node_id = i as u32 + 1;
+                let spec = NodeSpec {
+                    node_id,
+                    port,
+                    controller_port,
+                    voters: voters.clone(),
+                    cluster_id: cluster_id.clone(),
+                    sasl_ssl: sasl.as_ref().map(|(files, users)| SaslSsl {
+                        port: sasl_port,
+                        pem: files.server_pem.clone(),
+                        users: users.clone(),
+                    }),
+                    heap: if nodes > 1 { "384m" } else { "512m" },
+                    properties: Vec::new(),
+                };
+                Node::new(spec, dir.path().join(format!("node-{node_id}")))
+            })
+            .collect();
+        let broker = Broker { dir, nodes, tls };
+        broker.start_nodes(&broker.nodes.iter().collect::<Vec<_>>());
+        broker
+    }
+
+    /// Spawns the nodes together (a cluster's controllers need each other to elect a leader)
+    /// and waits until each says it started.
+    fn start_nodes(&self, nodes: &[&Node]) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let launched: Vec<(&Node, u64)> = nodes.iter().map(|n| (*n, n.spawn())).collect();
+        for (node, log_start) in launched {
+            if let Err(status) = node.wait_started(log_start, deadline) {
+                // A port taken between picking and binding, or a crash: retry alone.
+                eprintln!(
+                    "testkit: Kafka node {} exited at start-up ({status}); retrying",
+                    node.spec.node_id
+                );
+                node.start();
             }
         }
-        broker.fail(&format!("exited at start-up {START_ATTEMPTS} times"))
     }
 
-    /// `"127.0.0.1:<port>"`, for `bootstrap.servers`.
+    /// `127.0.0.1:<port>` of every node, comma-separated, for `bootstrap.servers`.
     pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        self.nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.spec.port))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
-    /// The Kafka port. It stays the same across [`Broker::stop`] and [`Broker::restart`].
-    pub fn port(&self) -> u16 {
-        self.port
+    /// The SASL_SSL listener of [`Broker::start_sasl_ssl`].
+    pub fn sasl_ssl_bootstrap(&self) -> String {
+        let sasl = self.nodes[0]
+            .spec
+            .sasl_ssl
+            .as_ref()
+            .expect("this broker has no SASL_SSL listener: use Broker::start_sasl_ssl");
+        format!("127.0.0.1:{}", sasl.port)
     }
 
-    /// The temporary directory holding the data directory, the log and the audit file; deleted
-    /// when the `Broker` is dropped.
+    /// The CA that signed the SASL_SSL listener's certificate.
+    pub fn ca_file(&self) -> &Path {
+        &self.tls_files().ca
+    }
+
+    /// A CA that did not sign it.
+    pub fn wrong_ca_file(&self) -> &Path {
+        &self.tls_files().wrong_ca
+    }
+
+    fn tls_files(&self) -> &TlsFiles {
+        self.tls
+            .as_ref()
+            .expect("this broker has no SASL_SSL listener: use Broker::start_sasl_ssl")
+    }
+
+    /// The node ids, 1-based.
+    pub fn node_ids(&self) -> Vec<u32> {
+        self.nodes.iter().map(|n| n.spec.node_id).collect()
+    }
+
+    fn node(&self, id: u32) -> &Node {
+        self.nodes
+            .iter()
+            .find(|n| n.spec.node_id == id)
+            .unwrap_or_else(|| panic!("no Kafka node {id}"))
+    }
+
+    /// The temporary directory holding each node's data and log; deleted on drop.
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
 
-    /// The broker's `--data-dir` (kept across stop and restart).
-    pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join(DATA_DIR)
-    }
-
-    /// The file receiving the broker's stdout and stderr (appended to on every restart).
-    pub fn log_path(&self) -> PathBuf {
-        self.dir.path().join(LOG_FILE)
-    }
-
-    /// The broker's output so far.
+    /// Every node's log, the last lines of each.
     pub fn log(&self) -> String {
-        std::fs::read(self.log_path())
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
+        self.nodes
+            .iter()
+            .map(|n| {
+                format!(
+                    "--- Kafka node {} ({}) ---\n{}",
+                    n.spec.node_id,
+                    n.log_path().display(),
+                    kafka::tail(&n.log(), 200)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
-    /// Kills the broker with SIGKILL (no clean shutdown, like a crash) and waits for it to exit,
-    /// so the port is free when this returns. The data directory is kept. No-op if stopped.
-    ///
-    /// noida-db keeps its state in memory and writes a snapshot of it (`kafka.json` in the data
-    /// directory) about once a second, so a crash loses what changed in the last ~1 s — records
-    /// already acknowledged with `acks=all`, topic creations and committed offsets included.
-    /// Sleep ~1.5 s before `stop` when the test needs them after [`Broker::restart`], or use
-    /// [`Broker::stop_gracefully`].
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.get_mut().unwrap().take() {
-            kill(&mut child);
-        }
+    /// SIGKILL of every node, like a crash: no clean shutdown. Data is kept; no-op if stopped.
+    pub fn kill(&self) {
+        self.nodes.iter().for_each(Node::kill);
     }
 
-    /// Stops the broker with SIGTERM, which makes noida-db write its final snapshot, so
-    /// everything acknowledged survives a [`Broker::restart`]. Falls back to SIGKILL after 10 s.
-    /// No-op if stopped.
-    pub fn stop_gracefully(&mut self) {
-        let Some(mut child) = self.child.get_mut().unwrap().take() else {
-            return;
-        };
-        if terminate(&child) {
-            let deadline = Instant::now() + START_TIMEOUT;
-            while Instant::now() < deadline {
-                if !matches!(child.try_wait(), Ok(None)) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-        kill(&mut child);
-    }
-
-    /// Starts the broker again on the same port with the same data directory; the records
-    /// persisted before [`Broker::stop`] are still there. Kills it first if it is running.
-    /// Retries for up to 10 s while the port cannot be bound yet.
-    ///
-    /// # Panics
-    /// If the broker is not accepting connections after 10 s (the message contains its log).
-    pub fn restart(&mut self) {
-        self.stop();
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            match self.launch(deadline) {
-                Ok(child) => {
-                    *self.child.get_mut().unwrap() = Some(child);
-                    return;
-                }
-                Err(Launch::Exited(_)) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                Err(Launch::Exited(status)) => self.fail(&format!(
-                    "could not be restarted on port {} within 10 s (last exit: {status})",
-                    self.port
-                )),
-                Err(Launch::TimedOut) => self.fail("did not accept connections within 10 s"),
+    /// SIGTERM of every node and a wait for their clean shutdown (SIGKILL after 60 s).
+    pub fn terminate(&self) {
+        for node in &self.nodes {
+            if !node.terminate() {
+                eprintln!(
+                    "testkit: Kafka node {} ignored SIGTERM for 60 s; killed",
+                    node.spec.node_id
+                );
             }
         }
     }
 
-    /// Whether the broker process is alive (it may have been stopped, or have died).
+    /// Starts every stopped node again, same ports and data, and waits until they are up.
+    pub fn restart(&self) {
+        let stopped: Vec<&Node> = self.nodes.iter().filter(|n| !n.is_running()).collect();
+        self.start_nodes(&stopped);
+    }
+
+    /// SIGKILL of one node.
+    pub fn kill_node(&self, id: u32) {
+        self.node(id).kill();
+    }
+
+    /// SIGTERM of one node, waiting for its controlled shutdown; false if it had to be killed.
+    pub fn terminate_node(&self, id: u32) -> bool {
+        self.node(id).terminate()
+    }
+
+    /// Starts one stopped node again and waits until it is up (not yet in sync: see
+    /// [`Broker::wait_in_sync`]).
+    pub fn restart_node(&self, id: u32) {
+        self.start_nodes(&[self.node(id)]);
+    }
+
+    /// Whether every node's process is alive.
     pub fn is_running(&self) -> bool {
-        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
-        match child.as_mut().map(|c| c.try_wait()) {
-            Some(Ok(None)) => true,
-            Some(Ok(Some(_))) | Some(Err(_)) | None => false,
-        }
+        self.nodes.iter().all(Node::is_running)
     }
 
-    /// Default client settings pointing at this broker, with a 10 s start-up timeout.
+    /// The leader of each partition of `topic`, by partition (`-1`: none).
+    pub fn leaders(&self, topic: &str) -> Vec<i32> {
+        let metadata = self
+            .metadata_client()
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("no metadata for {topic}: {e}\n{}", self.log()));
+        let mut partitions: Vec<(i32, i32)> = metadata
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions().iter().map(|p| (p.id(), p.leader())))
+            .collect();
+        partitions.sort();
+        partitions.into_iter().map(|(_, leader)| leader).collect()
+    }
+
+    /// Waits until every partition of every topic has a leader and all its replicas in sync,
+    /// e.g. after a node came back. Panics with the nodes' logs after `timeout`.
+    pub fn wait_in_sync(&self, timeout: Duration) {
+        let client = self.metadata_client();
+        let deadline = Instant::now() + timeout;
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            match client.fetch_metadata(None, Duration::from_secs(5)) {
+                Ok(metadata) => {
+                    let behind: Vec<String> = metadata
+                        .topics()
+                        .iter()
+                        .flat_map(|t| {
+                            t.partitions()
+                                .iter()
+                                .filter(|p| p.leader() < 0 || p.isr().len() < p.replicas().len())
+                                .map(move |p| {
+                                    format!(
+                                        "{}[{}] leader {} isr {:?} of {:?}",
+                                        t.name(),
+                                        p.id(),
+                                        p.leader(),
+                                        p.isr(),
+                                        p.replicas()
+                                    )
+                                })
+                        })
+                        .collect();
+                    if behind.is_empty() && !metadata.topics().is_empty() {
+                        return;
+                    }
+                    last = behind.join("; ");
+                }
+                Err(e) => last = e.to_string(),
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!(
+            "the cluster was not in sync within {timeout:?}: {last}\n{}",
+            self.log()
+        );
+    }
+
+    fn metadata_client(&self) -> BaseConsumer {
+        shared::kafka::client_config(&self.kafka_config())
+            .create()
+            .expect("a metadata client")
+    }
+
+    /// Default client settings for this broker's PLAINTEXT listeners, with a 20 s start-up
+    /// timeout.
     pub fn kafka_config(&self) -> KafkaConfig {
         KafkaConfig {
             bootstrap_servers: self.bootstrap(),
-            startup_timeout_secs: 10,
+            startup_timeout_secs: 20,
             ..KafkaConfig::default()
         }
     }
 
-    /// A full default configuration for running daemons against this broker:
-    /// [`Broker::kafka_config`], the API on `127.0.0.1:0` (any free port), the monitoring audit
-    /// file `audit.jsonl` in [`Broker::dir`], and fraud seed 7.
+    /// Client settings for the SASL_SSL listener, exactly as `conf.toml` configures Confluent
+    /// Cloud, plus the test CA.
+    pub fn sasl_ssl_config(&self, user: &str, password: &str) -> KafkaConfig {
+        KafkaConfig {
+            bootstrap_servers: self.sasl_ssl_bootstrap(),
+            security_protocol: SecurityProtocol::SaslSsl,
+            sasl_mechanisms: "PLAIN".into(),
+            sasl_username: user.into(),
+            sasl_password: shared::config::Secret::new(password),
+            ssl_ca_location: Some(self.ca_file().to_path_buf()),
+            ..self.kafka_config()
+        }
+    }
+
+    /// A full configuration for one test on this broker, in a namespace of its own: each call
+    /// gets topics (`Pedidos-t<n>`, ...) and consumer groups (`fraud-t<n>`, ...) no other call
+    /// uses, so tests can share a broker. Also: the API on `127.0.0.1:0`, monitoring's audit file
+    /// in [`Broker::dir`], fraud seed 7. Clone it where one test needs it twice.
     pub fn config(&self) -> shared::Config {
+        static NAMESPACES: AtomicUsize = AtomicUsize::new(0);
+        let n = NAMESPACES.fetch_add(1, Ordering::Relaxed);
+        let suffix = format!("-t{n}");
+        let defaults = shared::Config::default();
+        let topics = TopicsConfig {
+            pedidos: format!("{}{suffix}", defaults.topics.pedidos),
+            notificacoes: format!("{}{suffix}", defaults.topics.notificacoes),
+            pedidos_validos: format!("{}{suffix}", defaults.topics.pedidos_validos),
+            pedidos_recusados: format!("{}{suffix}", defaults.topics.pedidos_recusados),
+            ..defaults.topics.clone()
+        };
         let mut config = shared::Config {
             kafka: self.kafka_config(),
-            ..shared::Config::default()
+            topics,
+            ..defaults
         };
+        config.fraud.group_id.push_str(&suffix);
+        config.notification.group_id.push_str(&suffix);
+        config.monitoring.group_id.push_str(&suffix);
         config.api.listen = "127.0.0.1:0".into();
-        config.monitoring.audit_file = self.dir.path().join(AUDIT_FILE);
+        config.monitoring.audit_file = self.dir().join(format!("t{n}-{AUDIT_FILE}"));
         config.fraud.seed = 7;
         config
-    }
-
-    /// Spawns noida-db on `self.port` and waits until it accepts connections.
-    fn launch(&self, deadline: Instant) -> Result<Child, Launch> {
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .expect("cannot open the noida-db log file");
-        let mut command = Command::new(&self.binary);
-        command
-            .arg("start")
-            .args(["--only", "kafka", "--host", "127.0.0.1"])
-            .arg("--kafka-port")
-            .arg(self.port.to_string())
-            .arg("--data-dir")
-            .arg(self.data_dir())
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(
-                log.try_clone()
-                    .expect("cannot duplicate the log file handle"),
-            )
-            .stderr(log);
-        let mut child = spawn(command).unwrap_or_else(|e| {
-            panic!(
-                "cannot run noida-db at {}: {e}\n{}",
-                self.binary.display(),
-                INSTALL_HINT
-            )
-        });
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Err(Launch::Exited(status));
-            }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                // Make sure it is our process that answered, not one that took the port.
-                return match child.try_wait() {
-                    Ok(Some(status)) => Err(Launch::Exited(status)),
-                    _ => Ok(child),
-                };
-            }
-            if Instant::now() >= deadline {
-                kill(&mut child);
-                return Err(Launch::TimedOut);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn fail(&self, what: &str) -> ! {
-        panic!(
-            "noida-db ({}) on 127.0.0.1:{} {what}; its log ({}):\n{}",
-            self.binary.display(),
-            self.port,
-            self.log_path().display(),
-            self.log()
-        )
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let child = self.child.get_mut().unwrap_or_else(|e| e.into_inner());
-        if let Some(mut child) = child.take() {
-            kill(&mut child);
-        }
     }
 }
 
@@ -272,158 +390,66 @@ impl std::fmt::Debug for Broker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Broker")
             .field("bootstrap", &self.bootstrap())
-            .field("dir", &self.dir.path())
+            .field("dir", &self.dir())
             .field("running", &self.is_running())
             .finish()
     }
 }
 
-enum Launch {
-    Exited(ExitStatus),
-    TimedOut,
+fn temp_dir() -> Dir {
+    Dir::Temp(
+        tempfile::Builder::new()
+            .prefix("pedidos-kafka-")
+            .tempdir()
+            .expect("cannot create a temporary directory for Kafka"),
+    )
 }
 
-fn kill(child: &mut Child) {
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// Sends SIGTERM; false if it could not be sent.
-#[cfg(unix)]
-fn terminate(child: &Child) -> bool {
-    use std::ffi::c_int;
-    extern "C" {
-        fn kill(pid: c_int, sig: c_int) -> c_int;
-    }
-    const SIGTERM: c_int = 15;
-    let Ok(pid) = c_int::try_from(child.id()) else {
-        return false;
+/// Removes the directories of shared brokers whose test process is gone (a `static` is never
+/// dropped, so each test binary leaves one behind).
+fn sweep_shared_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
     };
-    // SAFETY: `child` is not reaped yet (we own it and have not waited), so `pid` is still our
-    // child and cannot have been reused by another process.
-    unsafe { kill(pid, SIGTERM) == 0 }
-}
-
-#[cfg(not(unix))]
-fn terminate(_child: &Child) -> bool {
-    false
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(SHARED_DIR_PREFIX))
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !process::pid_alive(pid) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// A TCP port on 127.0.0.1 that was free when this returned (bind port 0, read it, close).
-/// Never 9092, which belongs to the broker for manual use.
+/// Never 9092 or 9093, which belong to the broker for manual use.
 pub fn free_port() -> u16 {
-    loop {
+    free_ports(1)[0]
+}
+
+/// `n` distinct ports that were free when this returned: all are held until the last is picked.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let mut held = Vec::with_capacity(n);
+    while held.len() < n {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .expect("cannot bind a TCP port on 127.0.0.1");
         let port = listener
             .local_addr()
             .expect("bound listener has no address")
             .port();
-        if port != RESERVED_PORT {
-            return port;
+        if !RESERVED_PORTS.contains(&port) {
+            held.push((port, listener));
         }
     }
+    held.into_iter().map(|(port, _)| port).collect()
 }
 
-const INSTALL_HINT: &str = "install the test broker with `pip install noida-db==0.2.3` \
-     (or run scripts/install-broker.sh), or point PEDIDOS_NOIDA_DB at a noida-db binary";
-
-/// The noida-db binary: `$PEDIDOS_NOIDA_DB`, else the one inside the `noida_db` Python
-/// package, else `noida-db` on `PATH`.
-fn noida_db_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os(NOIDA_DB_ENV).filter(|p| !p.is_empty()) {
-        let path = PathBuf::from(path);
-        assert!(
-            path.is_file(),
-            "{NOIDA_DB_ENV}={} is not a file; {INSTALL_HINT}",
-            path.display()
-        );
-        return path;
-    }
-    static DISCOVERED: OnceLock<Option<PathBuf>> = OnceLock::new();
-    DISCOVERED
-        .get_or_init(|| from_python_package().or_else(from_path))
-        .clone()
-        .unwrap_or_else(|| panic!("no noida-db binary found; {INSTALL_HINT}"))
-}
-
-fn from_python_package() -> Option<PathBuf> {
-    let output = Command::new("python3")
-        .args([
-            "-c",
-            "import noida_db, os; print(os.path.join(os.path.dirname(noida_db.__file__), 'noida-db'))",
-        ])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    if !output.status.success() {
-        return None;
-    }
-    let path = PathBuf::from(String::from_utf8(output.stdout).ok()?.trim());
-    path.is_file().then_some(path)
-}
-
-fn from_path() -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join("noida-db"))
-        .find(|p| p.is_file())
-}
-
-type SpawnRequest = (Command, mpsc::Sender<io::Result<Child>>);
-
-/// Spawns `command` from one long-lived thread. On Linux the child is told to get SIGKILL when
-/// its parent *thread* exits (`PR_SET_PDEATHSIG`); spawning from a thread that lives as long as
-/// the test process makes that "when the test process dies", whichever test thread asked.
-fn spawn(command: Command) -> io::Result<Child> {
-    static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
-    let spawner = SPAWNER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<SpawnRequest>();
-        std::thread::Builder::new()
-            .name("testkit-spawner".into())
-            .spawn(move || {
-                for (mut command, reply) in rx {
-                    die_with_parent(&mut command);
-                    let _ = reply.send(command.spawn());
-                }
-            })
-            .expect("cannot start the testkit spawner thread");
-        Mutex::new(tx)
-    });
-    let (reply_tx, reply_rx) = mpsc::channel();
-    spawner
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .send((command, reply_tx))
-        .expect("testkit spawner thread is gone");
-    reply_rx.recv().expect("testkit spawner thread is gone")
-}
-
-#[cfg(target_os = "linux")]
-fn die_with_parent(command: &mut Command) {
-    use std::ffi::{c_int, c_ulong};
-    use std::os::unix::process::CommandExt;
-    extern "C" {
-        fn prctl(option: c_int, ...) -> c_int;
-    }
-    const PR_SET_PDEATHSIG: c_int = 1;
-    const SIGKILL: c_ulong = 9;
-    // SAFETY: prctl(PR_SET_PDEATHSIG) is a plain system call, async-signal-safe, touching no
-    // memory of the parent; it is what pre_exec is meant for.
-    unsafe {
-        command.pre_exec(|| {
-            if prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn die_with_parent(_command: &mut Command) {}
-
-/// `Broker` is shared across tasks in async tests.
+/// `Broker` is shared across tasks and tests.
 const _: () = {
     const fn send_sync<T: Send + Sync>() {}
     send_sync::<Broker>();

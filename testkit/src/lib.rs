@@ -1,8 +1,8 @@
 //! Test support for the pedidos workspace (a dev-dependency only, never shipped).
 //!
-//! * [`Broker`]: a real noida-db Kafka broker process on a free port with its own data
-//!   directory, one per test, killed when dropped; it can be stopped and restarted on the same
-//!   port with the same data to test outages.
+//! * [`Broker`]: real Apache Kafka (KRaft) as child processes, through the same launcher as the
+//!   local run (`scripts/kafka.sh`): one node, a three-node cluster, a SASL_SSL listener, or one
+//!   node shared by a test binary's tests, each test in topics and groups of its own.
 //! * [`read_topic`]: reads a whole topic from the beginning with a throw-away consumer.
 //! * [`produce_raw`], [`produce_raw_many`]: write arbitrary bytes (garbage included) into a
 //!   topic.
@@ -12,18 +12,22 @@
 //! # async fn example() {
 //! use std::time::Duration;
 //!
-//! let broker = testkit::Broker::start();
-//! let config = broker.config();
+//! let broker = testkit::Broker::shared();
+//! let config = broker.config(); // topics and groups of this test's own
 //! shared::kafka::ensure_topics(&config.kafka, &config.topics).await.unwrap();
-//! testkit::produce_raw(&config.kafka, "Pedidos", Some(b"k".as_slice()), b"{}").await;
-//! let records =
-//!     testkit::read_topic(&config.kafka, "Pedidos", 1, Duration::from_secs(10)).await;
+//! let topic = &config.topics.pedidos;
+//! testkit::produce_raw(&config.kafka, topic, Some(b"k".as_slice()), b"{}").await;
+//! let records = testkit::read_topic(&config.kafka, topic, 1, Duration::from_secs(10)).await;
 //! assert_eq!(records[0].key_str().as_deref(), Some("k"));
 //! # }
 //! ```
 
 mod broker;
+mod kafka;
+mod process;
 mod records;
+mod tls;
 
-pub use broker::{free_port, Broker, NOIDA_DB_ENV};
+pub use broker::{free_port, free_ports, Broker};
 pub use records::{produce_raw, produce_raw_many, read_topic, Record};
+pub use tls::TlsFiles;
