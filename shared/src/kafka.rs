@@ -427,7 +427,45 @@ pub async fn ensure_topics(k: &KafkaConfig, topics: &TopicsConfig) -> Result<(),
             }
         }
     }
-    Ok(())
+    wait_until_visible(&admin, k, &wanted).await
+}
+
+/// Waits until the cluster's metadata shows every topic with a leader for each partition. A
+/// created topic reaches the brokers' metadata caches a moment after CreateTopics answers, and
+/// a reader that assigns partitions from metadata (the API's read model) would otherwise miss
+/// a topic altogether.
+async fn wait_until_visible(
+    admin: &AdminClient<Context>,
+    k: &KafkaConfig,
+    topics: &[String],
+) -> Result<(), StartupError> {
+    let deadline = tokio::time::Instant::now() + k.startup_timeout();
+    loop {
+        let metadata = admin
+            .inner()
+            .fetch_metadata(None, k.startup_timeout())
+            .map_err(|e| unreachable(k, k.startup_timeout(), e.to_string()))?;
+        let pending = topics.iter().find(|name| {
+            !metadata.topics().iter().any(|t| {
+                t.name() == name.as_str()
+                    && !t.partitions().is_empty()
+                    && t.partitions().iter().all(|p| p.leader() >= 0)
+            })
+        });
+        let Some(pending) = pending else {
+            return Ok(());
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(StartupError::CreateTopic {
+                topic: pending.clone(),
+                reason: format!(
+                    "created, but not visible with a leader for every partition after {:?}",
+                    k.startup_timeout()
+                ),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[cfg(test)]
