@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use shared::config::KafkaConfig;
+use shared::Config;
 use testkit::{read_topic, Record};
 
 use crate::mesh::order_body;
@@ -226,18 +226,19 @@ impl Report {
 /// Reads what the mesh did and checks it against what the API accepted, waiting (up to
 /// `within`) for the mesh to drain.
 pub async fn check(
-    kafka: &KafkaConfig,
+    config: &Config,
     sent: &Sent,
     notification_logs: impl Fn() -> Vec<Value>,
     audit_file: &Path,
     within: Duration,
 ) -> Report {
+    let (kafka, topics) = (&config.kafka, &config.topics);
     let deadline = Instant::now() + within;
     let quick = Duration::from_secs(2);
     // Wait until every accepted order has a verdict (or time runs out: then it is lost).
     let verdicts = loop {
-        let mut all = read_topic(kafka, "Pedidos_validos", 0, quick).await;
-        all.extend(read_topic(kafka, "Pedidos_recusados", 0, quick).await);
+        let mut all = read_topic(kafka, &topics.pedidos_validos, 0, quick).await;
+        all.extend(read_topic(kafka, &topics.pedidos_recusados, 0, quick).await);
         let ids: HashSet<String> = all.iter().map(|r| field(r, "id")).collect();
         if sent.accepted.keys().all(|id| ids.contains(id)) || Instant::now() > deadline {
             break all;
@@ -276,7 +277,7 @@ pub async fn check(
         .map(|r| {
             (
                 sent.accepted.get_key_value(&field(r, "id")).map(|(k, _)| k),
-                if r.topic == "Pedidos_validos" {
+                if r.topic == topics.pedidos_validos {
                     "Aprovado"
                 } else {
                     "Recusado"
@@ -319,8 +320,8 @@ pub async fn check(
     // monitoring: every record of the four topics in the audit file.
     let mut records: Vec<Record> = verdicts;
     let n = sent.accepted.len();
-    records.extend(read_topic(kafka, "Pedidos", n, within).await);
-    records.extend(read_topic(kafka, "Notificacoes", 2 * n, within).await);
+    records.extend(read_topic(kafka, &topics.pedidos, n, within).await);
+    records.extend(read_topic(kafka, &topics.notificacoes, 2 * n, within).await);
     let wanted: HashSet<(String, i32, i64)> = records
         .iter()
         .map(|r| (r.topic.clone(), r.partition, r.offset))

@@ -8,6 +8,7 @@ use futures::stream::{self, StreamExt};
 use serde_json::{json, Value};
 use shared::config::FraudConfig;
 use shared::events::Order;
+use shared::Config;
 use testkit::Broker;
 
 use crate::{eventually, message, Daemon};
@@ -15,7 +16,8 @@ use crate::{eventually, message, Daemon};
 /// Generous: CI machines are small and build in debug.
 pub const WAIT: Duration = Duration::from_secs(90);
 
-/// The four daemons as processes against one broker.
+/// The four daemons as processes against one broker, in a namespace of their own (topics and
+/// consumer groups from [`Broker::config`]), so several meshes can share a broker.
 pub struct Mesh {
     pub api_url: String,
     pub api: Daemon,
@@ -23,8 +25,13 @@ pub struct Mesh {
     pub notification: Daemon,
     pub monitoring: Daemon,
     pub audit_file: PathBuf,
+    /// The namespace: `config.kafka` reaches the broker, `config.topics` names this mesh's
+    /// topics.
+    pub config: Config,
     /// The settings every daemon was started with.
     pub env: Vec<(String, String)>,
+    /// Working directory of the daemons: their logs and the audit file.
+    pub dir: tempfile::TempDir,
 }
 
 /// The fraud rules the tests run with (and predict verdicts from).
@@ -40,12 +47,36 @@ pub fn fraud_rules() -> FraudConfig {
     }
 }
 
-/// The `PEDIDOS_*` settings of a test mesh.
-pub fn env(broker: &Broker, api_port: u16, audit_file: &Path) -> Vec<(String, String)> {
+/// The `PEDIDOS_*` settings of a test mesh: the broker, the namespace's topics and groups, the
+/// API's port, the audit file and the fraud rules; everything else is the default.
+pub fn env(config: &Config, api_port: u16, audit_file: &Path) -> Vec<(String, String)> {
     let rules = fraud_rules();
+    let topics = &config.topics;
     [
-        ("PEDIDOS_KAFKA__BOOTSTRAP_SERVERS", broker.bootstrap()),
-        ("PEDIDOS_KAFKA__STARTUP_TIMEOUT_SECS", "20".into()),
+        (
+            "PEDIDOS_KAFKA__BOOTSTRAP_SERVERS",
+            config.kafka.bootstrap_servers.clone(),
+        ),
+        ("PEDIDOS_KAFKA__STARTUP_TIMEOUT_SECS", "30".into()),
+        ("PEDIDOS_TOPICS__PEDIDOS", topics.pedidos.clone()),
+        ("PEDIDOS_TOPICS__NOTIFICACOES", topics.notificacoes.clone()),
+        (
+            "PEDIDOS_TOPICS__PEDIDOS_VALIDOS",
+            topics.pedidos_validos.clone(),
+        ),
+        (
+            "PEDIDOS_TOPICS__PEDIDOS_RECUSADOS",
+            topics.pedidos_recusados.clone(),
+        ),
+        ("PEDIDOS_FRAUD__GROUP_ID", config.fraud.group_id.clone()),
+        (
+            "PEDIDOS_NOTIFICATION__GROUP_ID",
+            config.notification.group_id.clone(),
+        ),
+        (
+            "PEDIDOS_MONITORING__GROUP_ID",
+            config.monitoring.group_id.clone(),
+        ),
         ("PEDIDOS_API__LISTEN", format!("127.0.0.1:{api_port}")),
         (
             "PEDIDOS_MONITORING__AUDIT_FILE",
@@ -95,11 +126,49 @@ pub fn assigned(daemon: &Daemon) -> Option<Vec<String>> {
         })
 }
 
+/// How a test mesh is started; [`Options::default`] is the configuration users run.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub fraud_instances: usize,
+    /// Static group membership (`kafka.group_instance_id`, KIP-345): a restarted consumer takes
+    /// its partitions back at once instead of waiting for the broker to evict its predecessor.
+    /// Off by default, as in `conf.example.toml`.
+    pub static_membership: bool,
+    /// Extra `PEDIDOS_*` settings for every daemon (they win over the mesh's own).
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            fraud_instances: 1,
+            static_membership: false,
+            env: Vec::new(),
+        }
+    }
+}
+
+impl Options {
+    /// Adds `PEDIDOS_*` settings for every daemon.
+    pub fn with_env(mut self, pairs: &[(&str, &str)]) -> Self {
+        self.env
+            .extend(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        self
+    }
+}
+
 impl Mesh {
-    /// Starts api, then fraud × `fraud_instances`, notification and monitoring, and returns once
-    /// every consumer holds its partitions.
+    /// Starts api, then fraud × `fraud_instances`, notification and monitoring with the default
+    /// configuration, and returns once every consumer holds its partitions.
     pub async fn start(broker: &Broker, fraud_instances: usize) -> Mesh {
-        Self::start_with(broker, fraud_instances, &[]).await
+        Self::start_with_options(
+            broker,
+            Options {
+                fraud_instances,
+                ..Options::default()
+            },
+        )
+        .await
     }
 
     /// [`Mesh::start`] with extra `PEDIDOS_*` settings for every daemon.
@@ -108,44 +177,57 @@ impl Mesh {
         fraud_instances: usize,
         extra: &[(&str, &str)],
     ) -> Mesh {
-        let dir = broker.dir().to_path_buf();
+        let options = Options {
+            fraud_instances,
+            ..Options::default()
+        };
+        Self::start_with_options(broker, options.with_env(extra)).await
+    }
+
+    pub async fn start_with_options(broker: &Broker, options: Options) -> Mesh {
+        Self::start_in(broker.config(), options).await
+    }
+
+    /// Starts a mesh in the namespace `config` (its Kafka settings, topics and groups).
+    pub async fn start_in(config: Config, options: Options) -> Mesh {
+        let dir = tempfile::Builder::new()
+            .prefix("pedidos-mesh-")
+            .tempdir()
+            .expect("a working directory for the mesh");
+        let workdir = dir.path().to_path_buf();
         let api_port = testkit::free_port();
-        let audit_file = dir.join("audit.jsonl");
-        let mut env = env(broker, api_port, &audit_file);
-        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let api = Daemon::spawn("api", "api", &dir, &env);
+        let audit_file = workdir.join("audit.jsonl");
+        let mut env = env(&config, api_port, &audit_file);
+        env.extend(options.env.iter().cloned());
+        let api = Daemon::spawn("api", "api", &workdir, &env);
         let api_url = format!("http://127.0.0.1:{api_port}");
         api.wait_for_log("the API to listen", WAIT, |e| {
             message(e).starts_with("pedidos API listening")
         });
-        // Static membership, as a production deployment would run: a restarted consumer takes its
-        // partitions back at once (and brokers that never evict a crashed member still recover).
-        let with_instance = |id: &str| {
+        let consumer_env = |id: &str| {
             let mut env = env.clone();
-            env.push(("PEDIDOS_KAFKA__GROUP_INSTANCE_ID".into(), id.into()));
+            if options.static_membership {
+                env.push(("PEDIDOS_KAFKA__GROUP_INSTANCE_ID".into(), id.into()));
+            }
             env
         };
-        let frauds = (0..fraud_instances)
+        let frauds = (0..options.fraud_instances)
             .map(|i| {
-                Daemon::spawn(
-                    &format!("fraud{i}"),
-                    "fraud",
-                    &dir,
-                    &with_instance(&format!("fraud{i}")),
-                )
+                let name = format!("fraud{i}");
+                Daemon::spawn(&name, "fraud", &workdir, &consumer_env(&name))
             })
             .collect::<Vec<_>>();
         let notification = Daemon::spawn(
             "notification",
             "notification",
-            &dir,
-            &with_instance("notification"),
+            &workdir,
+            &consumer_env("notification"),
         );
         let monitoring = Daemon::spawn(
             "monitoring",
             "monitoring",
-            &dir,
-            &with_instance("monitoring"),
+            &workdir,
+            &consumer_env("monitoring"),
         );
         // Orders are only posted once every consumer holds its partitions, so the test measures
         // the steady state rather than a start-up rebalance.
@@ -174,7 +256,9 @@ impl Mesh {
             notification,
             monitoring,
             audit_file,
+            config,
             env,
+            dir,
         }
     }
 

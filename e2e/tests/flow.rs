@@ -22,9 +22,8 @@ fn id_of(record: &Record, field: &str) -> String {
 }
 
 async fn whole_flow(fraud_instances: usize) {
-    let broker = Broker::start();
-    let kafka = broker.kafka_config();
-    let mut mesh = Mesh::start(&broker, fraud_instances).await;
+    let mut mesh = Mesh::start(Broker::shared(), fraud_instances).await;
+    let (kafka, topics) = (mesh.config.kafka.clone(), mesh.config.topics.clone());
 
     let orders = post_orders(&mesh.api_url, (0..ORDERS).map(order_body).collect()).await;
     assert_eq!(orders.len(), ORDERS);
@@ -60,8 +59,14 @@ async fn whole_flow(fraud_instances: usize) {
         .values()
         .filter(|v| v.status == Status::Aprovado)
         .count();
-    let validos = read_topic(&kafka, "Pedidos_validos", expected_valid, WAIT).await;
-    let recusados = read_topic(&kafka, "Pedidos_recusados", ORDERS - expected_valid, WAIT).await;
+    let validos = read_topic(&kafka, &topics.pedidos_validos, expected_valid, WAIT).await;
+    let recusados = read_topic(
+        &kafka,
+        &topics.pedidos_recusados,
+        ORDERS - expected_valid,
+        WAIT,
+    )
+    .await;
     let mut verdicts: HashMap<String, usize> = HashMap::new();
     for (records, status) in [(&validos, Status::Aprovado), (&recusados, Status::Recusado)] {
         for record in records.iter() {
@@ -104,7 +109,7 @@ async fn whole_flow(fraud_instances: usize) {
     );
 
     // Notificacoes: one Analise and then (same partition, later offset) one matching verdict.
-    let notificacoes = read_topic(&kafka, "Notificacoes", 2 * ORDERS, WAIT).await;
+    let notificacoes = read_topic(&kafka, &topics.notificacoes, 2 * ORDERS, WAIT).await;
     let mut statuses: HashMap<String, Vec<String>> = HashMap::new();
     for record in &notificacoes {
         let value = record.json();
@@ -163,7 +168,7 @@ async fn whole_flow(fraud_instances: usize) {
     );
 
     // monitoring recorded every record of all four topics.
-    let pedidos = read_topic(&kafka, "Pedidos", ORDERS, WAIT).await;
+    let pedidos = read_topic(&kafka, &topics.pedidos, ORDERS, WAIT).await;
     assert_eq!(pedidos.len(), ORDERS);
     let all: Vec<&Record> = pedidos
         .iter()
@@ -202,7 +207,7 @@ async fn whole_flow(fraud_instances: usize) {
     }
     let one = audited
         .iter()
-        .find(|l| l["topic"] == "Pedidos_recusados")
+        .find(|l| l["topic"] == topics.pedidos_recusados.as_str())
         .unwrap();
     assert!(
         one["headers"]["correlation-id"].is_string()
@@ -256,9 +261,8 @@ async fn two_fraud_instances_share_the_work_and_still_one_verdict_each() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_records_go_to_dead_letter_topics_and_block_nothing() {
-    let broker = Broker::start();
-    let kafka = broker.kafka_config();
-    let mut mesh = Mesh::start(&broker, 1).await;
+    let mut mesh = Mesh::start(Broker::shared(), 1).await;
+    let (kafka, topics) = (mesh.config.kafka.clone(), mesh.config.topics.clone());
 
     let before = post_orders(&mesh.api_url, (100..120).map(order_body).collect()).await;
     let garbage: Vec<(&str, Vec<u8>)> = vec![
@@ -269,7 +273,7 @@ async fn malformed_records_go_to_dead_letter_topics_and_block_nothing() {
         ("huge value", format!(r#"{{"blob": "{}"}}"#, "x".repeat(900_000)).into_bytes()),
         ("breaks a rule", br#"{"id":"4b3c0e52-7f2e-4a51-9d8e-0c4d3f7a9b11","usuario":"ana","produto":"livro","quantidade":0,"valor":"1.00","dataSolicitacao":"2026-01-01T00:00:00Z"}"#.to_vec()),
     ];
-    for topic in ["Pedidos", "Notificacoes"] {
+    for topic in [&topics.pedidos, &topics.notificacoes] {
         let records: Vec<(Option<&[u8]>, &[u8])> = garbage
             .iter()
             .map(|(_, g)| (Some(&b"lixo"[..]), g.as_slice()))
@@ -286,8 +290,8 @@ async fn malformed_records_go_to_dead_letter_topics_and_block_nothing() {
         .chain(&after)
         .filter(|o| fraud::decide(o, &rules).status == Status::Aprovado)
         .count();
-    let validos = read_topic(&kafka, "Pedidos_validos", approved, WAIT).await;
-    let recusados = read_topic(&kafka, "Pedidos_recusados", good - approved, WAIT).await;
+    let validos = read_topic(&kafka, &topics.pedidos_validos, approved, WAIT).await;
+    let recusados = read_topic(&kafka, &topics.pedidos_recusados, good - approved, WAIT).await;
     assert_eq!(
         validos.len() + recusados.len(),
         good,
@@ -306,10 +310,8 @@ async fn malformed_records_go_to_dead_letter_topics_and_block_nothing() {
         );
     }
 
-    for (topic, dlq) in [
-        ("Pedidos", "Pedidos_dlq"),
-        ("Notificacoes", "Notificacoes_dlq"),
-    ] {
+    for topic in [&topics.pedidos, &topics.notificacoes] {
+        let dlq = &topics.dlq(topic);
         let dead = read_topic(&kafka, dlq, garbage.len(), WAIT).await;
         // "breaks a rule" is valid JSON for an order but not a status event: both DLQs get all.
         assert_eq!(
@@ -336,7 +338,10 @@ async fn malformed_records_go_to_dead_letter_topics_and_block_nothing() {
                     "{dlq} keeps the {what} bytes as they were"
                 );
             }
-            assert_eq!(record.header("dlq-source-topic").as_deref(), Some(topic));
+            assert_eq!(
+                record.header("dlq-source-topic").as_deref(),
+                Some(topic.as_str())
+            );
             assert!(record
                 .header("dlq-source-offset")
                 .is_some_and(|o| o.parse::<i64>().is_ok()));
@@ -361,8 +366,9 @@ async fn malformed_records_go_to_dead_letter_topics_and_block_nothing() {
                     .filter(|l| l["parseError"].is_string() && l["topic"] == topic)
                     .count()
             };
-            (flagged("Pedidos") == garbage.len() - 1 && flagged("Notificacoes") == garbage.len())
-                .then_some(())
+            (flagged(&topics.pedidos) == garbage.len() - 1
+                && flagged(&topics.notificacoes) == garbage.len())
+            .then_some(())
         },
     )
     .await;
