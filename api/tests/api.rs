@@ -84,8 +84,7 @@ fn order(n: usize) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accepted_orders_are_on_both_topics_exactly_once_with_keys_and_headers() {
-    let broker = Broker::start();
-    let config = config(&broker);
+    let config = config(Broker::shared());
     let api = TestApi::start(&config).await;
 
     let mut accepted: HashMap<String, (Value, Value)> = HashMap::new();
@@ -102,8 +101,20 @@ async fn accepted_orders_are_on_both_topics_exactly_once_with_keys_and_headers()
     }
 
     let timeout = Duration::from_secs(20);
-    let pedidos = read_topic(&config.kafka, "Pedidos", accepted.len(), timeout).await;
-    let notificacoes = read_topic(&config.kafka, "Notificacoes", accepted.len(), timeout).await;
+    let pedidos = read_topic(
+        &config.kafka,
+        &config.topics.pedidos,
+        accepted.len(),
+        timeout,
+    )
+    .await;
+    let notificacoes = read_topic(
+        &config.kafka,
+        &config.topics.notificacoes,
+        accepted.len(),
+        timeout,
+    )
+    .await;
     assert_eq!(
         pedidos.len(),
         accepted.len(),
@@ -161,8 +172,7 @@ async fn accepted_orders_are_on_both_topics_exactly_once_with_keys_and_headers()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_input_gets_a_json_error_naming_the_field_and_publishes_nothing() {
-    let broker = Broker::start();
-    let config = config(&broker);
+    let config = config(Broker::shared());
     let api = TestApi::start(&config).await;
 
     let mut good = order(1);
@@ -311,8 +321,20 @@ async fn invalid_input_gets_a_json_error_naming_the_field_and_publishes_nothing(
     // One good order after all the bad ones: the only record on either topic.
     good["usuario"] = json!("the-only-one");
     assert_eq!(api.post_json(&good).await.status(), 202);
-    let pedidos = read_topic(&config.kafka, "Pedidos", 1, Duration::from_secs(10)).await;
-    let notificacoes = read_topic(&config.kafka, "Notificacoes", 1, Duration::from_secs(10)).await;
+    let pedidos = read_topic(
+        &config.kafka,
+        &config.topics.pedidos,
+        1,
+        Duration::from_secs(10),
+    )
+    .await;
+    let notificacoes = read_topic(
+        &config.kafka,
+        &config.topics.notificacoes,
+        1,
+        Duration::from_secs(10),
+    )
+    .await;
     assert_eq!(
         pedidos.len(),
         1,
@@ -329,8 +351,7 @@ async fn invalid_input_gets_a_json_error_naming_the_field_and_publishes_nothing(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_returns_what_was_posted_and_survives_a_restart() {
-    let broker = Broker::start();
-    let config = config(&broker);
+    let config = config(Broker::shared());
     let api = TestApi::start(&config).await;
 
     let response = api
@@ -390,12 +411,12 @@ async fn get_returns_what_was_posted_and_survives_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_broker_down_post_answers_503_never_202() {
-    let mut broker = Broker::start();
+    let broker = Broker::start();
     let config = config(&broker);
     let api = TestApi::start(&config).await;
     assert_eq!(api.post_json(&order(1)).await.status(), 202);
 
-    broker.stop();
+    broker.kill();
     for n in 0..3 {
         let started = Instant::now();
         let response = api.post_json(&order(n)).await;
@@ -414,8 +435,7 @@ async fn with_the_broker_down_post_answers_503_never_202() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swagger_ui_and_spec_are_served() {
-    let broker = Broker::start();
-    let api = TestApi::start(&config(&broker)).await;
+    let api = TestApi::start(&config(Broker::shared())).await;
     let docs = api.get("/docs").await;
     assert_eq!(docs.status(), 200);
     assert!(docs
@@ -451,8 +471,7 @@ async fn swagger_ui_and_spec_are_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_error_is_json_and_405_says_what_is_allowed() {
-    let broker = Broker::start();
-    let api = TestApi::start(&config(&broker)).await;
+    let api = TestApi::start(&config(Broker::shared())).await;
 
     for (path, field) in [
         ("/pedidos?limit=0", "limit"),

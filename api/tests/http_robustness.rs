@@ -213,8 +213,7 @@ async fn attack(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_connections_neither_block_clients_nor_stay_open() {
-    let broker = Broker::start();
-    let api = TestApi::start(&broker).await;
+    let api = TestApi::start(Broker::shared()).await;
     // The producer's first record pays for its handshake: not what this test measures.
     assert_eq!(api.post_order(0).await.0, 202);
 
@@ -291,8 +290,7 @@ async fn hostile_connections_neither_block_clients_nor_stay_open() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_are_closed_and_bodies_are_bounded_chunked_or_not() {
-    let broker = Broker::start();
-    let api = TestApi::start(&broker).await;
+    let api = TestApi::start(Broker::shared()).await;
 
     // A keep-alive connection left idle after its response is closed by the head deadline.
     let mut stream = api.connect().await;
@@ -418,8 +416,7 @@ const PARTIAL_BODY: &[u8] =
 /// configuration fails each check.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_configured_http_timeouts_are_the_ones_the_server_applies() {
-    let broker = Broker::start();
-    let mut config = broker.config();
+    let mut config = Broker::shared().config();
     config.api.head_timeout_ms = 2_000;
     config.api.body_timeout_ms = 1_000;
     let head = Duration::from_millis(config.api.head_timeout_ms);
