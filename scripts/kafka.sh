@@ -24,6 +24,14 @@
 #       --heap SIZE           JVM heap (512m)
 #       --property K=V        any other broker property (last wins; may be repeated)
 #
+#   scripts/kafka.sh start --dir DIR [run options]
+#       `run` in the background, its output in DIR/kafka.log; returns once the node is ready
+#       (or fails with the log's last lines) and prints its pid as the last line of stdout.
+#       PEDIDOS_KAFKA_START_TIMEOUT (seconds, default 120) bounds the wait.
+#
+#   scripts/kafka.sh stop PID
+#       SIGTERM and a wait for the clean shutdown; SIGKILL after 60 s.
+#
 #   scripts/kafka.sh cluster-id
 #       Prints a new cluster id.
 #
@@ -224,12 +232,71 @@ EOF
   exec "${java[@]}" kafka.Kafka "$dir/server.properties"
 }
 
+# The value of option $1 in the remaining arguments.
+option() {
+  local name=$1
+  shift
+  while (($#)); do
+    [[ $1 == "$name" ]] && {
+      printf '%s\n' "$2"
+      return
+    }
+    shift
+  done
+}
+
+start() {
+  local dir
+  dir=$(option --dir "$@")
+  [[ -n $dir ]] || die "start needs --dir DIR"
+  mkdir -p "$dir"
+  local log="$dir/kafka.log" timeout=${PEDIDOS_KAFKA_START_TIMEOUT:-120}
+  local from=0
+  touch "$log"
+  from=$(wc -c <"$log")
+  # setsid: the node outlives this script and ignores the caller's terminal signals; callers
+  # stop it with `stop PID`.
+  setsid "$0" run "$@" >>"$log" 2>&1 </dev/null &
+  local pid=$! i
+  for ((i = 0; i < timeout * 10; i++)); do
+    if tail -c +$((from + 1)) "$log" | grep -q "Kafka Server started"; then
+      printf '%s\n' "$pid"
+      return
+    fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      tail -n 30 "$log" >&2
+      die "the Kafka node exited at start-up (its log: $log)"
+    fi
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  tail -n 30 "$log" >&2
+  die "the Kafka node did not start within $timeout s (its log: $log)"
+}
+
+stop() {
+  local pid=${1:-} i
+  [[ -n $pid ]] || die "stop needs the PID that start printed"
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for ((i = 0; i < 600; i++)); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  log "the Kafka node (pid $pid) ignored SIGTERM for 60 s; killing it"
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
 case ${1:-} in
   install) install ;;
   run)
     shift
     run "$@"
     ;;
+  start)
+    shift
+    start "$@"
+    ;;
+  stop) stop "${2:-}" ;;
   cluster-id) cluster_id ;;
-  *) die "usage: scripts/kafka.sh install | run --dir DIR [options] | cluster-id (see the top of $0)" ;;
+  *) die "usage: scripts/kafka.sh install | run --dir DIR [options] | start --dir DIR [options] | stop PID | cluster-id (see the top of $0)" ;;
 esac

@@ -2,17 +2,39 @@
 # Runs the whole pedidos mesh locally: the broker (started, and installed, if none is listening),
 # then api, fraud, notification and monitoring with labelled output. Ctrl-C stops everything.
 #
-#   ./scripts/run-local.sh            # debug build
-#   ./scripts/run-local.sh --release  # optimised build
+#   ./scripts/run-local.sh                  # debug build, Apache Kafka (needs Java 17 and Maven)
+#   ./scripts/run-local.sh --release        # optimised build
+#   ./scripts/run-local.sh --broker noida   # noida-db instead: a light stand-in for machines
+#                                           # without Java (not the reference broker)
+#
+# The local Apache Kafka node keeps its data in .kafka/ (noida-db's in .noida-db/) across runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 profile=debug
 cargo_flags=()
-if [[ "${1:-}" == "--release" ]]; then
-  profile=release
-  cargo_flags=(--release)
-fi
+broker_kind=kafka
+while (($#)); do
+  case $1 in
+    --release)
+      profile=release
+      cargo_flags=(--release)
+      ;;
+    --broker)
+      broker_kind=${2:-}
+      shift
+      ;;
+    *)
+      printf 'usage: %s [--release] [--broker kafka|noida]\n' "$0" >&2
+      exit 2
+      ;;
+  esac
+  shift
+done
+[[ $broker_kind == kafka || $broker_kind == noida ]] || {
+  printf 'run-local: --broker is kafka or noida, not "%s"\n' "$broker_kind" >&2
+  exit 2
+}
 
 bootstrap="${PEDIDOS_KAFKA__BOOTSTRAP_SERVERS:-127.0.0.1:9092}"
 first="${bootstrap%%,*}"
@@ -59,9 +81,13 @@ stop_all() {
     wait "$pid" 2>/dev/null || true
   done
   if [[ -n "$broker_pid" ]]; then
-    say "stopping the local broker (data kept in .noida-db/)"
-    kill -TERM "$broker_pid" 2>/dev/null || true
-    wait "$broker_pid" 2>/dev/null || true
+    say "stopping the local broker (data kept in .$broker_kind/)"
+    if [[ $broker_kind == kafka ]]; then
+      scripts/kafka.sh stop "$broker_pid"
+    else
+      kill -TERM "$broker_pid" 2>/dev/null || true
+      wait "$broker_pid" 2>/dev/null || true
+    fi
   fi
   say "all stopped"
 }
@@ -76,14 +102,25 @@ else
     say "no broker reachable at $first, and it is not local: check conf.toml / PEDIDOS_KAFKA__BOOTSTRAP_SERVERS"
     exit 1
   fi
-  noida=$(scripts/install-broker.sh | tail -n 1)
-  say "starting the local broker (noida-db) on 127.0.0.1:$broker_port, data in .noida-db/"
-  # Its own session: a Ctrl-C in the terminal must reach the daemons first, the broker last.
-  setsid "$noida" start --only kafka --host 127.0.0.1 --kafka-port "$broker_port" --data-dir .noida-db \
-    > >(label broker 90) 2>&1 &
-  broker_pid=$!
-  for _ in $(seq 1 100); do reachable 127.0.0.1 "$broker_port" && break; sleep 0.1; done
-  reachable 127.0.0.1 "$broker_port" || { say "the broker did not start"; exit 1; }
+  if [[ $broker_kind == kafka ]]; then
+    scripts/kafka.sh install >/dev/null
+    say "starting Apache Kafka on 127.0.0.1:$broker_port (controller :$((broker_port + 1))), data and log in .kafka/"
+    # Its own session (kafka.sh start uses setsid): a Ctrl-C must reach the daemons first, the
+    # broker last.
+    broker_pid=$(scripts/kafka.sh start --dir .kafka --port "$broker_port" \
+      --controller-port "$((broker_port + 1))" | tail -n 1) || {
+      say "the broker did not start; see .kafka/kafka.log"
+      exit 1
+    }
+  else
+    noida=$(scripts/install-noida.sh | tail -n 1)
+    say "starting the local broker (noida-db) on 127.0.0.1:$broker_port, data in .noida-db/"
+    setsid "$noida" start --only kafka --host 127.0.0.1 --kafka-port "$broker_port" --data-dir .noida-db \
+      > >(label broker 90) 2>&1 &
+    broker_pid=$!
+    for _ in $(seq 1 100); do reachable 127.0.0.1 "$broker_port" && break; sleep 0.1; done
+    reachable 127.0.0.1 "$broker_port" || { say "the broker did not start"; exit 1; }
+  fi
 fi
 
 say "building the daemons ($profile)..."
@@ -92,8 +129,6 @@ target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import js
 bin="$target_dir/$profile"
 
 export PEDIDOS_KAFKA__BOOTSTRAP_SERVERS="$bootstrap"
-# One process per group here: static membership lets a restarted daemon resume at once.
-export PEDIDOS_KAFKA__GROUP_INSTANCE_ID="${PEDIDOS_KAFKA__GROUP_INSTANCE_ID:-local-1}"
 
 # The API first: it creates the topics; the others then find them.
 "$bin/api" > >(label api 32) 2>&1 &

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Property-based API testing with Schemathesis (https://schemathesis.readthedocs.io): starts a
-# noida-db broker and the API binary on free ports, lets Schemathesis generate valid and invalid
+# Property-based API testing with Schemathesis (https://schemathesis.readthedocs.io): starts an
+# Apache Kafka node (scripts/kafka.sh) and the API binary on free ports, lets Schemathesis generate valid and invalid
 # requests from the API's own /openapi.json, and fails when any response breaks the document
 # (a 5xx, an undocumented status, a wrong content type or body, valid data rejected, invalid
 # data accepted). Part of ./scripts/test.sh; runs in about a minute on 2 cores.
@@ -11,7 +11,6 @@
 #
 # Usage: scripts/schemathesis.sh [extra `st run` arguments, e.g. --seed 1 or --max-examples 200]
 # Environment: SCHEMATHESIS_MAX_EXAMPLES (default 200 per operation and phase),
-#              PEDIDOS_NOIDA_DB (the broker binary; else scripts/install-broker.sh finds it),
 #              PEDIDOS_API_BIN (an API binary to test instead of building one).
 set -euo pipefail
 cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
@@ -43,7 +42,7 @@ if ! [[ -x $VENV/bin/st ]] || [[ $("$VENV/bin/st" --version 2>/dev/null) != "st,
 fi
 
 # --- the broker and the API binaries ----------------------------------------------------------
-broker=$(scripts/install-broker.sh | tail -n 1)
+scripts/kafka.sh install >/dev/null
 if [[ -n ${PEDIDOS_API_BIN:-} ]]; then
   api_bin=$PEDIDOS_API_BIN
 else
@@ -77,9 +76,8 @@ cleanup() {
   local status=$? pid
   set +e
   # Only the processes this script started, by pid: the API first, then its broker.
-  for pid in "$api_pid" "$broker_pid"; do
-    if [[ -n $pid ]] && kill "$pid" 2>/dev/null; then wait "$pid" 2>/dev/null; fi
-  done
+  if [[ -n $api_pid ]] && kill "$api_pid" 2>/dev/null; then wait "$api_pid" 2>/dev/null; fi
+  [[ -n $broker_pid ]] && scripts/kafka.sh stop "$broker_pid"
   if ((status != 0)) && [[ -s $work/api.log ]]; then
     log "last lines of the API's log:"
     tail -n 40 -- "$work/api.log" >&2
@@ -92,11 +90,8 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 kafka_port=$(free_port)
-"$broker" start --only kafka --host 127.0.0.1 --kafka-port "$kafka_port" --data-dir "$work/broker" \
-  >"$work/broker.log" 2>&1 &
-broker_pid=$!
-wait_until "(exec 3<>/dev/tcp/127.0.0.1/$kafka_port) 2>/dev/null" 20 "$broker_pid" ||
-  die "the broker did not listen on 127.0.0.1:$kafka_port: $(tail -n 5 "$work/broker.log")"
+broker_pid=$(scripts/kafka.sh start --dir "$work/broker" --port "$kafka_port" \
+  --controller-port "$(free_port)" | tail -n 1) || die "the broker did not start"
 
 api_port=$(free_port)
 readonly base="http://127.0.0.1:$api_port"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (what CI runs): formatting, lints, a build of the daemons, the API
 # against its own OpenAPI document (Schemathesis), then every test of the workspace, the
-# integration tests against real noida-db brokers.
+# integration tests against real Apache Kafka brokers (one node, three nodes, SASL_SSL).
 #
 # Usage: ./scripts/test.sh [extra `cargo test` arguments]
 #   e.g. ./scripts/test.sh -- --nocapture      ./scripts/test.sh -p fraud (only that crate's tests)
@@ -10,10 +10,8 @@ cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "noida-db broker (scripts/install-broker.sh)"
-PEDIDOS_NOIDA_DB=$(scripts/install-broker.sh | tail -n 1)
-export PEDIDOS_NOIDA_DB
-echo "PEDIDOS_NOIDA_DB=$PEDIDOS_NOIDA_DB"
+step "Apache Kafka (scripts/kafka.sh install)"
+echo "Kafka jars in $(scripts/kafka.sh install | tail -n 1)"
 
 step "formatting (cargo fmt --check)"
 cargo fmt --all -- --check

@@ -9,14 +9,14 @@
 # (no pip, or an "externally managed" system Python as on Debian 12) it installs into a
 # virtualenv under ${XDG_CACHE_HOME:-$HOME/.cache}/pedidos/venv.
 #
-# Usage: scripts/install-broker.sh            (then: export PEDIDOS_NOIDA_DB=<last line>)
+# Usage: scripts/install-noida.sh            (then: export PEDIDOS_NOIDA_DB=<last line>)
 set -euo pipefail
 
 readonly VERSION=0.2.3
 readonly PYTHON=${PYTHON:-python3}
 readonly VENV="${XDG_CACHE_HOME:-$HOME/.cache}/pedidos/venv"
 
-log() { printf 'install-broker: %s\n' "$*" >&2; }
+log() { printf 'install-noida: %s\n' "$*" >&2; }
 
 # Prints the binary inside the noida_db package importable by the given python, if any.
 package_binary() {
