@@ -2,7 +2,7 @@
 //! one node shared by every test of a test binary.
 
 use std::net::{Ipv4Addr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -17,7 +17,7 @@ use crate::tls::{self, TlsFiles};
 /// The manual broker's port: never handed to a test.
 const RESERVED_PORTS: [u16; 2] = [9092, 9093];
 const AUDIT_FILE: &str = "audit.jsonl";
-const SHARED_DIR_PREFIX: &str = "pedidos-kafka-shared-";
+const DIR_PREFIX: &str = "pedidos-kafka-";
 
 /// An Apache Kafka cluster in KRaft mode, each node a broker and a controller in one JVM
 /// (`scripts/kafka.sh run`), on free ports of 127.0.0.1, with its data in a temporary directory
@@ -35,24 +35,9 @@ const SHARED_DIR_PREFIX: &str = "pedidos-kafka-shared-";
 ///
 /// The methods block (a start takes 5-20 s: a JVM); call them from async tests freely.
 pub struct Broker {
-    dir: Dir,
+    dir: tempfile::TempDir,
     nodes: Vec<Node>,
     tls: Option<TlsFiles>,
-}
-
-enum Dir {
-    Temp(tempfile::TempDir),
-    /// The shared broker's: swept by the next test run when its process is gone.
-    Kept(PathBuf),
-}
-
-impl Dir {
-    fn path(&self) -> &Path {
-        match self {
-            Dir::Temp(dir) => dir.path(),
-            Dir::Kept(path) => path,
-        }
-    }
 }
 
 impl Broker {
@@ -88,17 +73,14 @@ impl Broker {
     /// must not stop it.
     pub fn shared() -> &'static Broker {
         static SHARED: OnceLock<Broker> = OnceLock::new();
-        SHARED.get_or_init(|| {
-            sweep_shared_dirs();
-            let path =
-                std::env::temp_dir().join(format!("{SHARED_DIR_PREFIX}{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&path);
-            std::fs::create_dir_all(&path).expect("cannot create the shared broker directory");
-            Self::launch(Dir::Kept(path), 1, None)
-        })
+        SHARED.get_or_init(Self::start)
     }
 
-    fn launch(dir: Dir, nodes: u32, sasl: Option<(TlsFiles, Vec<(String, String)>)>) -> Broker {
+    fn launch(
+        dir: tempfile::TempDir,
+        nodes: u32,
+        sasl: Option<(TlsFiles, Vec<(String, String)>)>,
+    ) -> Broker {
         let cluster_id = kafka::cluster_id();
         // Per node: PLAINTEXT, CONTROLLER, SASL_SSL.
         let mut picked = free_ports(3 * nodes as usize).into_iter();
@@ -396,18 +378,19 @@ impl std::fmt::Debug for Broker {
     }
 }
 
-fn temp_dir() -> Dir {
-    Dir::Temp(
-        tempfile::Builder::new()
-            .prefix("pedidos-kafka-")
-            .tempdir()
-            .expect("cannot create a temporary directory for Kafka"),
-    )
+/// A directory named after this process, so that a later run can tell it was left behind: a
+/// broker held in a `static` ([`Broker::shared`], or a test file's own) is never dropped.
+fn temp_dir() -> tempfile::TempDir {
+    static SWEPT: OnceLock<()> = OnceLock::new();
+    SWEPT.get_or_init(sweep_dirs_of_dead_processes);
+    tempfile::Builder::new()
+        .prefix(&format!("{DIR_PREFIX}{}-", std::process::id()))
+        .tempdir()
+        .expect("cannot create a temporary directory for Kafka")
 }
 
-/// Removes the directories of shared brokers whose test process is gone (a `static` is never
-/// dropped, so each test binary leaves one behind).
-fn sweep_shared_dirs() {
+/// Removes the broker directories of test processes that are gone.
+fn sweep_dirs_of_dead_processes() {
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
         return;
     };
@@ -415,7 +398,8 @@ fn sweep_shared_dirs() {
         let name = entry.file_name();
         let Some(pid) = name
             .to_str()
-            .and_then(|n| n.strip_prefix(SHARED_DIR_PREFIX))
+            .and_then(|n| n.strip_prefix(DIR_PREFIX))
+            .and_then(|rest| rest.split('-').next())
             .and_then(|pid| pid.parse::<u32>().ok())
         else {
             continue;
