@@ -370,16 +370,17 @@ fn is_permanent_tls_failure(code: RDKafkaErrorCode, reason: &str) -> bool {
 pub async fn ensure_topics(k: &KafkaConfig, topics: &TopicsConfig) -> Result<(), StartupError> {
     let admin: AdminClient<Context> = build(k, Role::Other, &[])?;
     let wanted = topics.all();
-    let existing: Vec<String> = {
+    let (existing, brokers): (Vec<String>, usize) = {
         let metadata = admin
             .inner()
             .fetch_metadata(None, k.startup_timeout())
             .map_err(|e| unreachable(k, k.startup_timeout(), e.to_string()))?;
-        metadata
+        let names = metadata
             .topics()
             .iter()
             .map(|t| t.name().to_string())
-            .collect()
+            .collect();
+        (names, metadata.brokers().len())
     };
     let missing: Vec<&String> = wanted.iter().filter(|t| !existing.contains(t)).collect();
     if missing.is_empty() {
@@ -422,12 +423,29 @@ pub async fn ensure_topics(k: &KafkaConfig, topics: &TopicsConfig) -> Result<(),
             Err((topic, code)) => {
                 return Err(StartupError::CreateTopic {
                     topic,
-                    reason: code.to_string(),
+                    reason: creation_failure(code, topics, brokers),
                 })
             }
         }
     }
     wait_until_visible(&admin, k, &wanted).await
+}
+
+/// Why a topic could not be created, in the configuration's terms where the broker's code
+/// allows (librdkafka hands over only the code, not the broker's message).
+fn creation_failure(code: RDKafkaErrorCode, topics: &TopicsConfig, brokers: usize) -> String {
+    match code {
+        Code::InvalidReplicationFactor => {
+            let asked = match topics.replication_factor {
+                -1 => "topics.replication_factor = -1 (the cluster's default.replication.factor)"
+                    .to_string(),
+                n => format!("topics.replication_factor = {n}"),
+            };
+            let noun = if brokers == 1 { "broker" } else { "brokers" };
+            format!("{code}: {asked}, but the cluster has {brokers} {noun}")
+        }
+        _ => code.to_string(),
+    }
 }
 
 /// Waits until the cluster's metadata shows every topic with a leader for each partition. A
@@ -581,6 +599,33 @@ mod tests {
         let admin = with_settings(&k, Role::Other, &[]);
         assert_eq!(admin.get("fetch.min.bytes"), None);
         assert_eq!(admin.get("client.id"), Some("everyone"));
+    }
+
+    #[test]
+    fn a_replication_factor_the_cluster_cannot_meet_is_explained_in_configuration_terms() {
+        let mut topics = TopicsConfig {
+            replication_factor: 4,
+            ..TopicsConfig::default()
+        };
+        let reason = creation_failure(Code::InvalidReplicationFactor, &topics, 3);
+        assert!(
+            reason.contains("topics.replication_factor = 4, but the cluster has 3 brokers"),
+            "{reason}"
+        );
+        assert!(
+            reason.to_lowercase().contains("replication factor"),
+            "{reason}"
+        );
+        topics.replication_factor = -1;
+        let reason = creation_failure(Code::InvalidReplicationFactor, &topics, 1);
+        assert!(
+            reason.contains("default.replication.factor") && reason.contains("has 1 broker"),
+            "{reason}"
+        );
+        assert_eq!(
+            creation_failure(Code::PolicyViolation, &topics, 3),
+            Code::PolicyViolation.to_string()
+        );
     }
 
     #[test]
