@@ -1,64 +1,138 @@
 #!/usr/bin/env bash
-# The pedidos benchmark, in one command, on private local brokers (a fresh, empty one per run):
+# The pedidos benchmark, in one command, on private Apache Kafka nodes: each measured run gets a
+# fresh, empty single-node KRaft cluster (broker + controller in one JVM, `scripts/kafka.sh run`)
+# in a new temp dir on free ports, stopped with SIGTERM when the run is over.
 #
 #   1. the broker's raw capacity for the mesh's records (`loadgen raw`: ~250-byte JSON keyed by
 #      customer, the daemons' producer settings, 3 partitions): produced, consumed back, and put
 #      through the mesh's shape with no daemons (the "pipeline": per order 4 records produced by
 #      2 producers and 7 consumed by 3 consumers, live) — the capacity the mesh is compared with;
-#   2. the whole mesh (api + fraud + notification + monitoring, release builds, RUST_LOG=warn)
-#      driven by loadgen at full speed;
-#   3. the mesh at a fixed 1,000 orders/s, for latency;
+#   2. the idle mesh (api + fraud + notification + monitoring, release builds, RUST_LOG=warn):
+#      each daemon's RSS after start-up, and the CPU of each daemon and of the broker over
+#      IDLE_SECS without traffic; then the mesh driven by loadgen at full speed;
+#   3. the mesh at a fixed RATE orders/s, for latency (p50/p99 POST → verdict);
 #   4. (INFO_RUN=1, the default) the full-speed run again with the daemons at RUST_LOG=info.
 #
-# It also reports each daemon's idle RSS (VmRSS after start-up, before any load) and the CPU each
-# process used during the full-speed run, checks the targets, and writes the figures between the
-# `bench:begin` / `bench:end` markers of BENCHMARKS.md (set BENCH_OUT= to skip, or a path).
+# It reports the CPU each process used during every run, checks the targets (end-to-end ≥ 25 % of
+# the pipeline's capacity; p99 POST → verdict ≤ 25 ms at 1,000 orders/s; the four idle daemons
+# ≤ 2 % of one core together; idle RSS ≤ 30 MB per daemon), and writes the figures between the
+# `bench:begin` / `bench:end` markers of BENCHMARKS.md (BENCH_OUT= to skip, or another path).
 #
-# Usage: scripts/bench.sh
-# Environment (defaults): RAW_RECORDS=200000 PIPELINE_UNITS=50000 MAX_SECS=20 CONCURRENCY=64
-#   RATE=1000 RATE_SECS=20
-#   INFO_RUN=1 BENCH_OUT=BENCHMARKS.md KEEP=0 (keep the temp dir with logs and JSON)
+# Usage: scripts/bench.sh [--short]
+#   --short  a quick check that the script works end to end (about a minute after the build):
+#            small runs, no info run, figures printed but not written anywhere unless BENCH_OUT
+#            is set. Its figures are not comparable with a full run's.
+# Environment, with the defaults (--short's in brackets):
+#   RAW_RECORDS=200000 [20000]  PIPELINE_UNITS=50000 [5000]  MAX_SECS=20 [3]  RATE_SECS=20 [3]
+#   IDLE_SECS=30 [5]  WARM_SECS=5 [1]  CONCURRENCY=64  RATE=1000  INFO_RUN=1 [0]
+#   BROKER_HEAP=512m  BENCH_OUT=BENCHMARKS.md [unset]  KEEP=0 (1: keep the temp dir: logs, JSON,
+#   the brokers' data)
+# Needs Java 17+ (and Maven the first time, to fetch Kafka: see scripts/kafka.sh), Python 3, curl.
 set -euo pipefail
 cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
 ROOT=$(pwd -P)
 
-RAW_RECORDS=${RAW_RECORDS:-200000}
-PIPELINE_UNITS=${PIPELINE_UNITS:-50000}
-MAX_SECS=${MAX_SECS:-20}
+log() { printf '\n==> %s\n' "$*" >&2; }
+die() {
+  printf 'bench: error: %s\n' "$*" >&2
+  exit 1
+}
+
+SHORT=0
+while (($#)); do
+  case $1 in
+    --short) SHORT=1 ;;
+    -h | --help)
+      sed -n '2,/^set -euo/{/^set -euo/d; s/^# \{0,1\}//; p}' "$0"
+      exit 0
+      ;;
+    *) die "unknown argument $1 (usage: scripts/bench.sh [--short])" ;;
+  esac
+  shift
+done
+# pick FULL SHORT: this mode's default.
+pick() { if [[ $SHORT == 1 ]]; then printf '%s' "$2"; else printf '%s' "$1"; fi; }
+
+RAW_RECORDS=${RAW_RECORDS:-$(pick 200000 20000)}
+PIPELINE_UNITS=${PIPELINE_UNITS:-$(pick 50000 5000)}
+MAX_SECS=${MAX_SECS:-$(pick 20 3)}
+RATE_SECS=${RATE_SECS:-$(pick 20 3)}
+IDLE_SECS=${IDLE_SECS:-$(pick 30 5)}
+WARM_SECS=${WARM_SECS:-$(pick 5 1)}
 CONCURRENCY=${CONCURRENCY:-64}
 RATE=${RATE:-1000}
-RATE_SECS=${RATE_SECS:-20}
-INFO_RUN=${INFO_RUN:-1}
-BENCH_OUT=${BENCH_OUT-BENCHMARKS.md}
+INFO_RUN=${INFO_RUN:-$(pick 1 0)}
+BROKER_HEAP=${BROKER_HEAP:-512m}
+BENCH_OUT=${BENCH_OUT-$(pick BENCHMARKS.md "")}
 KEEP=${KEEP:-0}
+# A start takes 5-10 s on an idle machine; far longer when other jobs hold the cores.
+BROKER_START_SECS=120
+DAEMONS=(api fraud notification monitoring)
 
-log() { printf '\n==> %s\n' "$*" >&2; }
-die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
-
+# ---------------------------------------------------------------------------------------------
+# Processes. Every process this script starts is in PIDS (name -> pid); cleanup stops them all,
+# on any exit. Long commands run in the background and are waited for, because bash runs a trap
+# only once the foreground command has finished.
 WORK=$(mktemp -d /tmp/pedidos-bench.XXXXXX)
 cut -d' ' -f1-3 /proc/loadavg >"$WORK/loadavg-start"
 { git rev-parse --short HEAD && git status --porcelain --untracked-files=no | wc -l; } >"$WORK/commit" 2>/dev/null || true
-declare -A PIDS=()   # name -> pid of every process this script started
+declare -A PIDS=()
 
-stop_pid() { # stop_pid NAME: SIGTERM, wait up to 15 s, then SIGKILL
-  local name=$1 pid=${PIDS[$1]:-} i
+spawn() { # spawn NAME CMD...: start CMD in the background as PIDS[NAME]
+  local name=$1
+  shift
+  "$@" &
+  PIDS[$name]=$!
+}
+
+await() { # await NAME: wait for PIDS[NAME] to end; its exit status
+  local rc=0
+  wait "${PIDS[$1]}" || rc=$?
+  unset "PIDS[$1]"
+  return "$rc"
+}
+
+pause() { # pause SECONDS: a sleep that a signal interrupts at once
+  spawn sleep sleep "$1"
+  await sleep
+}
+
+# stop_pid NAME [SECONDS]: SIGTERM, wait (15 s by default), then SIGKILL. A process that leads
+# its own process group (the broker) is signalled with the whole group, so that nothing it
+# started (kafka.sh's formatting JVM, if stopped that early) outlives it.
+stop_pid() {
+  local name=$1 secs=${2:-15} pid=${PIDS[$1]:-} target i
   [[ -n $pid ]] || return 0
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 150; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
+  target=$pid
+  [[ $(ps -o pgid= -p "$pid" 2>/dev/null | tr -d ' ') == "$pid" ]] && target=-$pid
+  kill -TERM -- "$target" 2>/dev/null || true
+  for ((i = 0; i < secs * 10; i++)); do
+    kill -0 -- "$target" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 -- "$target" 2>/dev/null; then
+    printf 'bench: %s did not stop within %s s after SIGTERM; killing it\n' "$name" "$secs" >&2
+    kill -KILL -- "$target" 2>/dev/null || true
   fi
   wait "$pid" 2>/dev/null || true
   unset "PIDS[$name]"
 }
 
-cleanup() {
+stop_mesh() {
   local name
   for name in loadgen monitoring notification fraud api; do stop_pid "$name"; done
-  stop_pid broker
+}
+
+# A broker stops in 1-2 s; the daemons go first, as they commit offsets on the way out.
+stop_broker() { stop_pid broker 60; }
+
+cleanup() {
+  trap '' INT TERM # a second Ctrl-C must not cut the cleanup short and leave a JVM behind
+  stop_pid sleep
+  # Stopped, loadgen would wait up to 10 s for outstanding verdicts; its report is of no use now.
+  kill -KILL "${PIDS[loadgen]:-}" 2>/dev/null || true
+  stop_mesh
+  stop_broker
   if [[ $KEEP == 1 ]]; then
     printf 'bench: logs and JSON kept in %s\n' "$WORK" >&2
   else
@@ -68,33 +142,49 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-wait_port() { # wait_port PORT SECONDS
-  local i
-  for ((i = 0; i < $2 * 20; i++)); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  return 1
+# ---------------------------------------------------------------------------------------------
+# Measuring processes through /proc.
+free_ports() { # free_ports N: N distinct free TCP ports on 127.0.0.1
+  python3 -c '
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
 }
 
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 hwm_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
-# daemons_json FUNC: {"api": FUNC(pid of api), ...} for the four daemons.
-daemons_json() {
-  local name sep=
+# CPU ticks (user + system, fields 14 and 15) used so far by a process and all its threads.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+procs_json() { # procs_json FUNC NAME...: {"NAME": FUNC(pid of NAME), ...}
+  local func=$1 name sep=
+  shift
   printf '{'
-  for name in "${DAEMONS[@]}"; do
-    printf '%s"%s": %s' "$sep" "$name" "$("$1" "${PIDS[$name]}")"
+  for name; do
+    printf '%s"%s": %s' "$sep" "$name" "$("$func" "${PIDS[$name]}")"
     sep=', '
   done
   printf '}\n'
 }
-# CPU ticks (user + system) used so far by a process.
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+# cpu_snapshot [NAME=TICKS...]: the time and the CPU ticks used so far by every process running
+# (plus the given ones), as JSON; the report turns two snapshots into cores used in between.
+cpu_snapshot() {
+  local name pair sep=
+  printf '{"t": %s, "clk_tck": %s, "ticks": {' "$(date +%s.%N)" "$(getconf CLK_TCK)"
+  for name in "${!PIDS[@]}"; do
+    [[ $name == sleep ]] && continue
+    printf '%s"%s": %s' "$sep" "$name" "$(cpu_ticks "${PIDS[$name]}")"
+    sep=', '
+  done
+  for pair; do
+    printf '%s"%s": %s' "$sep" "${pair%%=*}" "${pair#*=}"
+    sep=', '
+  done
+  printf '}}\n'
+}
 
 # ---------------------------------------------------------------------------------------------
 log "building release binaries"
@@ -103,49 +193,66 @@ TARGET=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,s
 BIN=$TARGET/release
 LOADGEN=$BIN/loadgen
 
-if [[ -x scripts/install-broker.sh ]]; then
-  NOIDA=$(scripts/install-broker.sh | tail -n 1)
-else
-  NOIDA=$(python3 -c "import noida_db,os;print(os.path.join(os.path.dirname(noida_db.__file__),'noida-db'))")
-fi
-[[ -x $NOIDA ]] || die "noida-db not found (pip install noida-db==0.2.3)"
+KAFKA_SH=$ROOT/scripts/kafka.sh
+"$KAFKA_SH" install >/dev/null # fetches the jars the first time; fails with the reason
 
-# Every measurement starts on a fresh, empty broker. noida-db snapshots everything it holds about
-# once a second, so its CPU grows with the data retained: after a 20-second full-speed run
-# (~80,000 orders, ~165 MB) its `autosave` thread went from 0.10 to 0.36 cores at 1,000 orders/s
-# and p99 POST -> verdict from 25 to 58 ms. A Kafka broker appends to segment files and does not
-# pay that; without a fresh broker each run's figures would depend on the runs before it.
-start_broker() { # start_broker TAG: a new noida-db on a free port, data in $WORK/noida-TAG
-  local tag=$1
-  KAFKA_PORT=$(free_port)
-  log "starting noida-db on 127.0.0.1:$KAFKA_PORT (data in $WORK/noida-$tag)"
-  "$NOIDA" start --only kafka --host 127.0.0.1 --kafka-port "$KAFKA_PORT" \
-    --data-dir "$WORK/noida-$tag" >"$WORK/noida-$tag.log" 2>&1 &
-  PIDS[broker]=$!
-  wait_port "$KAFKA_PORT" 15 || { tail -n 20 "$WORK/noida-$tag.log" >&2; die "noida-db did not start"; }
+start_broker() { # start_broker TAG: a new, empty Kafka node on free ports, in $WORK/kafka-TAG
+  local dir=$WORK/kafka-$1 controller_port i
+  read -r KAFKA_PORT controller_port < <(free_ports 2)
+  log "starting Apache Kafka on 127.0.0.1:$KAFKA_PORT (controller $controller_port, data in $dir)"
+  # setsid: a process group of its own (kafka.sh execs the JVM, so the pid stays the JVM's), so
+  # that stop_pid ends all it runs (before the broker, kafka.sh runs a JVM to format the data
+  # dir), and a Ctrl-C at the terminal does not stop it before the daemons.
+  spawn broker setsid "$KAFKA_SH" run --dir "$dir" --port "$KAFKA_PORT" \
+    --controller-port "$controller_port" --heap "$BROKER_HEAP" >"$dir.log" 2>&1
+  for ((i = 0; i < BROKER_START_SECS * 10; i++)); do
+    grep -q 'Kafka Server started' "$dir.log" && break
+    kill -0 "${PIDS[broker]}" 2>/dev/null || { tail -n 20 "$dir.log" >&2; die "the broker exited"; }
+    sleep 0.1
+  done
+  grep -q 'Kafka Server started' "$dir.log" || die "the broker did not start within $BROKER_START_SECS s (log: $dir.log)"
   # Every process runs in $WORK (no conf.toml or .env there) with its settings in the environment.
   export PEDIDOS_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT
 }
 
-cd "$WORK"
-start_broker raw
+# broker_facts PID: what the report says about the broker, as JSON. The version is read from the
+# kafka-clients jar the running JVM has open, as Kafka's AppInfoParser reads it: the broker's log
+# does not have its "Kafka version: ..." line (AppInfoParser's INFO, silenced by
+# scripts/kafka-log4j2.properties). If that fails, kafka.sh's KAFKA_VERSION, marked as such.
+broker_facts() {
+  python3 - "$1" "$("${JAVA:-java}" -version 2>&1 | head -n 1)" \
+    "$(sed -n 's/^readonly KAFKA_VERSION=//p' "$KAFKA_SH")" <<'PY'
+import glob, json, os, re, sys, zipfile
 
-# ---------------------------------------------------------------------------------------------
-log "1. raw broker capacity: $RAW_RECORDS records, $PIPELINE_UNITS orders through the pipeline"
-"$LOADGEN" raw --records "$RAW_RECORDS" --pipeline-units "$PIPELINE_UNITS" --json >"$WORK/raw.json"
-python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("   produced %.0f/s, consumed %.0f/s, live %.0f/s, pipeline %.0f/s (%.0f orders/s), value %.0f B" % (r["produced_per_s"], r["consumed_per_s"], r["live_per_s"], r["pipeline_records_per_s"], r["pipeline_units_per_s"], r["avg_value_bytes"]))' "$WORK/raw.json" >&2
+pid, java, launcher_version = sys.argv[1:]
+facts = {"java": java, "version": None, "commit": None, "version_source": "the broker's kafka-clients jar"}
+for fd in glob.glob(f"/proc/{pid}/fd/*"):
+    try:
+        path = os.readlink(fd)
+    except OSError:
+        continue
+    if re.search(r"/kafka-clients-[^/]*\.jar$", path):
+        text = zipfile.ZipFile(path).read("kafka/kafka-version.properties").decode()
+        props = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+        facts["version"], facts["commit"] = props.get("version"), props.get("commitId")
+        break
+if not facts["version"]:
+    facts["version"], facts["version_source"] = launcher_version, "KAFKA_VERSION in scripts/kafka.sh"
+heap = [a[4:] for a in open(f"/proc/{pid}/cmdline").read().split("\0") if a.startswith("-Xmx")]
+facts["heap"] = heap[-1] if heap else "?"
+print(json.dumps(facts))
+PY
+}
 
-API_PORT=$(free_port)
+API_PORT=$(free_ports 1)
 API_URL=http://127.0.0.1:$API_PORT
-DAEMONS=(api fraud notification monitoring)
 
 start_mesh() { # start_mesh RUST_LOG_LEVEL TAG
   local level=$1 tag=$2 name i
   for name in "${DAEMONS[@]}"; do
     RUST_LOG=$level PEDIDOS_API__LISTEN=127.0.0.1:$API_PORT \
       PEDIDOS_MONITORING__AUDIT_FILE="$WORK/audit-$tag.jsonl" \
-      "$BIN/$name" >"$WORK/$name-$tag.log" 2>&1 &
-    PIDS[$name]=$!
+      spawn "$name" "$BIN/$name" >"$WORK/$name-$tag.log" 2>&1
   done
   for ((i = 0; i < 600; i++)); do
     curl -fsS "$API_URL/health" >/dev/null 2>&1 && break
@@ -157,71 +264,68 @@ start_mesh() { # start_mesh RUST_LOG_LEVEL TAG
   curl -fsS "$API_URL/health" >/dev/null || die "the API did not answer on $API_URL"
 }
 
-stop_mesh() {
-  local name
-  for name in monitoring notification fraud api; do stop_pid "$name"; done
-}
-
 fresh_mesh() { # fresh_mesh RUST_LOG_LEVEL TAG: a new empty broker, the four daemons on it
-  stop_pid broker
+  stop_broker
   start_broker "$2"
   start_mesh "$1" "$2"
-  sleep 2 # let the consumers join their groups; nothing is sent yet
+  pause 2 # let the consumers join their groups; nothing is sent yet
 }
 
-# Producer ids, group joins, connection pool; also proves every verdict comes back.
+# A just-started JVM interprets until the JIT has compiled the hot paths: on a fresh node the
+# first `loadgen raw` gave half the pipeline rate of the next ones. So every measured run follows
+# WARM_SECS at full speed (which also sets up producer ids, group joins and connection pools, and
+# proves every verdict comes back), and a few seconds for the consumers to catch up.
 warm_up() { # warm_up TAG SEED
-  "$LOADGEN" --url "$API_URL" --quiet --json --rate 200 --count 400 --seed "$2" >"$WORK/warmup-$1.json"
+  spawn loadgen "$LOADGEN" --url "$API_URL" --quiet --json --concurrency "$CONCURRENCY" \
+    --duration "${WARM_SECS}s" --seed "$2" >"$WORK/warmup-$1.json"
+  await loadgen || die "the warm-up failed"
+  pause 3
 }
 
-# run_loadgen OUT.json ARGS...: runs loadgen, sampling the CPU of every process meanwhile;
-# writes OUT.json (the report) and OUT.cpu.json (CPU seconds per process, wall seconds).
+# raw_pass TAG RECORDS UNITS: one `loadgen raw` into $WORK/TAG.json, summed up on stderr.
+raw_pass() {
+  spawn loadgen "$LOADGEN" raw --records "$2" --pipeline-units "$3" --json >"$WORK/$1.json"
+  await loadgen || die "loadgen raw failed ($1)"
+  python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("   %s: produced %.0f/s, consumed %.0f/s, live %.0f/s, pipeline %.0f/s (%.0f orders/s), value %.0f B" % (sys.argv[2], r["produced_per_s"], r["consumed_per_s"], r["live_per_s"], r["pipeline_records_per_s"], r["pipeline_units_per_s"], r["avg_value_bytes"]))' "$WORK/$1.json" "$1" >&2
+}
+
+# run_loadgen OUT.json ARGS...: runs loadgen, with a CPU snapshot of every process before and
+# after (OUT.cpu0.json, OUT.cpu1.json). loadgen's own CPU is sampled while it runs: once it has
+# exited, /proc no longer has it.
 run_loadgen() {
-  local out=$1 name pid t0 t1 lg_ticks=0 now
+  local out=$1 lg_ticks=0 now
   shift
-  declare -A before=()
-  for name in broker "${DAEMONS[@]}"; do before[$name]=$(cpu_ticks "${PIDS[$name]}"); done
-  t0=$(date +%s.%N)
-  "$LOADGEN" --url "$API_URL" --quiet --json "$@" >"$out" &
-  PIDS[loadgen]=$!
+  cpu_snapshot >"$out.cpu0.json"
+  spawn loadgen "$LOADGEN" --url "$API_URL" --quiet --json "$@" >"$out"
   while kill -0 "${PIDS[loadgen]}" 2>/dev/null; do
     now=$(cpu_ticks "${PIDS[loadgen]}")
-    [[ -n $now && $now != 0 ]] && lg_ticks=$now
+    [[ $now != 0 ]] && lg_ticks=$now
     sleep 0.2
   done
-  wait "${PIDS[loadgen]}" || die "loadgen failed ($*)"
-  unset "PIDS[loadgen]"
-  t1=$(date +%s.%N)
-  {
-    printf '{"wall_s": %s, "clk_tck": %s, "ticks": {' "$(python3 -c "print($t1 - $t0)")" "$(getconf CLK_TCK)"
-    for name in broker "${DAEMONS[@]}"; do
-      printf '"%s": %s, ' "$name" "$(($(cpu_ticks "${PIDS[$name]}") - ${before[$name]}))"
-    done
-    printf '"loadgen": %s}}\n' "$lg_ticks"
-  } >"$out.cpu.json"
+  await loadgen || die "loadgen failed ($*)"
+  cpu_snapshot "loadgen=$lg_ticks" >"$out.cpu1.json"
 }
 
 # ---------------------------------------------------------------------------------------------
-log "2. the mesh at full speed: RUST_LOG=warn, ${MAX_SECS}s, $CONCURRENCY in flight"
-fresh_mesh warn warn
-# Idle CPU over 5 s: nothing is produced, so any CPU used is polling.
-declare -A idle0=()
-for name in broker "${DAEMONS[@]}"; do idle0[$name]=$(cpu_ticks "${PIDS[$name]}"); done
-sleep 5
-{
-  printf '{"wall_s": 5, "clk_tck": %s, "ticks": {' "$(getconf CLK_TCK)"
-  sep=
-  for name in broker "${DAEMONS[@]}"; do
-    printf '%s"%s": %s' "$sep" "$name" "$(($(cpu_ticks "${PIDS[$name]}") - ${idle0[$name]}))"
-    sep=', '
-  done
-  printf '}}\n'
-} >"$WORK/idle.cpu.json"
-daemons_json rss_kb >"$WORK/rss-idle.json"
-warm_up max 1
-run_loadgen "$WORK/max.json" --concurrency "$CONCURRENCY" --duration "${MAX_SECS}s" --seed 2
+cd "$WORK"
+log "1. raw broker capacity: $RAW_RECORDS records, $PIPELINE_UNITS orders through the pipeline"
+start_broker raw
+broker_facts "${PIDS[broker]}" >"$WORK/broker.json"
+# The warm-up pass deletes its topics and groups: the measured pass still finds an empty broker.
+raw_pass raw-warmup $((RAW_RECORDS / 4)) $((PIPELINE_UNITS / 4))
+raw_pass raw "$RAW_RECORDS" "$PIPELINE_UNITS"
 
-daemons_json hwm_kb >"$WORK/rss-peak.json"
+log "2. the idle mesh for ${IDLE_SECS}s, then full speed: RUST_LOG=warn, ${MAX_SECS}s, $CONCURRENCY in flight"
+fresh_mesh warn warn
+procs_json rss_kb "${DAEMONS[@]}" broker >"$WORK/rss-idle.json"
+# Idle CPU after the warm-up: without it the broker's figure is mostly its start-up (JIT, the
+# daemons' topic creation and group joins), which settles within ~20 s.
+warm_up max 1
+cpu_snapshot >"$WORK/idle.cpu0.json"
+pause "$IDLE_SECS"
+cpu_snapshot >"$WORK/idle.cpu1.json"
+run_loadgen "$WORK/max.json" --concurrency "$CONCURRENCY" --duration "${MAX_SECS}s" --seed 2
+procs_json hwm_kb "${DAEMONS[@]}" broker >"$WORK/rss-peak.json"
 stop_mesh
 
 log "3. the mesh at $RATE orders/s for ${RATE_SECS}s"
@@ -237,26 +341,37 @@ if [[ $INFO_RUN == 1 ]]; then
   run_loadgen "$WORK/max-info.json" --concurrency "$CONCURRENCY" --duration "${MAX_SECS}s" --seed 5
   stop_mesh
 fi
+stop_broker
 
 # ---------------------------------------------------------------------------------------------
 log "results"
 cd "$ROOT"
-python3 - "$WORK" "$BENCH_OUT" "$RAW_RECORDS" "$MAX_SECS" "$CONCURRENCY" "$RATE" "$RATE_SECS" "$PIPELINE_UNITS" <<'PY'
-import datetime, json, os, platform, subprocess, sys
+python3 - "$WORK" "$BENCH_OUT" "$RAW_RECORDS" "$MAX_SECS" "$CONCURRENCY" "$RATE" "$RATE_SECS" \
+  "$PIPELINE_UNITS" "$IDLE_SECS" "$WARM_SECS" "$SHORT" <<'PY'
+import datetime, json, os, subprocess, sys
 
-work, out_path, raw_records, max_secs, concurrency, rate, rate_secs, pipeline_units = sys.argv[1:9]
+(work, out_path, raw_records, max_secs, concurrency, rate, rate_secs, pipeline_units, idle_secs,
+ warm_secs, short) = sys.argv[1:12]
 load = lambda name: json.load(open(os.path.join(work, name)))
 have = lambda name: os.path.exists(os.path.join(work, name))
+DAEMONS = ["api", "fraud", "notification", "monitoring"]
+ORDER = ["broker", *DAEMONS, "loadgen"]
 
-raw = load("raw.json")
-runs = {"max": load("max.json"), "rate": load("rate.json")}
-cpu = {"max": load("max.json.cpu.json"), "rate": load("rate.json.cpu.json")}
-if have("max-info.json"):
-    runs["max-info"] = load("max-info.json")
-    cpu["max-info"] = load("max-info.json.cpu.json")
+def cores(tag):
+    """Cores each process used between the snapshots TAG.cpu0.json and TAG.cpu1.json."""
+    a, b = load(tag + ".cpu0.json"), load(tag + ".cpu1.json")
+    wall, tck = b["t"] - a["t"], b["clk_tck"]
+    used = {k: (v - a["ticks"].get(k, 0)) / tck / wall for k, v in b["ticks"].items()}
+    return {k: used[k] for k in ORDER if k in used}
+
+broker = load("broker.json")
+raw, raw_cold = load("raw.json"), load("raw-warmup.json")
+keys = ["max", "rate"] + (["max-info"] if have("max-info.json") else [])
+runs = {k: load(k + ".json") for k in keys}
+cpu = {k: cores(k + ".json") for k in keys}
 rss_idle = load("rss-idle.json")
-idle_cpu = load("idle.cpu.json")
 rss_peak = load("rss-peak.json")
+idle = cores("idle")
 
 # Records per order: produced (Pedidos, Notificacoes x2, Pedidos_validos|recusados) and consumed
 # as the issue counts them (fraud 1, notification 2, monitoring 4) ...
@@ -283,6 +398,7 @@ ratio_formula = mesh_records / cap
 ratio_all = orders * (P + C_ALL) / mix_capacity(P, C_ALL)
 p99 = runs["rate"]["latency_ms"]["post_verdict"]["p99_ms"]
 rate_ok = runs["rate"]["throughput"]["verdicted_per_s"] or 0.0
+idle_daemons = sum(idle[k] for k in DAEMONS)
 
 def sh(cmd):
     try:
@@ -293,7 +409,15 @@ def sh(cmd):
 L = []
 w = L.append
 w(f"Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}  ")
-w(f"Command: `scripts/bench.sh` (RAW_RECORDS={raw_records} PIPELINE_UNITS={pipeline_units} MAX_SECS={max_secs} CONCURRENCY={concurrency} RATE={rate} RATE_SECS={rate_secs})  ")
+flag = " --short" if short == "1" else ""
+w(f"Command: `scripts/bench.sh{flag}` (RAW_RECORDS={raw_records} PIPELINE_UNITS={pipeline_units} MAX_SECS={max_secs} "
+  f"CONCURRENCY={concurrency} RATE={rate} RATE_SECS={rate_secs} IDLE_SECS={idle_secs} WARM_SECS={warm_secs})  ")
+data_fs = sh(f"df -PT {work} | awk 'NR == 2 {{ print $2 }}'") or "?"
+build = f", commit {broker['commit']}" if broker.get("commit") else ""
+if not broker["version_source"].startswith("the broker's"):
+    build += f" (version from {broker['version_source']})"
+w(f"Broker: Apache Kafka {broker['version']}{build}, one KRaft node (broker + controller in one JVM, "
+  f"`scripts/kafka.sh run`), a fresh one per run; heap {broker['heap']}; {broker['java']}; data on {data_fs}  ")
 w(f"Machine: `nproc` = {sh('nproc')}; `uname -a` = `{sh('uname -a')}`  ")
 commit = open(os.path.join(work, "commit")).read().split() if have("commit") else []
 if commit:
@@ -310,7 +434,9 @@ w("### 1. Broker alone (`loadgen raw`)")
 w("")
 w(f"{raw['records']} records to a {raw['partitions']}-partition topic; key {raw['avg_key_bytes']:.0f} B, "
   f"value {raw['avg_value_bytes']:.0f} B JSON, headers {raw['avg_headers_bytes']:.0f} B; "
-  "idempotent, acks=all, linger 1 ms, lz4 (`shared::kafka::producer`).")
+  "idempotent, acks=all, linger 1 ms, lz4 (`shared::kafka::producer`). Measured after a pass a quarter "
+  f"the size on the just-started JVM (not counted: its pipeline ran at {raw_cold['pipeline_records_per_s']:,.0f} records/s, "
+  f"produce at {raw_cold['produced_per_s']:,.0f}/s), whose topics and groups were deleted.")
 w("")
 w("| direction | records/s | seconds |")
 w("|---|---:|---:|")
@@ -321,9 +447,8 @@ w(f"| pipeline: {raw['pipeline_units']} orders through the mesh's shape (2 produ
 w(f"| estimate from the isolated rates above, 4 produced + 7 consumed (earlier benchmarks' denominator) | {cap:,.0f} | |")
 w("")
 
-def cpu_row(c):
-    wall, tck = c["wall_s"], c["clk_tck"]
-    return {k: v / tck / wall for k, v in c["ticks"].items()}
+def cpu_line(used):
+    return ", ".join(f"{k} {v:.2f}" for k, v in used.items()) + f"; total {sum(used.values()):.2f}"
 
 def run_table(title, key):
     r = runs[key]
@@ -332,9 +457,9 @@ def run_table(title, key):
     w("")
     s = r["settings"]
     pace = f"{s['target_rate']:.0f} orders/s" if s["target_rate"] else f"full speed, {s['concurrency']} in flight"
-    w(f"{r['send_seconds']:.1f} s at {pace}: sent {r['sent']}, accepted (202) {r['accepted']}, "
-      f"errors {r['errors']['total']} {r['errors']['by_kind'] or ''}, verdicts {r['verdicts']} "
-      f"(Aprovado {r['aprovado']}, Recusado {r['recusado']}), verdicts missing {r['verdicts_missing']}.")
+    w(f"{r['send_seconds']:.1f} s at {pace}, after {warm_secs} s at full speed to warm up: sent {r['sent']}, "
+      f"accepted (202) {r['accepted']}, errors {r['errors']['total']} {r['errors']['by_kind'] or ''}, "
+      f"verdicts {r['verdicts']} (Aprovado {r['aprovado']}, Recusado {r['recusado']}), verdicts missing {r['verdicts_missing']}.")
     w("")
     w(f"- accepted {t['accepted_per_s']:,.1f} orders/s, verdicted {t['verdicted_per_s']:,.1f} orders/s")
     if r.get("analise_after_verdict"):
@@ -348,9 +473,7 @@ def run_table(title, key):
         l = r["latency_ms"][k]
         w(f"| {name} | {l['count']} | {l['p50_ms']:.2f} | {l['p90_ms']:.2f} | {l['p99_ms']:.2f} | {l['max_ms']:.2f} |")
     w("")
-    c = cpu_row(cpu[key])
-    w("CPU used during the run (cores; the machine has " + sh("nproc") + "): " +
-      ", ".join(f"{k} {v:.2f}" for k, v in c.items()) + f"; total {sum(c.values()):.2f}.")
+    w(f"CPU used during the run (cores; the machine has {sh('nproc')}): {cpu_line(cpu[key])}.")
     w("")
 
 run_table("2. The mesh at full speed (daemons at RUST_LOG=warn)", "max")
@@ -358,30 +481,35 @@ run_table(f"3. The mesh at {rate} orders/s (RUST_LOG=warn)", "rate")
 if "max-info" in runs:
     run_table("4. The mesh at full speed with default logging (RUST_LOG=info)", "max-info")
 
-w("### Memory")
+w("### The idle mesh, and memory")
 w("")
-w("| daemon | idle VmRSS (MB) | peak VmHWM after run 2 (MB) |")
-w("|---|---:|---:|")
-for k in rss_idle:
-    w(f"| {k} | {rss_idle[k] / 1024:.1f} | {rss_peak.get(k, 0) / 1024:.1f} |")
+w(f"Idle CPU: {idle_secs} s without traffic, after run 2's warm-up and a 3-s pause (so the broker's "
+  "start-up is not counted), in % of one core. Idle VmRSS: after start-up, before any order. "
+  "Peak VmHWM: after run 2.")
+w("")
+w("| process | idle CPU (% of one core) | idle VmRSS (MB) | peak VmHWM (MB) |")
+w("|---|---:|---:|---:|")
+mb = lambda kb: f"{kb / 1024:.1f}"
+for k in DAEMONS:
+    w(f"| {k} | {100 * idle[k]:.2f} | {mb(rss_idle[k])} | {mb(rss_peak[k])} |")
+w(f"| **the four daemons** | **{100 * idle_daemons:.2f}** | {mb(sum(rss_idle[k] for k in DAEMONS))} | |")
+w(f"| broker (Kafka JVM, heap {broker['heap']}) | {100 * idle['broker']:.2f} | {mb(rss_idle['broker'])} | {mb(rss_peak['broker'])} |")
 w("")
 
-ic = cpu_row(idle_cpu)
-w("CPU used by the idle mesh over 5 s, before any order (cores): " +
-  ", ".join(f"{k} {v:.2f}" for k, v in ic.items()) + f"; total {sum(ic.values()):.2f}.")
-w("")
-
-max_rss = max(rss_idle.values()) / 1024
+max_rss = max(rss_idle[k] for k in DAEMONS) / 1024
 verdict_note = ""
 if runs["rate"]["verdicts_missing"]:
     verdict_note = f" ({runs['rate']['verdicts_missing']} verdicts missing)"
 targets = [
-    (f"end-to-end throughput ≥ 25 % of the broker's raw capacity for the same records",
+    ("end-to-end throughput ≥ 25 % of the broker's pipeline capacity for the same records",
      f"{orders:,.0f} orders/s × {P + C} = {mesh_records:,.0f} records/s = {ratio:.1%} of the pipeline's {shape_cap:,.0f} "
      f"({ratio_formula:.1%} of the isolated-rates estimate {cap:,.0f}; counting the API read model's 3 reads too: {ratio_all:.1%})",
      ratio >= 0.25),
     (f"p99 POST → verdict ≤ 25 ms at {rate} orders/s",
      f"{p99:.2f} ms (verdicted {rate_ok:,.1f} orders/s){verdict_note}", p99 <= 25.0 and rate_ok >= 0.95 * float(rate)),
+    ("the four idle daemons together ≤ 2 % of one core",
+     f"{100 * idle_daemons:.2f} % over {idle_secs} s (" + ", ".join(f"{k} {100 * idle[k]:.2f}" for k in DAEMONS)
+     + f"; the broker, not counted: {100 * idle['broker']:.2f} %)", idle_daemons <= 0.02),
     ("idle RSS ≤ 30 MB per daemon", f"largest {max_rss:.1f} MB", max_rss <= 30.0),
 ]
 w("### Targets")
@@ -405,3 +533,4 @@ if out_path:
     open(out_path, "w").write(new)
     print(f"bench: figures written to {out_path}", file=sys.stderr)
 PY
+printf 'bench: done in %d min %02d s\n' $((SECONDS / 60)) $((SECONDS % 60)) >&2
