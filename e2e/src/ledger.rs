@@ -29,6 +29,7 @@ pub struct Driver {
     state: Arc<Mutex<Sent>>,
     accepted: Arc<AtomicUsize>,
     paused: Arc<AtomicBool>,
+    stopped: Arc<AtomicBool>,
     workers: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -37,16 +38,17 @@ impl Driver {
         let state = Arc::new(Mutex::new(Sent::default()));
         let accepted = Arc::new(AtomicUsize::new(0));
         let paused = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::new(AtomicBool::new(false));
         // A dispatcher hands out order numbers at the pace asked; workers post them.
         let (tx, rx) = tokio::sync::mpsc::channel::<usize>(concurrency);
         let next = Arc::new(tokio::sync::Mutex::new(rx));
-        let dispatch_paused = paused.clone();
+        let (dispatch_paused, dispatch_stopped) = (paused.clone(), stopped.clone());
         tokio::spawn(async move {
             let mut tick =
                 tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut i = 0;
-            while i < total {
+            while i < total && !dispatch_stopped.load(Ordering::SeqCst) {
                 tick.tick().await;
                 if dispatch_paused.load(Ordering::SeqCst) {
                     continue;
@@ -115,6 +117,7 @@ impl Driver {
             state,
             accepted,
             paused,
+            stopped,
             workers,
         }
     }
@@ -145,7 +148,14 @@ impl Driver {
         self.paused.store(false, Ordering::SeqCst);
     }
 
-    /// Waits for every order to be sent.
+    /// Sends no more orders (those in flight finish): for a stream that lasts as long as a
+    /// test's faults rather than a set number of orders. [`Driver::finish`] then waits only for
+    /// those in flight.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+    }
+
+    /// Waits for every order to be sent (or, after [`Driver::stop`], the ones in flight).
     pub async fn finish(self) -> Sent {
         for w in self.workers {
             w.await.expect("driver worker");
