@@ -172,7 +172,7 @@ procs_json() { # procs_json FUNC NAME...: {"NAME": FUNC(pid of NAME), ...}
 # Nanoseconds on a CPU so far, summed over the live threads of a process (schedstat: exact,
 # where tick sampling over-charges a thread that wakes on the timer tick, as an idle one does;
 # but the time of threads that exited is lost, so this is for the idle measurement only).
-cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%d\n", s }'; }
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
 
 # cpu_snapshot [NAME=TICKS...]: the time and the CPU ticks used so far by every process running
 # (plus the given ones), as JSON; the report turns two snapshots into cores used in between.
