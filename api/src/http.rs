@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use poem::endpoint::make_sync;
 use poem::error::ReadBodyError;
 use poem::http::StatusCode;
@@ -379,15 +379,7 @@ impl PedidosApi {
             Ok(new) => new,
             Err(e) => return CreateResponse::Invalid(Json(ErrorBody::from_field_error(&e))),
         };
-        let order = Order {
-            id: Uuid::new_v4(),
-            usuario: new.usuario,
-            produto: new.produto,
-            quantidade: new.quantidade,
-            valor: new.valor,
-            // Millisecond precision: what every consumer (and Kafka's own timestamps) can keep.
-            data_solicitacao: Utc::now().trunc_subsecs(3),
-        };
+        let order = Order::new(new.usuario, new.produto, new.quantidade, new.valor);
         let received = StatusEvent::received(&order);
         match self.publisher.publish(&order, &received).await {
             Ok(()) => {

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use rdkafka::error::KafkaError;
 use shared::events::{Order, OutRecord, StatusEvent};
+use shared::kafka::future_record;
 use shared::kafka::Producer;
-use shared::pipeline::future_record;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {

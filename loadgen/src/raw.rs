@@ -29,8 +29,8 @@ use shared::config::Config;
 use shared::events::{
     EvaluatedOrder, Order, OutRecord, Status, StatusEvent, HEADER_CORRELATION_ID,
 };
+use shared::kafka::future_record;
 use shared::kafka::{self, Context, StartupError};
-use shared::pipeline::future_record;
 use tokio::sync::mpsc;
 
 use crate::orders::OrderGen;

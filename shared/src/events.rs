@@ -2,7 +2,7 @@
 //! names of the original project, keyed by `usuario`, with headers for type, schema version and
 //! correlation id.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use rust_decimal::Decimal;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use uuid::Uuid;
@@ -31,6 +31,24 @@ pub struct Order {
 }
 
 impl Order {
+    /// A new order, placed now: a fresh id, and the time at millisecond precision (what every
+    /// consumer, and Kafka's own timestamps, can keep).
+    pub fn new(
+        usuario: impl Into<String>,
+        produto: impl Into<String>,
+        quantidade: u32,
+        valor: Decimal,
+    ) -> Self {
+        Self {
+            id: Uuid::new_v4(),
+            usuario: usuario.into(),
+            produto: produto.into(),
+            quantidade,
+            valor,
+            data_solicitacao: Utc::now().trunc_subsecs(3),
+        }
+    }
+
     /// `valor × quantidade`, exact.
     pub fn total(&self) -> Decimal {
         self.valor * Decimal::from(self.quantidade)

@@ -16,15 +16,15 @@ use std::time::Duration;
 use futures::stream::{FuturesOrdered, StreamExt};
 use rdkafka::consumer::{CommitMode, Consumer as _};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureRecord};
+use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::producer::DeliveryFuture;
 use rdkafka::Message;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, TopicsConfig};
 use crate::events::OutRecord;
-use crate::kafka::{self, Consumer, Producer, StartupError};
+use crate::kafka::{self, enqueue, Consumer, Producer, StartupError};
 
 /// Header names on dead-letter records.
 pub const DLQ_SOURCE_TOPIC: &str = "dlq-source-topic";
@@ -367,40 +367,6 @@ fn dead_letter(record: &InRecord<'_>, dlq: &str, poison: &Poison, group: &str) -
         key: record.key.map(<[u8]>::to_vec),
         payload: payload.to_vec(),
         headers,
-    }
-}
-
-/// Borrows an [`OutRecord`] as a record for the producer.
-pub fn future_record(out: &OutRecord) -> FutureRecord<'_, [u8], [u8]> {
-    let mut headers = OwnedHeaders::new_with_capacity(out.headers.len());
-    for (key, value) in &out.headers {
-        headers = headers.insert(Header {
-            key,
-            value: Some(value.as_slice()),
-        });
-    }
-    let mut record = FutureRecord::to(&out.topic)
-        .payload(out.payload.as_slice())
-        .headers(headers);
-    if let Some(key) = &out.key {
-        record = record.key(key.as_slice());
-    }
-    record
-}
-
-/// Hands a record to the producer's queue, waiting only while the queue is full.
-pub async fn enqueue(producer: &Producer, out: &OutRecord) -> DeliveryFuture {
-    loop {
-        match producer.send_result(future_record(out)) {
-            Ok(delivery) => return delivery,
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            Err((e, _)) => {
-                tracing::warn!(topic = %out.topic, error = %e, "cannot enqueue record; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
     }
 }
 

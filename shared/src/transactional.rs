@@ -13,9 +13,9 @@ use rdkafka::producer::Producer as _;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use crate::kafka::{Consumer, Producer};
+use crate::kafka::{enqueue, Consumer, Producer};
 use crate::pipeline::{
-    enqueue, handle_or_dead_letter, subscribe, Handler, InRecord, LoopOptions, PipelineError,
+    handle_or_dead_letter, subscribe, Handler, InRecord, LoopOptions, PipelineError,
 };
 
 /// Records per transaction at most.

@@ -1,0 +1,287 @@
+//! Kafka clients built from configuration: connection and security settings, the mesh's
+//! defaults for each kind of client, then the user's passthrough properties.
+
+use std::time::Duration;
+
+use rdkafka::config::{ClientConfig, FromClientConfigAndContext};
+use rdkafka::consumer::StreamConsumer;
+use rdkafka::producer::FutureProducer;
+
+use super::{Context, StartupError};
+use crate::config::KafkaConfig;
+
+pub type Producer = FutureProducer<Context>;
+pub type Consumer = StreamConsumer<Context>;
+
+/// The value of a consumed record's first header called `name`, when it has one.
+pub fn header_value<'a, M: rdkafka::Message>(message: &'a M, name: &str) -> Option<&'a [u8]> {
+    use rdkafka::message::Headers as _;
+    message.headers()?.iter().find(|h| h.key == name)?.value
+}
+
+/// Which of the user's role-specific passthrough tables a client gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Role {
+    Producer,
+    Consumer,
+    /// Admin clients: only `kafka.properties`.
+    Other,
+}
+
+/// The base client configuration: servers, security and the passthrough properties.
+pub fn client_config(k: &KafkaConfig) -> ClientConfig {
+    with_settings(k, Role::Other, &[])
+}
+
+/// Connection settings, then `settings`, then the user's passthrough properties (all clients',
+/// then this role's), which win over every default set here.
+fn with_settings(k: &KafkaConfig, role: Role, settings: &[(&str, &str)]) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &k.bootstrap_servers)
+        .set("security.protocol", k.security_protocol.as_str())
+        .set("client.id", "pedidos");
+    if k.security_protocol.uses_sasl() {
+        c.set("sasl.mechanisms", &k.sasl_mechanisms)
+            .set("sasl.username", &k.sasl_username)
+            .set("sasl.password", k.sasl_password.expose());
+    }
+    if let Some(ca) = &k.ssl_ca_location {
+        c.set("ssl.ca.location", ca.display().to_string());
+    }
+    for (key, value) in settings {
+        c.set(*key, *value);
+    }
+    let role_properties = match role {
+        Role::Producer => Some(&k.producer_properties),
+        Role::Consumer => Some(&k.consumer_properties),
+        Role::Other => None,
+    };
+    for (key, value) in k
+        .properties
+        .iter()
+        .chain(role_properties.into_iter().flat_map(|p| p.iter()))
+    {
+        c.set(key, value);
+    }
+    c
+}
+
+pub(super) fn build<T: FromClientConfigAndContext<Context>>(
+    k: &KafkaConfig,
+    role: Role,
+    settings: &[(&str, &str)],
+) -> Result<T, StartupError> {
+    with_settings(k, role, settings)
+        .create_with_context(Context::default())
+        .map_err(StartupError::Client)
+}
+
+/// Every producer: no duplicates on retry, acknowledged by all in-sync replicas, batched.
+/// `linger.ms` is 1, not librdkafka's 5: an order crosses three producers in a row (api's
+/// `Analise`, api's order, fraud's verdict), so the linger is paid three times on every order's
+/// way to its verdict; under load records still batch while earlier requests are in flight
+/// (BENCHMARKS.md: p50 POST → verdict 19 → 11 ms at 1,000 orders/s, same full-speed rate).
+const PRODUCER: [(&str, &str); 4] = [
+    ("enable.idempotence", "true"),
+    ("acks", "all"),
+    ("linger.ms", "1"),
+    ("compression.type", "lz4"),
+];
+
+/// An idempotent, `acks=all` producer. `message_timeout` bounds how long a record may wait for
+/// acknowledgement before its delivery future fails.
+pub fn producer(k: &KafkaConfig, message_timeout: Duration) -> Result<Producer, StartupError> {
+    let timeout = message_timeout.as_millis().to_string();
+    let mut settings = PRODUCER.to_vec();
+    settings.push(("message.timeout.ms", &timeout));
+    build(k, Role::Producer, &settings)
+}
+
+/// A transactional producer (exactly-once mode): idempotent, `acks=all`, with a
+/// `transactional.id` that must stay the same across restarts of one process so a restarted
+/// process fences its crashed predecessor.
+pub fn transactional_producer(
+    k: &KafkaConfig,
+    transactional_id: &str,
+) -> Result<Producer, StartupError> {
+    let mut settings = PRODUCER.to_vec();
+    settings.extend([
+        ("transactional.id", transactional_id),
+        ("transaction.timeout.ms", "60000"),
+    ]);
+    build(k, Role::Producer, &settings)
+}
+
+/// A group consumer whose offsets are stored by hand after the outputs of each record were
+/// acknowledged, and committed in the background (at-least-once).
+pub fn consumer(k: &KafkaConfig, group_id: &str) -> Result<Consumer, StartupError> {
+    group_consumer(k, group_id, true)
+}
+
+/// A group consumer for the exactly-once mode: it commits nothing itself; offsets are committed
+/// inside the producer's transactions.
+pub fn transactional_consumer(k: &KafkaConfig, group_id: &str) -> Result<Consumer, StartupError> {
+    group_consumer(k, group_id, false)
+}
+
+fn group_consumer(
+    k: &KafkaConfig,
+    group_id: &str,
+    auto_commit: bool,
+) -> Result<Consumer, StartupError> {
+    let mut settings = vec![
+        ("group.id", group_id),
+        (
+            "enable.auto.commit",
+            if auto_commit { "true" } else { "false" },
+        ),
+        ("enable.auto.offset.store", "false"),
+        // Commit stored offsets every second: fewer replays after a crash or a coordinator move.
+        ("auto.commit.interval.ms", "1000"),
+        // Never see records of aborted (or still open) transactions.
+        ("isolation.level", "read_committed"),
+        ("auto.offset.reset", "earliest"),
+        ("enable.partition.eof", "false"),
+        // A crashed member's partitions move to the others after 10 s instead of 45 s
+        // (Confluent Cloud accepts 6–300 s).
+        ("session.timeout.ms", "10000"),
+        ("heartbeat.interval.ms", "2000"),
+    ];
+    if let Some(id) = &k.group_instance_id {
+        settings.push(("group.instance.id", id));
+    }
+    build(k, Role::Consumer, &settings)
+}
+
+/// A consumer for reading topics from the beginning (the API's read model, loadgen, tests).
+/// librdkafka needs a `group.id` even for a consumer that assigns partitions itself: each
+/// reader gets a fresh one, so it shares partitions with nobody. Nothing is committed.
+pub fn reader(k: &KafkaConfig) -> Result<Consumer, StartupError> {
+    let group = format!("pedidos-reader-{}", uuid::Uuid::new_v4());
+    build(
+        k,
+        Role::Consumer,
+        &[
+            ("group.id", &group),
+            ("enable.auto.commit", "false"),
+            ("isolation.level", "read_committed"),
+            ("auto.offset.reset", "earliest"),
+            ("enable.partition.eof", "false"),
+        ],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Secret, SecurityProtocol};
+
+    fn confluent() -> KafkaConfig {
+        KafkaConfig {
+            bootstrap_servers: "pkc-1.confluent.cloud:9092".into(),
+            security_protocol: SecurityProtocol::SaslSsl,
+            sasl_username: "KEY".into(),
+            sasl_password: Secret::new("SECRET"),
+            ssl_ca_location: Some("/etc/ssl/certs/ca-certificates.crt".into()),
+            ..KafkaConfig::default()
+        }
+    }
+    #[test]
+    fn confluent_cloud_settings_map_onto_librdkafka_keys() {
+        let c = client_config(&confluent());
+        assert_eq!(
+            c.get("bootstrap.servers"),
+            Some("pkc-1.confluent.cloud:9092")
+        );
+        assert_eq!(c.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(c.get("sasl.mechanisms"), Some("PLAIN"));
+        assert_eq!(c.get("sasl.username"), Some("KEY"));
+        assert_eq!(c.get("sasl.password"), Some("SECRET"));
+        assert_eq!(
+            c.get("ssl.ca.location"),
+            Some("/etc/ssl/certs/ca-certificates.crt")
+        );
+    }
+
+    #[test]
+    fn plaintext_sets_no_sasl_keys() {
+        let c = client_config(&KafkaConfig::default());
+        assert_eq!(c.get("security.protocol"), Some("PLAINTEXT"));
+        assert_eq!(c.get("sasl.username"), None);
+        assert_eq!(c.get("sasl.password"), None);
+    }
+
+    #[test]
+    fn passthrough_properties_win_over_defaults() {
+        let mut k = KafkaConfig::default();
+        k.properties.insert("linger.ms".into(), "50".into());
+        k.properties
+            .insert("session.timeout.ms".into(), "30000".into());
+        let producer = with_settings(&k, Role::Producer, &PRODUCER);
+        assert_eq!(producer.get("linger.ms"), Some("50"));
+        assert_eq!(producer.get("acks"), Some("all"));
+        assert_eq!(producer.get("enable.idempotence"), Some("true"));
+        let consumer = with_settings(&k, Role::Consumer, &[("session.timeout.ms", "10000")]);
+        assert_eq!(consumer.get("session.timeout.ms"), Some("30000"));
+    }
+
+    #[test]
+    fn header_value_finds_the_first_header_of_that_name() {
+        use rdkafka::message::{Header, OwnedHeaders, OwnedMessage, Timestamp};
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "event-type",
+                value: Some("x"),
+            })
+            .insert(Header {
+                key: "correlation-id",
+                value: Some("first"),
+            })
+            .insert(Header {
+                key: "correlation-id",
+                value: Some("second"),
+            })
+            .insert(Header::<&str> {
+                key: "empty",
+                value: None,
+            });
+        let message = OwnedMessage::new(
+            None,
+            None,
+            "t".into(),
+            Timestamp::NotAvailable,
+            0,
+            0,
+            Some(headers),
+        );
+        assert_eq!(
+            header_value(&message, "correlation-id"),
+            Some(&b"first"[..])
+        );
+        assert_eq!(header_value(&message, "empty"), None);
+        assert_eq!(header_value(&message, "missing"), None);
+        let bare = OwnedMessage::new(None, None, "t".into(), Timestamp::NotAvailable, 0, 0, None);
+        assert_eq!(header_value(&bare, "correlation-id"), None);
+    }
+
+    #[test]
+    fn role_properties_reach_only_their_role_and_win_over_the_common_ones() {
+        let mut k = KafkaConfig::default();
+        k.properties.insert("client.id".into(), "everyone".into());
+        k.properties.insert("linger.ms".into(), "7".into());
+        k.producer_properties
+            .insert("linger.ms".into(), "20".into());
+        k.consumer_properties
+            .insert("fetch.min.bytes".into(), "1000".into());
+        let producer = with_settings(&k, Role::Producer, &PRODUCER);
+        assert_eq!(producer.get("linger.ms"), Some("20"));
+        assert_eq!(producer.get("fetch.min.bytes"), None);
+        assert_eq!(producer.get("client.id"), Some("everyone"));
+        let consumer = with_settings(&k, Role::Consumer, &[]);
+        assert_eq!(consumer.get("fetch.min.bytes"), Some("1000"));
+        assert_eq!(consumer.get("linger.ms"), Some("7"));
+        let admin = with_settings(&k, Role::Other, &[]);
+        assert_eq!(admin.get("fetch.min.bytes"), None);
+        assert_eq!(admin.get("client.id"), Some("everyone"));
+    }
+}

@@ -1,0 +1,93 @@
+//! The client context every client gets: librdkafka's logs and errors into `tracing`.
+
+use std::sync::{Arc, Mutex};
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::types::RDKafkaErrorCode as Code;
+
+/// Client context shared by every client we build: routes librdkafka's logs and errors into
+/// `tracing` and remembers the last error so start-up failures can say what the broker said.
+#[derive(Clone, Default)]
+pub struct Context {
+    last_error: Arc<Mutex<Option<(RDKafkaErrorCode, String)>>>,
+    /// The last broker failure librdkafka logged (facility FAIL), at any level: some failures
+    /// (a TLS client on a plaintext port, a plaintext client on a TLS port) are only logged.
+    last_failure: Arc<Mutex<Option<String>>>,
+}
+
+impl Context {
+    pub(super) fn last_error(&self) -> Option<(RDKafkaErrorCode, String)> {
+        self.last_error.lock().unwrap().clone()
+    }
+    pub(super) fn last_failure(&self) -> Option<String> {
+        self.last_failure.lock().unwrap().clone()
+    }
+    pub(super) fn clear(&self) {
+        self.last_error.lock().unwrap().take();
+        self.last_failure.lock().unwrap().take();
+    }
+}
+
+impl ClientContext for Context {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        if fac == "FAIL" {
+            *self.last_failure.lock().unwrap() = Some(message.to_string());
+        }
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", facility = fac, "{message}")
+            }
+            RDKafkaLogLevel::Warning => {
+                tracing::warn!(target: "librdkafka", facility = fac, "{message}")
+            }
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", facility = fac, "{message}")
+            }
+            RDKafkaLogLevel::Debug => {
+                tracing::debug!(target: "librdkafka", facility = fac, "{message}")
+            }
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let code = error.rdkafka_error_code().unwrap_or(Code::Unknown);
+        // librdkafka retries on its own; these are worth a warning, not a crash, once running.
+        if code == Code::AllBrokersDown {
+            // A consequence, repeated on every attempt; its cause is reported on its own.
+            tracing::debug!(target: "librdkafka", error = %error, "{reason}");
+        } else {
+            tracing::warn!(target: "librdkafka", error = %error, "{reason}");
+        }
+        let mut last = self.last_error.lock().unwrap();
+        // "1/1 brokers are down" says less than the failure that took them down: keep that one.
+        if code == Code::AllBrokersDown && last.is_some() {
+            return;
+        }
+        *last = Some((code, reason.to_string()));
+    }
+}
+
+impl ConsumerContext for Context {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let parts: Vec<String> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| format!("{}[{}]", e.topic(), e.partition()))
+                    .collect();
+                tracing::info!(partitions = %parts.join(","), "partitions assigned");
+            }
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(count = tpl.count(), "partitions revoked")
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+        }
+    }
+}
