@@ -7,7 +7,7 @@ pub mod rules;
 use chrono::Utc;
 use shared::config::{Config, TopicsConfig};
 use shared::events::{decode, EvaluatedOrder, Order, OutRecord, Status, StatusEvent};
-use shared::pipeline::{self, Handled, Handler, InRecord, PipelineError, Poison};
+use shared::pipeline::{self, Handled, Handler, InRecord, LoopOptions, PipelineError, Poison};
 use shared::validation;
 use tokio_util::sync::CancellationToken;
 
@@ -61,20 +61,18 @@ impl Handler for FraudHandler {
 /// Runs fraud until `shutdown`.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), PipelineError> {
     let handler = FraudHandler::new(&config);
-    let transactional_id = config
-        .fraud
-        .transactional
-        .then(|| transactional_id(&config));
-    pipeline::run_daemon_with(
-        &config,
-        &config.fraud.group_id,
-        vec![config.topics.pedidos.clone()],
-        config.fraud.max_in_flight,
-        transactional_id.as_deref(),
-        handler,
-        shutdown,
-    )
-    .await
+    let options = LoopOptions {
+        transactional_id: config
+            .fraud
+            .transactional
+            .then(|| transactional_id(&config)),
+        ..LoopOptions::new(
+            &config.fraud.group_id,
+            vec![config.topics.pedidos.clone()],
+            config.fraud.max_in_flight,
+        )
+    };
+    pipeline::run_daemon(&config, options, handler, shutdown).await
 }
 
 /// The configured `transactional.id`, or one derived from the group and the static member id.

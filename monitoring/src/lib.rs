@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use shared::config::{Config, TopicsConfig};
-use shared::pipeline::{self, Handled, Handler, InRecord, PipelineError, Poison};
+use shared::pipeline::{self, Handled, Handler, InRecord, LoopOptions, PipelineError, Poison};
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::AuditWriter;
@@ -79,15 +79,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Moni
         writer,
         stats,
     };
-    let result = pipeline::run_daemon(
-        &config,
-        &config.monitoring.group_id,
-        config.topics.all(),
-        10_000,
-        handler,
-        shutdown.clone(),
-    )
-    .await;
+    let options = LoopOptions::new(&config.monitoring.group_id, config.topics.all(), 10_000);
+    let result = pipeline::run_daemon(&config, options, handler, shutdown.clone()).await;
     shutdown.cancel();
     let _ = summaries.await;
     // The handler (and its sender) is gone: the writer thread drains and ends.

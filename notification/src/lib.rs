@@ -5,7 +5,7 @@ pub mod dedup;
 
 use shared::config::Config;
 use shared::events::{decode, StatusEvent};
-use shared::pipeline::{self, Handled, Handler, InRecord, PipelineError, Poison};
+use shared::pipeline::{self, Handled, Handler, InRecord, LoopOptions, PipelineError, Poison};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -70,15 +70,12 @@ impl Handler for NotificationHandler {
 /// Runs notification until `shutdown`.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), PipelineError> {
     let handler = NotificationHandler::new(config.notification.dedup_window);
-    pipeline::run_daemon(
-        &config,
+    let options = LoopOptions::new(
         &config.notification.group_id,
         vec![config.topics.notificacoes.clone()],
         10_000,
-        handler,
-        shutdown,
-    )
-    .await
+    );
+    pipeline::run_daemon(&config, options, handler, shutdown).await
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@ pub mod kafka;
 pub mod pipeline;
 pub mod shutdown;
 pub mod telemetry;
-pub mod transactional;
 pub mod validation;
 
 pub use config::Config;

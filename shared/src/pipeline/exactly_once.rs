@@ -1,4 +1,4 @@
-//! The exactly-once variant of the consumer loop (an optional mode, for brokers with Kafka
+//! The exactly-once loop (an optional mode, for brokers with Kafka
 //! transactions — Confluent Cloud has them): records are taken in small batches, and each
 //! batch's outputs and its input offsets are committed in one transaction. A crash mid-batch
 //! leaves an open transaction that the restarted process (same `transactional.id`) aborts, so
@@ -13,10 +13,11 @@ use rdkafka::producer::Producer as _;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
+use super::dead_letter::DeadLetters;
+use super::error::PipelineError;
+use super::handler::{Handler, InRecord};
+use super::options::LoopOptions;
 use crate::kafka::{enqueue, Consumer, Producer};
-use crate::pipeline::{
-    handle_or_dead_letter, subscribe, Handler, InRecord, LoopOptions, PipelineError,
-};
 
 /// Records per transaction at most.
 const MAX_BATCH: usize = 500;
@@ -30,14 +31,14 @@ pub async fn run<H: Handler>(
     producer: &Producer,
     mut handler: H,
     options: &LoopOptions,
+    mut dead_letters: DeadLetters,
     shutdown: CancellationToken,
 ) -> Result<(), PipelineError> {
     blocking(producer, |p| p.init_transactions(TXN_TIMEOUT))
         .await
         .map_err(PipelineError::TransactionsUnsupported)?;
-    subscribe(consumer, options, "consuming, exactly-once (transactions)")?;
+    options.subscribe(consumer, "exactly-once (transactions)")?;
 
-    let mut dead_lettered = 0;
     loop {
         let first = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -60,7 +61,7 @@ pub async fn run<H: Handler>(
         let mut count = 0;
         while let Some(m) = message.take() {
             let record = InRecord::from_message(&m);
-            let handled = handle_or_dead_letter(&mut handler, &record, options, &mut dead_lettered);
+            let handled = dead_letters.handle(&mut handler, &record);
             for out in &handled.records {
                 // Delivery is confirmed by the commit below, which flushes the transaction.
                 drop(enqueue(producer, out).await);

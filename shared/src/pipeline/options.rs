@@ -1,0 +1,45 @@
+//! What a daemon asks of the loop.
+
+use rdkafka::consumer::Consumer as _;
+
+use super::error::PipelineError;
+use crate::kafka::Consumer;
+
+#[derive(Debug, Clone)]
+pub struct LoopOptions {
+    /// The consumer group (`group.id`).
+    pub group_id: String,
+    /// The topics to consume.
+    pub topics: Vec<String>,
+    /// Records whose outputs may be unacknowledged at once (at-least-once mode).
+    pub max_in_flight: usize,
+    /// `Some(transactional.id)` runs the loop exactly-once, in Kafka transactions; the id must
+    /// stay the same across restarts of one process so a restarted process fences its crashed
+    /// predecessor.
+    pub transactional_id: Option<String>,
+}
+
+impl LoopOptions {
+    /// At-least-once on `topics` in `group_id`.
+    pub fn new(group_id: impl Into<String>, topics: Vec<String>, max_in_flight: usize) -> Self {
+        Self {
+            group_id: group_id.into(),
+            topics,
+            max_in_flight,
+            transactional_id: None,
+        }
+    }
+
+    /// Subscribes `consumer` to the loop's topics and says so.
+    pub(super) fn subscribe(&self, consumer: &Consumer, mode: &str) -> Result<(), PipelineError> {
+        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(|source| PipelineError::Subscribe {
+                topics: self.topics.join(","),
+                source,
+            })?;
+        tracing::info!(group = %self.group_id, topics = %self.topics.join(","), "consuming, {mode}");
+        Ok(())
+    }
+}
