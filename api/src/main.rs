@@ -4,7 +4,8 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = shared::daemon::init("api");
+    let about = shared::about!();
+    let config = shared::daemon::init(&about);
     let shutdown = shared::shutdown::on_signal();
-    shared::daemon::exit("api", api::run(config, shutdown).await)
+    shared::daemon::exit(about.name, api::run(config, shutdown).await)
 }

@@ -95,14 +95,12 @@ mod tests {
     }
 
     fn order_json(quantidade: u32) -> Vec<u8> {
-        serde_json::to_vec(&Order {
-            id: uuid::Uuid::new_v4(),
-            usuario: "ana".into(),
-            produto: "livro".into(),
+        serde_json::to_vec(&Order::new(
+            "ana",
+            "livro",
             quantidade,
-            valor: "10.00".parse().unwrap(),
-            data_solicitacao: Utc::now(),
-        })
+            "10.00".parse().unwrap(),
+        ))
         .unwrap()
     }
 

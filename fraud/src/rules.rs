@@ -102,14 +102,7 @@ mod tests {
     use uuid::Uuid;
 
     fn order(usuario: &str, produto: &str, quantidade: u32, valor: &str) -> Order {
-        Order {
-            id: Uuid::new_v4(),
-            usuario: usuario.into(),
-            produto: produto.into(),
-            quantidade,
-            valor: valor.parse().unwrap(),
-            data_solicitacao: chrono::Utc::now(),
-        }
+        Order::new(usuario, produto, quantidade, valor.parse().unwrap())
     }
 
     fn rules(edit: impl FnOnce(&mut FraudConfig)) -> Rules {

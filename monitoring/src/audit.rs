@@ -87,10 +87,8 @@ pub fn entry<'a>(
     }
     let t = record.topic;
     let parsed: Result<(), String> = if t == topics.pedidos {
-        decode::<Order>(Some(payload)).map(|o| {
-            e.pedido_id = Some(o.id.to_string());
-            e.status = Some("Criado".into());
-        })
+        // An order carries no status of its own: its `Analise` travels on Notificacoes.
+        decode::<Order>(Some(payload)).map(|o| e.pedido_id = Some(o.id.to_string()))
     } else if t == topics.notificacoes {
         decode::<StatusEvent>(Some(payload)).map(|s| {
             e.pedido_id = Some(s.pedido_id.to_string());
@@ -202,12 +200,8 @@ mod tests {
 
     fn order() -> Order {
         Order {
-            id: uuid::Uuid::new_v4(),
-            usuario: "ana".into(),
-            produto: "livro".into(),
-            quantidade: 1,
-            valor: "10".parse().unwrap(),
             data_solicitacao: "2026-01-01T00:00:00Z".parse().unwrap(),
+            ..Order::new("ana", "livro", 1, "10".parse().unwrap())
         }
     }
 
@@ -221,9 +215,15 @@ mod tests {
             Utc::now(),
         );
         assert_eq!(e.pedido_id, Some(o.id.to_string()));
-        let value: serde_json::Value = serde_json::from_str(e.value.unwrap().get()).unwrap();
+        let value: serde_json::Value = serde_json::from_str(e.value.as_ref().unwrap().get()).unwrap();
         assert_eq!(value["usuario"], "ana");
         assert!(e.parse_error.is_none());
+        assert_eq!(e.status, None, "an order has no status of its own");
+        let line = serde_json::to_string(&e).unwrap();
+        assert!(
+            !line.contains("\"status\"") && !line.contains("parseError"),
+            "{line}"
+        );
     }
 
     #[test]

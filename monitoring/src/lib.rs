@@ -35,15 +35,16 @@ pub struct MonitoringHandler {
 impl Handler for MonitoringHandler {
     fn handle(&mut self, record: &InRecord<'_>) -> Result<Handled, Poison> {
         let entry = audit::entry(record, &self.topics, Utc::now());
+        // Absent fields (an order has no status, a good record no parse error) are left out.
         tracing::info!(
             target: "monitoring",
             topic = record.topic,
             partition = record.partition,
             offset = record.offset,
-            key = entry.key.as_deref().unwrap_or(""),
-            pedido = entry.pedido_id.as_deref().unwrap_or(""),
-            status = entry.status.as_deref().unwrap_or(""),
-            parse_error = entry.parse_error.as_deref().unwrap_or(""),
+            key = entry.key.as_deref(),
+            pedido = entry.pedido_id.as_deref(),
+            status = entry.status.as_deref(),
+            parse_error = entry.parse_error.as_deref(),
             "record"
         );
         self.stats.lock().unwrap().record(

@@ -86,11 +86,7 @@ mod tests {
     fn order() -> Order {
         Order {
             id: Uuid::parse_str("4b3c0e52-7f2e-4a51-9d8e-0c4d3f7a9b10").unwrap(),
-            usuario: "ana".into(),
-            produto: "livro".into(),
-            quantidade: 1,
-            valor: "10".parse().unwrap(),
-            data_solicitacao: chrono::Utc::now(),
+            ..Order::new("ana", "livro", 1, "10".parse().unwrap())
         }
     }
 

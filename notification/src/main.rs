@@ -4,7 +4,8 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = shared::daemon::init("notification");
+    let about = shared::about!();
+    let config = shared::daemon::init(&about);
     let shutdown = shared::shutdown::on_signal();
-    shared::daemon::exit("notification", notification::run(config, shutdown).await)
+    shared::daemon::exit(about.name, notification::run(config, shutdown).await)
 }

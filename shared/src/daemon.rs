@@ -4,11 +4,32 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Args as _, Command, FromArgMatches as _};
 
 use crate::config::{Config, LogFormat};
 
-#[derive(Debug, Parser)]
+/// Who a daemon is, for `--help` and `--version`: its crate's name, description and version,
+/// read from the calling crate's Cargo.toml by [`about!`](crate::about).
+#[derive(Debug, Clone, Copy)]
+pub struct About {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub version: &'static str,
+}
+
+/// The calling crate's [`About`].
+#[macro_export]
+macro_rules! about {
+    () => {
+        $crate::daemon::About {
+            name: env!("CARGO_PKG_NAME"),
+            description: env!("CARGO_PKG_DESCRIPTION"),
+            version: env!("CARGO_PKG_VERSION"),
+        }
+    };
+}
+
+#[derive(Debug, clap::Args)]
 struct Args {
     /// Configuration file (default: ./conf.toml if present). Also PEDIDOS_CONFIG.
     #[arg(long, value_name = "PATH")]
@@ -19,8 +40,13 @@ struct Args {
 }
 
 /// Loads configuration and starts logging, or prints why it cannot and exits with status 2.
-pub fn init(name: &str) -> Config {
-    let args = Args::parse();
+pub fn init(about: &About) -> Config {
+    let name = about.name;
+    let command = Command::new(name)
+        .about(about.description)
+        .version(about.version);
+    let args = Args::from_arg_matches(&Args::augment_args(command).get_matches())
+        .unwrap_or_else(|e| e.exit());
     let mut config = match Config::load(args.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {

@@ -249,11 +249,8 @@ mod tests {
     fn order() -> Order {
         Order {
             id: Uuid::parse_str("4b3c0e52-7f2e-4a51-9d8e-0c4d3f7a9b10").unwrap(),
-            usuario: "ana".into(),
-            produto: "livro".into(),
-            quantidade: 3,
-            valor: Decimal::new(1990, 2),
             data_solicitacao: "2026-11-22T10:00:00Z".parse().unwrap(),
+            ..Order::new("ana", "livro", 3, Decimal::new(1990, 2))
         }
     }
 
