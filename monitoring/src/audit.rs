@@ -215,7 +215,8 @@ mod tests {
             Utc::now(),
         );
         assert_eq!(e.pedido_id, Some(o.id.to_string()));
-        let value: serde_json::Value = serde_json::from_str(e.value.as_ref().unwrap().get()).unwrap();
+        let value: serde_json::Value =
+            serde_json::from_str(e.value.as_ref().unwrap().get()).unwrap();
         assert_eq!(value["usuario"], "ana");
         assert!(e.parse_error.is_none());
         assert_eq!(e.status, None, "an order has no status of its own");

@@ -9,7 +9,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::types::RDKafkaErrorCode as Code;
 
-use super::clients::{build, Role};
+use super::clients::{build, ClientKind};
 use super::{Context, StartupError};
 use crate::config::{KafkaConfig, TopicsConfig};
 
@@ -18,7 +18,7 @@ use crate::config::{KafkaConfig, TopicsConfig};
 pub async fn check_connectivity(k: &KafkaConfig) -> Result<(), StartupError> {
     // A quiet probe: its own reconnect attempts would otherwise spam the log.
     let client: rdkafka::consumer::BaseConsumer<Context> =
-        build(k, Role::Consumer, &[("log_level", "3")])?;
+        build(k, ClientKind::Consumer, &[("log_level", "3")])?;
     let k = k.clone();
     tokio::task::spawn_blocking(move || probe(&client, &k))
         .await
@@ -96,7 +96,7 @@ fn is_permanent_tls_failure(code: RDKafkaErrorCode, reason: &str) -> bool {
 
 /// Creates every topic the mesh uses that does not exist yet. Creating again is a no-op.
 pub async fn ensure_topics(k: &KafkaConfig, topics: &TopicsConfig) -> Result<(), StartupError> {
-    let admin: Arc<AdminClient<Context>> = Arc::new(build(k, Role::Other, &[])?);
+    let admin: Arc<AdminClient<Context>> = Arc::new(build(k, ClientKind::Other, &[])?);
     let wanted = topics.all();
     let cluster = cluster_view(&admin, k).await?;
     let brokers = cluster.brokers;

@@ -19,9 +19,9 @@ pub fn header_value<'a, M: rdkafka::Message>(message: &'a M, name: &str) -> Opti
     message.headers()?.iter().find(|h| h.key == name)?.value
 }
 
-/// Which of the user's role-specific passthrough tables a client gets.
+/// Which kind of client this is: it picks which of the user's per-kind passthrough tables apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Role {
+pub(super) enum ClientKind {
     Producer,
     Consumer,
     /// Admin clients: only `kafka.properties`.
@@ -30,12 +30,12 @@ pub(super) enum Role {
 
 /// The base client configuration: servers, security and the passthrough properties.
 pub fn client_config(k: &KafkaConfig) -> ClientConfig {
-    with_settings(k, Role::Other, &[])
+    with_settings(k, ClientKind::Other, &[])
 }
 
 /// Connection settings, then `settings`, then the user's passthrough properties (all clients',
-/// then this role's), which win over every default set here.
-fn with_settings(k: &KafkaConfig, role: Role, settings: &[(&str, &str)]) -> ClientConfig {
+/// then this kind's), which win over every default set here.
+fn with_settings(k: &KafkaConfig, kind: ClientKind, settings: &[(&str, &str)]) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &k.bootstrap_servers)
         .set("security.protocol", k.security_protocol.as_str())
@@ -51,15 +51,15 @@ fn with_settings(k: &KafkaConfig, role: Role, settings: &[(&str, &str)]) -> Clie
     for (key, value) in settings {
         c.set(*key, *value);
     }
-    let role_properties = match role {
-        Role::Producer => Some(&k.producer_properties),
-        Role::Consumer => Some(&k.consumer_properties),
-        Role::Other => None,
+    let kind_properties = match kind {
+        ClientKind::Producer => Some(&k.producer_properties),
+        ClientKind::Consumer => Some(&k.consumer_properties),
+        ClientKind::Other => None,
     };
     for (key, value) in k
         .properties
         .iter()
-        .chain(role_properties.into_iter().flat_map(|p| p.iter()))
+        .chain(kind_properties.into_iter().flat_map(|p| p.iter()))
     {
         c.set(key, value);
     }
@@ -68,10 +68,10 @@ fn with_settings(k: &KafkaConfig, role: Role, settings: &[(&str, &str)]) -> Clie
 
 pub(super) fn build<T: FromClientConfigAndContext<Context>>(
     k: &KafkaConfig,
-    role: Role,
+    kind: ClientKind,
     settings: &[(&str, &str)],
 ) -> Result<T, StartupError> {
-    with_settings(k, role, settings)
+    with_settings(k, kind, settings)
         .create_with_context(Context::default())
         .map_err(StartupError::Client)
 }
@@ -94,7 +94,7 @@ pub fn producer(k: &KafkaConfig, message_timeout: Duration) -> Result<Producer, 
     let timeout = message_timeout.as_millis().to_string();
     let mut settings = PRODUCER.to_vec();
     settings.push(("message.timeout.ms", &timeout));
-    build(k, Role::Producer, &settings)
+    build(k, ClientKind::Producer, &settings)
 }
 
 /// A transactional producer (exactly-once mode): idempotent, `acks=all`, with a
@@ -109,7 +109,7 @@ pub fn transactional_producer(
         ("transactional.id", transactional_id),
         ("transaction.timeout.ms", "60000"),
     ]);
-    build(k, Role::Producer, &settings)
+    build(k, ClientKind::Producer, &settings)
 }
 
 /// A group consumer whose offsets are stored by hand after the outputs of each record were
@@ -150,7 +150,7 @@ fn group_consumer(
     if let Some(id) = &k.group_instance_id {
         settings.push(("group.instance.id", id));
     }
-    build(k, Role::Consumer, &settings)
+    build(k, ClientKind::Consumer, &settings)
 }
 
 /// A consumer for reading topics from the beginning (the API's read model, loadgen, tests).
@@ -160,7 +160,7 @@ pub fn reader(k: &KafkaConfig) -> Result<Consumer, StartupError> {
     let group = format!("pedidos-reader-{}", uuid::Uuid::new_v4());
     build(
         k,
-        Role::Consumer,
+        ClientKind::Consumer,
         &[
             ("group.id", &group),
             ("enable.auto.commit", "false"),
@@ -217,11 +217,11 @@ mod tests {
         k.properties.insert("linger.ms".into(), "50".into());
         k.properties
             .insert("session.timeout.ms".into(), "30000".into());
-        let producer = with_settings(&k, Role::Producer, &PRODUCER);
+        let producer = with_settings(&k, ClientKind::Producer, &PRODUCER);
         assert_eq!(producer.get("linger.ms"), Some("50"));
         assert_eq!(producer.get("acks"), Some("all"));
         assert_eq!(producer.get("enable.idempotence"), Some("true"));
-        let consumer = with_settings(&k, Role::Consumer, &[("session.timeout.ms", "10000")]);
+        let consumer = with_settings(&k, ClientKind::Consumer, &[("session.timeout.ms", "10000")]);
         assert_eq!(consumer.get("session.timeout.ms"), Some("30000"));
     }
 
@@ -265,7 +265,7 @@ mod tests {
     }
 
     #[test]
-    fn role_properties_reach_only_their_role_and_win_over_the_common_ones() {
+    fn kind_properties_reach_only_their_role_and_win_over_the_common_ones() {
         let mut k = KafkaConfig::default();
         k.properties.insert("client.id".into(), "everyone".into());
         k.properties.insert("linger.ms".into(), "7".into());
@@ -273,14 +273,14 @@ mod tests {
             .insert("linger.ms".into(), "20".into());
         k.consumer_properties
             .insert("fetch.min.bytes".into(), "1000".into());
-        let producer = with_settings(&k, Role::Producer, &PRODUCER);
+        let producer = with_settings(&k, ClientKind::Producer, &PRODUCER);
         assert_eq!(producer.get("linger.ms"), Some("20"));
         assert_eq!(producer.get("fetch.min.bytes"), None);
         assert_eq!(producer.get("client.id"), Some("everyone"));
-        let consumer = with_settings(&k, Role::Consumer, &[]);
+        let consumer = with_settings(&k, ClientKind::Consumer, &[]);
         assert_eq!(consumer.get("fetch.min.bytes"), Some("1000"));
         assert_eq!(consumer.get("linger.ms"), Some("7"));
-        let admin = with_settings(&k, Role::Other, &[]);
+        let admin = with_settings(&k, ClientKind::Other, &[]);
         assert_eq!(admin.get("fetch.min.bytes"), None);
         assert_eq!(admin.get("client.id"), Some("everyone"));
     }
