@@ -1,0 +1,28 @@
+//! `[notification]`: the daemon that tells each status change once.
+
+use serde::Deserialize;
+
+use super::{at_least_one, InvalidValue};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotificationConfig {
+    pub group_id: String,
+    /// How many recent event ids are remembered to drop replayed duplicates.
+    pub dedup_window: usize,
+}
+
+impl Default for NotificationConfig {
+    fn default() -> Self {
+        Self {
+            group_id: "notification".into(),
+            dedup_window: 100_000,
+        }
+    }
+}
+
+impl NotificationConfig {
+    pub(super) fn validate(&self) -> Result<(), InvalidValue> {
+        at_least_one("dedup_window", self.dedup_window)
+    }
+}
