@@ -140,6 +140,20 @@ impl KafkaConfig {
         }
         Ok(())
     }
+
+    /// Whether the value at `key` (within `[kafka]`) is secret, so that no message may quote it:
+    /// the SASL password and the secret passthrough properties.
+    pub(super) fn holds_secret(key: &str) -> bool {
+        match key.split_once('.') {
+            None => key == "sasl_password",
+            Some((table, property)) => {
+                matches!(
+                    table,
+                    "properties" | "producer_properties" | "consumer_properties"
+                ) && Properties::is_secret(property)
+            }
+        }
+    }
 }
 
 fn validate_bootstrap_servers(list: &str) -> Result<(), String> {
@@ -241,5 +255,16 @@ mod tests {
     fn missing_ca_file_is_rejected() {
         let e = err("[kafka]\nssl_ca_location = \"/nonexistent/ca.pem\"\n", &[]);
         assert!(e.contains("kafka.ssl_ca_location"), "{e}");
+    }
+
+    #[test]
+    fn secret_keys_are_known() {
+        assert!(KafkaConfig::holds_secret("sasl_password"));
+        assert!(KafkaConfig::holds_secret("properties.ssl.key.password"));
+        assert!(KafkaConfig::holds_secret(
+            "consumer_properties.sasl.oauthbearer.client.secret"
+        ));
+        assert!(!KafkaConfig::holds_secret("sasl_username"));
+        assert!(!KafkaConfig::holds_secret("properties.linger.ms"));
     }
 }

@@ -25,6 +25,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use sources::Sources;
+
 pub use api::ApiConfig;
 pub use fraud::FraudConfig;
 pub use kafka::{KafkaConfig, SecurityProtocol};
@@ -98,11 +100,18 @@ impl Config {
         file: Option<(&Path, &str)>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let (config, sources) = sources::layer(file, env)?;
+        let sources = Sources::read(file, env)?;
+        let config = sources.config()?;
         config
             .validate()
-            .map_err(|invalid| sources.blame(invalid))?;
+            .map_err(|refused| sources.blame(refused))?;
         Ok(config)
+    }
+
+    /// Whether the value at a dotted `key` is a secret, which no message may quote.
+    fn holds_secret(key: &str) -> bool {
+        key.strip_prefix("kafka.")
+            .is_some_and(KafkaConfig::holds_secret)
     }
 
     /// Every section checks its own values; `[telemetry]` has nothing to check.
