@@ -177,6 +177,36 @@ mod tests {
     }
 
     #[test]
+    fn every_consuming_daemon_bounds_its_records_in_flight() {
+        let in_flight = |c: &Config| {
+            [
+                c.fraud.max_in_flight,
+                c.notification.max_in_flight,
+                c.monitoring.max_in_flight,
+            ]
+        };
+        let defaults = Config::from_sources(None, Vec::new()).unwrap();
+        assert_eq!(in_flight(&defaults), [2_000, 10_000, 10_000]);
+        let example = testing::load(include_str!("../../../conf.example.toml"), &[]).unwrap();
+        assert_eq!(in_flight(&example), in_flight(&defaults));
+
+        for section in ["fraud", "notification", "monitoring"] {
+            let var = format!("PEDIDOS_{}__MAX_IN_FLIGHT", section.to_ascii_uppercase());
+            let c = testing::load("", &[(var.as_str(), "7")]).unwrap();
+            assert!(in_flight(&c).contains(&7), "{var}");
+
+            let key = format!("{section}.max_in_flight");
+            let e = testing::err(&format!("[{section}]\nmax_in_flight = 0\n"), &[]);
+            assert!(e.contains("conf.toml"), "{e}");
+            assert!(e.contains(&key), "{e}");
+            assert!(e.contains("must be at least 1"), "{e}");
+            let e = testing::err("", &[(var.as_str(), "0")]);
+            assert!(e.contains(&var), "{e}");
+            assert!(e.contains(&key), "{e}");
+        }
+    }
+
+    #[test]
     fn explicit_missing_file_is_an_error() {
         let e = Config::load(Some(Path::new("/nonexistent/pedidos.toml"))).unwrap_err();
         assert!(matches!(e, ConfigError::Read { .. }));

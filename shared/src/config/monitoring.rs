@@ -13,6 +13,9 @@ pub struct MonitoringConfig {
     /// Append-only JSON-lines file with every record seen.
     pub audit_file: PathBuf,
     pub summary_interval_secs: u64,
+    /// Records received but not yet done (their offsets not yet stored), at most: the consumer
+    /// loop's bound on memory, and on what a crash makes it read again.
+    pub max_in_flight: usize,
 }
 
 impl Default for MonitoringConfig {
@@ -21,12 +24,14 @@ impl Default for MonitoringConfig {
             group_id: "monitoring".into(),
             audit_file: PathBuf::from("monitoring.audit.jsonl"),
             summary_interval_secs: 5,
+            max_in_flight: 10_000,
         }
     }
 }
 
 impl MonitoringConfig {
     pub(super) fn validate(&self) -> Result<(), InvalidValue> {
-        at_least_one("summary_interval_secs", self.summary_interval_secs)
+        at_least_one("summary_interval_secs", self.summary_interval_secs)?;
+        at_least_one("max_in_flight", self.max_in_flight)
     }
 }

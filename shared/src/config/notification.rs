@@ -10,6 +10,9 @@ pub struct NotificationConfig {
     pub group_id: String,
     /// How many recent event ids are remembered to drop replayed duplicates.
     pub dedup_window: usize,
+    /// Records received but not yet done (their offsets not yet stored), at most: the consumer
+    /// loop's bound on memory, and on what a crash makes it read again.
+    pub max_in_flight: usize,
 }
 
 impl Default for NotificationConfig {
@@ -17,12 +20,14 @@ impl Default for NotificationConfig {
         Self {
             group_id: "notification".into(),
             dedup_window: 100_000,
+            max_in_flight: 10_000,
         }
     }
 }
 
 impl NotificationConfig {
     pub(super) fn validate(&self) -> Result<(), InvalidValue> {
-        at_least_one("dedup_window", self.dedup_window)
+        at_least_one("dedup_window", self.dedup_window)?;
+        at_least_one("max_in_flight", self.max_in_flight)
     }
 }
