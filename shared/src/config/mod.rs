@@ -3,10 +3,11 @@
 //!
 //! Environment variables are named `PEDIDOS_<SECTION>__<KEY>`, e.g.
 //! `PEDIDOS_KAFKA__SASL_PASSWORD` or `PEDIDOS_FRAUD__REFUSAL_PROBABILITY`. Values are read as TOML
-//! scalars or arrays (`5`, `true`, `["a","b"]`) and fall back to plain strings.
+//! (`5`, `true`, `["a","b"]`) where that fits the key, else as the plain string written, so a
+//! numeric password stays a string.
 //!
 //! Each section lives in its own module with its defaults and its own `validate`; a new key
-//! touches only its section's module.
+//! touches only its section's module (and `conf.example.toml`, which documents every key).
 
 mod api;
 mod fraud;

@@ -276,14 +276,6 @@ mod tests {
     }
 
     #[test]
-    fn typed_values_that_fit_no_key_are_the_variables_error() {
-        let e = err("", &[("PEDIDOS_TOPICS__PARTITIONS", "1.5")]);
-        assert!(e.contains("PEDIDOS_TOPICS__PARTITIONS"), "{e}");
-        assert!(e.contains("topics.partitions"), "{e}");
-        assert!(e.contains("1.5"), "{e}");
-    }
-
-    #[test]
     fn type_errors_never_quote_a_secret() {
         let e = err("[kafka]\nsasl_password = 123456\n", &[]);
         assert!(e.contains("conf.toml"), "{e}");
@@ -306,6 +298,10 @@ mod tests {
         let e = err("", &[("PEDIDOS_TOPICS__PARTITIONS", "many")]);
         assert!(e.contains("PEDIDOS_TOPICS__PARTITIONS"), "{e}");
         assert!(e.contains("topics.partitions"), "{e}");
+        // A value read as TOML that fits neither as typed nor as text: the typed error is told.
+        let e = err("", &[("PEDIDOS_TOPICS__PARTITIONS", "1.5")]);
+        assert!(e.contains("PEDIDOS_TOPICS__PARTITIONS"), "{e}");
+        assert!(e.contains("floating point `1.5`"), "{e}");
     }
 
     #[test]
