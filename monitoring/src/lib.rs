@@ -80,7 +80,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Moni
         writer,
         stats,
     };
-    let options = LoopOptions::new(&config.monitoring.group_id, config.topics.all(), 10_000);
+    let options = LoopOptions::new(
+        &config.monitoring.group_id,
+        config.topics.all(),
+        config.monitoring.max_in_flight,
+    );
     let result = pipeline::run_daemon(&config, options, handler, shutdown.clone()).await;
     shutdown.cancel();
     let _ = summaries.await;

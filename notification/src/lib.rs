@@ -73,7 +73,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Pipe
     let options = LoopOptions::new(
         &config.notification.group_id,
         vec![config.topics.notificacoes.clone()],
-        10_000,
+        config.notification.max_in_flight,
     );
     pipeline::run_daemon(&config, options, handler, shutdown).await
 }
