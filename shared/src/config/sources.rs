@@ -10,7 +10,7 @@ use std::path::Path;
 
 use super::{Config, ConfigError, InvalidValue};
 
-const ENV_PREFIX: &str = "PEDIDOS_";
+pub(super) const ENV_PREFIX: &str = "PEDIDOS_";
 
 /// The file and the environment variables merged into one table, remembering which variable set
 /// which key.
