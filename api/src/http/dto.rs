@@ -41,7 +41,6 @@ impl AcceptedOrder {
     }
 }
 
-// No doc comment: it would become the schema's description, which the document never had.
 #[derive(Debug, Object)]
 #[oai(rename = "Evento")]
 pub(crate) struct HistoryEvent {
