@@ -1,6 +1,11 @@
 //! The Pedidos API: `POST /pedidos` publishes an order; `GET /pedidos/{id}` answers its status.
+//!
+//! Naming: Rust names are English (`OrderRequest`, `OrderBook`, `OrdersApi`); what crosses the
+//! wire keeps the Portuguese domain words of the original project: JSON fields, topic names,
+//! statuses, and the OpenAPI schema names clients see (`Pedido`, `PedidoNovo`). A struct whose
+//! fields are JSON fields one to one names them as the JSON does (`usuario`, `valor`), so it
+//! reads like its JSON; an English Rust type takes its wire name with `#[oai(rename = "...")]`.
 
-pub mod body;
 pub mod guard;
 pub mod http;
 pub mod orders;
@@ -38,7 +43,7 @@ pub enum ApiError {
 pub struct Application {
     acceptor: TcpAcceptor,
     address: SocketAddr,
-    api: http::PedidosApi,
+    api: http::OrdersApi,
     max_body_bytes: usize,
     timeouts: HttpTimeouts,
     /// How long in-flight requests may take to finish once `run_until` is told to stop.
@@ -78,7 +83,7 @@ impl Application {
         Ok(Self {
             acceptor,
             address,
-            api: http::PedidosApi { publisher, book },
+            api: http::OrdersApi { publisher, book },
             max_body_bytes: config.api.max_body_bytes,
             timeouts: HttpTimeouts::from_config(&config.api),
             shutdown_timeout: config.api.shutdown_timeout(),

@@ -21,27 +21,29 @@ pub struct OrderView {
     pub id: Uuid,
     pub usuario: String,
     /// Known once the order itself was seen (on `Pedidos`, or posted to this process).
-    pub pedido: Option<Order>,
-    /// Oldest first.
-    pub historico: Vec<HistoryEntry>,
+    pub order: Option<Order>,
+    /// By `dataEvento`, oldest first.
+    pub history: Vec<HistoryEntry>,
 }
 
 impl OrderView {
-    /// A verdict wins over `Analise` whatever order the events arrived in: the API's `Analise`
-    /// and fraud's verdict come from different producers and can land in either order.
+    /// A verdict wins over `Analise` wherever it sorts. On `Notificacoes` the verdict always
+    /// follows `Analise` (see `Publisher::publish`), but the history is sorted by `dataEvento`,
+    /// stamped by two clocks: the API's for `Analise`, fraud's for the verdict. A verdict from a
+    /// host whose clock is behind sorts first.
     pub fn status(&self) -> Status {
-        self.historico
+        self.history
             .iter()
             .rev()
             .find(|h| h.status.is_final())
-            .or(self.historico.last())
+            .or(self.history.last())
             .map(|h| h.status)
             .unwrap_or(Status::Analise)
     }
 
     pub fn motivo(&self) -> Option<&str> {
         let status = self.status();
-        self.historico
+        self.history
             .iter()
             .rev()
             .find(|h| h.status == status)
@@ -49,10 +51,10 @@ impl OrderView {
     }
 
     pub fn data_solicitacao(&self) -> Option<DateTime<Utc>> {
-        self.pedido
+        self.order
             .as_ref()
             .map(|p| p.data_solicitacao)
-            .or_else(|| self.historico.first().map(|h| h.data_evento))
+            .or_else(|| self.history.first().map(|h| h.data_evento))
     }
 }
 
@@ -85,26 +87,22 @@ impl OrderBook {
         self.orders.entry(id).or_insert_with(|| OrderView {
             id,
             usuario: usuario.to_string(),
-            pedido: None,
-            historico: Vec::new(),
+            order: None,
+            history: Vec::new(),
         })
     }
 
     pub fn apply_order(&mut self, order: &Order) {
         let view = self.entry(order.id, &order.usuario);
-        if view.pedido.is_none() {
-            view.pedido = Some(order.clone());
+        if view.order.is_none() {
+            view.order = Some(order.clone());
         }
     }
 
     /// Records a status change; a replayed event (same `eventoId`) changes nothing.
     pub fn apply_status(&mut self, event: &StatusEvent) {
         let view = self.entry(event.pedido_id, &event.usuario);
-        if view
-            .historico
-            .iter()
-            .any(|h| h.evento_id == event.evento_id)
-        {
+        if view.history.iter().any(|h| h.evento_id == event.evento_id) {
             return;
         }
         let entry = HistoryEntry {
@@ -113,10 +111,10 @@ impl OrderBook {
             motivo: event.motivo.clone(),
             data_evento: event.data_evento,
         };
-        let at = view.historico.partition_point(|h| {
+        let at = view.history.partition_point(|h| {
             (h.data_evento, h.status.is_final()) <= (entry.data_evento, entry.status.is_final())
         });
-        view.historico.insert(at, entry);
+        view.history.insert(at, entry);
     }
 
     pub fn get(&self, id: &Uuid) -> Option<&OrderView> {
@@ -160,7 +158,7 @@ mod tests {
     }
 
     #[test]
-    fn verdict_wins_even_when_it_arrives_before_analise() {
+    fn verdict_wins_even_when_it_is_applied_before_analise() {
         let o = order(1);
         let mut book = OrderBook::new(10);
         let verdict = StatusEvent::verdict(&o, Status::Recusado, "limite", o.data_solicitacao);
@@ -169,8 +167,22 @@ mod tests {
         let view = book.get(&o.id).unwrap();
         assert_eq!(view.status(), Status::Recusado);
         assert_eq!(view.motivo(), Some("limite"));
-        let statuses: Vec<Status> = view.historico.iter().map(|h| h.status).collect();
+        let statuses: Vec<Status> = view.history.iter().map(|h| h.status).collect();
         assert_eq!(statuses, vec![Status::Analise, Status::Recusado]);
+    }
+
+    #[test]
+    fn a_verdict_stamped_before_analise_by_a_clock_behind_still_wins() {
+        let o = order(1);
+        let mut book = OrderBook::new(10);
+        book.apply_status(&StatusEvent::received(&o));
+        let behind = o.data_solicitacao - chrono::Duration::seconds(2);
+        book.apply_status(&StatusEvent::verdict(&o, Status::Aprovado, "ok", behind));
+        let view = book.get(&o.id).unwrap();
+        let statuses: Vec<Status> = view.history.iter().map(|h| h.status).collect();
+        assert_eq!(statuses, vec![Status::Aprovado, Status::Analise]);
+        assert_eq!(view.status(), Status::Aprovado);
+        assert_eq!(view.motivo(), Some("ok"));
     }
 
     #[test]
@@ -185,9 +197,9 @@ mod tests {
         book.apply_order(&o);
         book.apply_order(&o);
         let view = book.get(&o.id).unwrap();
-        assert_eq!(view.historico.len(), 2);
+        assert_eq!(view.history.len(), 2);
         assert_eq!(view.status(), Status::Aprovado);
-        assert_eq!(view.pedido.as_ref(), Some(&o));
+        assert_eq!(view.order.as_ref(), Some(&o));
         assert_eq!(book.len(), 1);
     }
 

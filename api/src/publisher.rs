@@ -39,10 +39,13 @@ impl Publisher {
         }
     }
 
-    /// Publishes the `Analise` event, then — once it is acknowledged — the order. In that order,
-    /// fraud's verdict (keyed like the event, so on the same partition) can only land after
-    /// `Analise`: a customer never hears "Aprovado" before "em Analise". Costs one broker round
-    /// trip on the POST.
+    /// Publishes the `Analise` event, then — once it is acknowledged — the order. Fraud sees the
+    /// order only after `Analise` is on `Notificacoes`, and its verdict is keyed like `Analise`
+    /// (by `usuario`, so on the same partition): on the topic the verdict always follows
+    /// `Analise`, and a customer never hears "Aprovado" before "em Analise". (The API's read
+    /// model sorts by `dataEvento` instead, which two clocks stamp: see `OrderView::status`.)
+    /// Costs one broker round trip on the POST. If the order then fails, the client gets a 503
+    /// and the acknowledged `Analise` stays on `Notificacoes`, with no order behind it.
     pub async fn publish(&self, order: &Order, received: &StatusEvent) -> Result<(), PublishError> {
         let event_record = OutRecord::event(&self.notificacoes_topic, received);
         let order_record = OutRecord::event(&self.pedidos_topic, order);

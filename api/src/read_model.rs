@@ -65,7 +65,7 @@ pub async fn follow(
                     book.read()
                         .unwrap()
                         .get(&id)
-                        .is_some_and(|v| v.pedido.is_some())
+                        .is_some_and(|v| v.order.is_some())
                 }) {
                     continue;
                 }

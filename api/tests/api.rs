@@ -8,70 +8,10 @@ use serde_json::{json, Value};
 use shared::events::{HEADER_CORRELATION_ID, HEADER_EVENT_TYPE, HEADER_SCHEMA_VERSION};
 use shared::Config;
 use testkit::{read_topic, Broker};
-use tokio_util::sync::CancellationToken;
 
-struct TestApi {
-    url: String,
-    client: reqwest::Client,
-    stop: CancellationToken,
-    server: tokio::task::JoinHandle<()>,
-}
+mod support;
 
-impl TestApi {
-    async fn start(config: &Config) -> Self {
-        let app = api::Application::build(config).await.expect("API starts");
-        let url = format!("http://{}", app.address());
-        let stop = CancellationToken::new();
-        let token = stop.clone();
-        let server = tokio::spawn(async move {
-            app.run_until(token).await.expect("API serves");
-        });
-        Self {
-            url,
-            client: reqwest::Client::new(),
-            stop,
-            server,
-        }
-    }
-
-    async fn post_json(&self, body: &Value) -> reqwest::Response {
-        self.post_raw("application/json", body.to_string()).await
-    }
-
-    async fn post_raw(
-        &self,
-        content_type: &str,
-        body: impl Into<reqwest::Body>,
-    ) -> reqwest::Response {
-        self.client
-            .post(format!("{}/pedidos", self.url))
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-            .await
-            .expect("request sent")
-    }
-
-    async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(format!("{}{path}", self.url))
-            .send()
-            .await
-            .expect("request sent")
-    }
-
-    async fn stop(self) {
-        self.stop.cancel();
-        self.server.await.unwrap();
-    }
-}
-
-fn config(broker: &Broker) -> Config {
-    let mut config = broker.config();
-    config.api.publish_timeout_ms = 1_500;
-    config.api.max_body_bytes = 4_096;
-    config
-}
+use support::TestApi;
 
 fn order(n: usize) -> Value {
     json!({
@@ -84,7 +24,7 @@ fn order(n: usize) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accepted_orders_are_on_both_topics_exactly_once_with_keys_and_headers() {
-    let config = config(Broker::shared());
+    let config = support::config();
     let api = TestApi::start(&config).await;
 
     let mut accepted: HashMap<String, (Value, Value)> = HashMap::new();
@@ -172,7 +112,7 @@ async fn accepted_orders_are_on_both_topics_exactly_once_with_keys_and_headers()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_input_gets_a_json_error_naming_the_field_and_publishes_nothing() {
-    let config = config(Broker::shared());
+    let config = support::config();
     let api = TestApi::start(&config).await;
 
     let mut good = order(1);
@@ -351,7 +291,7 @@ async fn invalid_input_gets_a_json_error_naming_the_field_and_publishes_nothing(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_returns_what_was_posted_and_survives_a_restart() {
-    let config = config(Broker::shared());
+    let config = support::config();
     let api = TestApi::start(&config).await;
 
     let response = api
@@ -412,7 +352,7 @@ async fn get_returns_what_was_posted_and_survives_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_broker_down_post_answers_503_never_202() {
     let broker = Broker::start();
-    let config = config(&broker);
+    let config = support::config_on(&broker);
     let api = TestApi::start(&config).await;
     assert_eq!(api.post_json(&order(1)).await.status(), 202);
 
@@ -435,7 +375,7 @@ async fn with_the_broker_down_post_answers_503_never_202() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swagger_ui_and_spec_are_served() {
-    let api = TestApi::start(&config(Broker::shared())).await;
+    let api = TestApi::start(&support::config()).await;
     let docs = api.get("/docs").await;
     assert_eq!(docs.status(), 200);
     assert!(docs
@@ -471,7 +411,7 @@ async fn swagger_ui_and_spec_are_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_error_is_json_and_405_says_what_is_allowed() {
-    let api = TestApi::start(&config(Broker::shared())).await;
+    let api = TestApi::start(&support::config()).await;
 
     for (path, field) in [
         ("/pedidos?limit=0", "limit"),
@@ -495,12 +435,7 @@ async fn every_error_is_json_and_405_says_what_is_allowed() {
         ),
         (reqwest::Method::POST, "/health", vec!["GET"]),
     ] {
-        let response = api
-            .client
-            .request(method.clone(), format!("{}{path}", api.url))
-            .send()
-            .await
-            .unwrap();
+        let response = api.request(method.clone(), path).await;
         assert_eq!(response.status(), 405, "{method} {path}");
         let allow = response.headers()["allow"].to_str().unwrap().to_string();
         let listed: Vec<&str> = allow.split(", ").collect();
@@ -512,12 +447,7 @@ async fn every_error_is_json_and_405_says_what_is_allowed() {
         assert_eq!(error["error"], "method_not_allowed");
     }
     // HEAD, listed with GET, is answered.
-    let head = api
-        .client
-        .head(format!("{}/health", api.url))
-        .send()
-        .await
-        .unwrap();
+    let head = api.request(reqwest::Method::HEAD, "/health").await;
     assert_eq!(head.status(), 200);
 
     let unknown = api.get("/nowhere").await;

@@ -6,10 +6,12 @@ use std::time::{Duration, Instant};
 
 use api::HttpTimeouts;
 use serde_json::{json, Value};
-use testkit::Broker;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
+
+mod support;
+
+use support::{TestApi, MAX_BODY_BYTES};
 
 /// Short deadlines, so the test sees them fire; production uses the `[api]` timeout keys (10 s
 /// each by default).
@@ -22,89 +24,26 @@ const TIMEOUTS: HttpTimeouts = HttpTimeouts {
 /// Time allowed on top of a deadline before calling it missed (a loaded 2-core CI machine).
 const SLACK: Duration = Duration::from_secs(3);
 
-const MAX_BODY_BYTES: usize = 4_096;
-
-struct TestApi {
-    addr: std::net::SocketAddr,
-    url: String,
-    client: reqwest::Client,
-    stop: CancellationToken,
-    server: tokio::task::JoinHandle<()>,
+/// The API on the shared broker with [`TIMEOUTS`] set in code.
+async fn start() -> TestApi {
+    let mut config = support::config();
+    config.api.publish_timeout_ms = 3_000;
+    TestApi::start_with_timeouts(&config, TIMEOUTS).await
 }
 
-impl TestApi {
-    /// The API with [`TIMEOUTS`] set in code.
-    async fn start(broker: &Broker) -> Self {
-        let mut config = broker.config();
-        config.api.publish_timeout_ms = 3_000;
-        config.api.max_body_bytes = MAX_BODY_BYTES;
-        let app = api::Application::build(&config)
-            .await
-            .expect("API starts")
-            .with_timeouts(TIMEOUTS);
-        Self::serve(app)
-    }
+/// Posts an order; returns the status and how long it took.
+async fn post_order(api: &TestApi, n: usize) -> (u16, Duration) {
+    let started = Instant::now();
+    let order =
+        json!({"usuario": format!("u{n}"), "produto": "livro", "quantidade": 1, "valor": "9.90"});
+    let response = api.post_json(&order).await;
+    (response.status().as_u16(), started.elapsed())
+}
 
-    /// The API exactly as `config` describes it, as `api::run` would serve it.
-    async fn start_configured(config: &shared::Config) -> Self {
-        let app = api::Application::build(config).await.expect("API starts");
-        Self::serve(app)
-    }
-
-    fn serve(app: api::Application) -> Self {
-        let addr = app.address();
-        let stop = CancellationToken::new();
-        let token = stop.clone();
-        let server = tokio::spawn(async move {
-            app.run_until(token).await.expect("API serves");
-        });
-        Self {
-            addr,
-            url: format!("http://{addr}"),
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap(),
-            stop,
-            server,
-        }
-    }
-
-    /// Posts an order with a fresh client connection; returns the status and how long it took.
-    async fn post_order(&self, n: usize) -> (u16, Duration) {
-        let started = Instant::now();
-        let response = self
-            .client
-            .post(format!("{}/pedidos", self.url))
-            .json(&json!({"usuario": format!("u{n}"), "produto": "livro", "quantidade": 1, "valor": "9.90"}))
-            .send()
-            .await
-            .expect("POST /pedidos answered");
-        (response.status().as_u16(), started.elapsed())
-    }
-
-    async fn health(&self) -> (u16, Duration) {
-        let started = Instant::now();
-        let response = self
-            .client
-            .get(format!("{}/health", self.url))
-            .send()
-            .await
-            .expect("GET /health answered");
-        (response.status().as_u16(), started.elapsed())
-    }
-
-    async fn connect(&self) -> TcpStream {
-        TcpStream::connect(self.addr).await.expect("connects")
-    }
-
-    async fn stop(self) {
-        self.stop.cancel();
-        tokio::time::timeout(Duration::from_secs(15), self.server)
-            .await
-            .expect("the server stops despite hostile connections")
-            .unwrap();
-    }
+async fn health(api: &TestApi) -> (u16, Duration) {
+    let started = Instant::now();
+    let response = api.get("/health").await;
+    (response.status().as_u16(), started.elapsed())
 }
 
 /// Everything the server sends until it closes the connection (or `limit` passes), and when
@@ -213,9 +152,9 @@ async fn attack(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_connections_neither_block_clients_nor_stay_open() {
-    let api = TestApi::start(Broker::shared()).await;
+    let api = start().await;
     // The producer's first record pays for its handshake: not what this test measures.
-    assert_eq!(api.post_order(0).await.0, 202);
+    assert_eq!(post_order(&api, 0).await.0, 202);
 
     const CONNECTIONS: usize = 200;
     let limit = TIMEOUTS.head + TIMEOUTS.body + SLACK;
@@ -228,7 +167,7 @@ async fn hostile_connections_neither_block_clients_nor_stay_open() {
     let opened = Instant::now();
 
     // While all of them hold a connection, real clients are served at once.
-    let (status, took) = api.post_order(1).await;
+    let (status, took) = post_order(&api, 1).await;
     assert_eq!(status, 202, "POST during the attack");
     assert!(
         opened.elapsed() < TIMEOUTS.head,
@@ -236,10 +175,10 @@ async fn hostile_connections_neither_block_clients_nor_stay_open() {
     );
     assert!(took < Duration::from_secs(2), "POST took {took:?}");
     for n in 2..=10 {
-        let (status, took) = api.post_order(n).await;
+        let (status, took) = post_order(&api, n).await;
         assert_eq!(status, 202, "POST during the attack");
         assert!(took < Duration::from_secs(2), "POST took {took:?}");
-        let (status, took) = api.health().await;
+        let (status, took) = health(&api).await;
         assert_eq!(status, 200, "/health during the attack");
         assert!(took < Duration::from_secs(1), "/health took {took:?}");
     }
@@ -283,14 +222,14 @@ async fn hostile_connections_neither_block_clients_nor_stay_open() {
     }
 
     // And the API is still fine afterwards.
-    assert_eq!(api.post_order(99).await.0, 202);
-    assert_eq!(api.health().await.0, 200);
+    assert_eq!(post_order(&api, 99).await.0, 202);
+    assert_eq!(health(&api).await.0, 200);
     api.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_are_closed_and_bodies_are_bounded_chunked_or_not() {
-    let api = TestApi::start(Broker::shared()).await;
+    let api = start().await;
 
     // A keep-alive connection left idle after its response is closed by the head deadline.
     let mut stream = api.connect().await;
@@ -368,10 +307,10 @@ async fn idle_connections_are_closed_and_bodies_are_bounded_chunked_or_not() {
         .unwrap();
     let (received, closed) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
     assert!(closed.is_some(), "closed");
-    if !received.is_empty() {
-        let (status, _) = parse_response(&received);
-        assert_eq!(status, 400, "{}", String::from_utf8_lossy(&received));
-    }
+    let (status, body) = parse_response(&received);
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&received));
+    assert_eq!(body["error"], "malformed_body", "{body}");
+    assert_eq!(body["field"], "body", "{body}");
 
     api.stop().await;
 }
@@ -416,12 +355,12 @@ const PARTIAL_BODY: &[u8] =
 /// configuration fails each check.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_configured_http_timeouts_are_the_ones_the_server_applies() {
-    let mut config = Broker::shared().config();
+    let mut config = support::config();
     config.api.head_timeout_ms = 2_000;
     config.api.body_timeout_ms = 1_000;
     let head = Duration::from_millis(config.api.head_timeout_ms);
     let body = Duration::from_millis(config.api.body_timeout_ms);
-    let api = TestApi::start_configured(&config).await;
+    let api = TestApi::start(&config).await;
 
     // Headers and part of a body, then nothing: 408 with the JSON error at the body timeout.
     let mut slow_body = api.connect().await;
@@ -469,18 +408,12 @@ async fn the_configured_http_timeouts_are_the_ones_the_server_applies() {
     config.api.body_timeout_ms = 30_000;
     config.api.shutdown_timeout_ms = 1_000;
     let grace = Duration::from_millis(config.api.shutdown_timeout_ms);
-    let api = TestApi::start_configured(&config).await;
+    let api = TestApi::start(&config).await;
     let mut in_flight = api.connect().await;
     in_flight.write_all(PARTIAL_BODY).await.unwrap();
     // Let the server take the head in, so the request is in flight when the stop comes.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let stopping = Instant::now();
-    api.stop.cancel();
-    tokio::time::timeout(grace + SLACK, api.server)
-        .await
-        .unwrap_or_else(|_| panic!("still serving {:?} after a {grace:?} grace", grace + SLACK))
-        .unwrap();
-    let stopped = stopping.elapsed();
+    let stopped = api.stop_within(grace + SLACK).await;
     assert!(
         stopped >= grace - Duration::from_millis(300),
         "stopped after {stopped:?}: the in-flight request did not get its {grace:?}"

@@ -1,15 +1,25 @@
-//! The rules an order must satisfy, shared by the API (which rejects with 4xx) and fraud (which
-//! sends an order breaking them to the dead-letter topic).
+//! The rules an order must satisfy, defined once: the API rejects a request breaking them with a
+//! 422 (and its OpenAPI schema is tested against them), fraud sends an order breaking them to
+//! the dead-letter topic.
+
+use std::str::FromStr;
 
 use rust_decimal::Decimal;
 
 use crate::events::Order;
 
+/// The fields of an order as a client writes it, in the order they are checked: all required,
+/// no other accepted.
+pub const ORDER_FIELDS: [&str; 4] = ["usuario", "produto", "quantidade", "valor"];
+/// `usuario` and `produto`, counted in characters (not bytes) as written, before trimming.
 pub const MAX_TEXT_CHARS: usize = 100;
+pub const MIN_QUANTIDADE: u32 = 1;
 pub const MAX_QUANTIDADE: u32 = 1_000_000;
+pub const MAX_VALOR_DECIMALS: u32 = 2;
+/// Smallest accepted unit price: a price is above 0 with at most [`MAX_VALOR_DECIMALS`].
+pub const MIN_VALOR: Decimal = Decimal::from_parts(1, 0, 0, false, MAX_VALOR_DECIMALS);
 /// Largest accepted unit price: keeps every valid price exactly representable everywhere.
 pub const MAX_VALOR: Decimal = Decimal::from_parts(1_000_000_000, 0, 0, false, 0);
-pub const MAX_VALOR_DECIMALS: u32 = 2;
 
 /// Which field broke which rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,8 +58,11 @@ pub fn check_text(field: &'static str, value: &str) -> Result<(), FieldError> {
 }
 
 pub fn check_quantidade(value: u32) -> Result<(), FieldError> {
-    if value < 1 {
-        return Err(FieldError::new("quantidade", "must be at least 1"));
+    if value < MIN_QUANTIDADE {
+        return Err(FieldError::new(
+            "quantidade",
+            format!("must be at least {MIN_QUANTIDADE}"),
+        ));
     }
     if value > MAX_QUANTIDADE {
         return Err(FieldError::new(
@@ -77,6 +90,33 @@ pub fn check_valor(value: Decimal) -> Result<(), FieldError> {
         ));
     }
     Ok(())
+}
+
+/// A price written as text (how the API takes a `valor` string): a plain decimal, no sign,
+/// exponent, white space or leading zero (`0.5` is fine, `00.5` is not), then [`check_valor`].
+pub fn check_valor_text(text: &str) -> Result<Decimal, FieldError> {
+    let (whole, cents) = match text.split_once('.') {
+        Some((whole, cents)) => (whole, Some(cents)),
+        None => (text, None),
+    };
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    let cents_ok = match cents {
+        None => true,
+        Some(c) => digits(c) && c.len() <= MAX_VALOR_DECIMALS as usize,
+    };
+    if !(digits(whole) && (whole == "0" || !whole.starts_with('0')) && cents_ok) {
+        return Err(FieldError::new(
+            "valor",
+            format!(
+                "must be a decimal number with at most {MAX_VALOR_DECIMALS} decimal places, \
+                 like \"19.90\"; got {text:?}"
+            ),
+        ));
+    }
+    let valor = Decimal::from_str(text)
+        .map_err(|_| FieldError::new("valor", format!("must be a decimal number, got {text:?}")))?;
+    check_valor(valor)?;
+    Ok(valor)
 }
 
 /// Every rule, in the order of the fields.
@@ -133,5 +173,25 @@ mod tests {
         assert_eq!(check_valor(dec("0.001")).unwrap_err().field, "valor");
         assert!(check_valor(MAX_VALOR).is_ok());
         assert!(check_valor(MAX_VALOR + dec("0.01")).is_err());
+        assert!(check_valor(MIN_VALOR).is_ok());
+        assert!(check_valor(MIN_VALOR - dec("0.001")).is_err());
+    }
+
+    #[test]
+    fn valor_text_is_a_plain_decimal_within_the_rules() {
+        assert_eq!(check_valor_text("19.9").unwrap(), dec("19.9"));
+        assert_eq!(check_valor_text("0.10").unwrap().to_string(), "0.10");
+        assert_eq!(
+            check_valor_text("1e3").unwrap_err().rule,
+            r#"must be a decimal number with at most 2 decimal places, like "19.90"; got "1e3""#
+        );
+        assert_eq!(
+            check_valor_text("0.00").unwrap_err().rule,
+            "must be greater than 0"
+        );
+        assert_eq!(
+            check_valor_text("1000000001").unwrap_err().rule,
+            "must be at most 1000000000"
+        );
     }
 }

@@ -1,39 +1,38 @@
-//! Turning a request body into a valid new order, with errors that name the field and the rule.
-//! Pure: no HTTP, no Kafka.
+//! Turning a `POST /pedidos` body into an [`OrderRequest`], with errors that name the field and
+//! the rule. This checks only the JSON shape (an object, each field of its JSON type); every
+//! rule on the values is `shared::validation`'s. Pure: no HTTP, no Kafka.
 
 use std::str::FromStr;
 
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
-use shared::validation::{self, FieldError};
+use shared::validation::{self, FieldError, ORDER_FIELDS};
 
-/// A validated order request, before the API assigns `id` and `dataSolicitacao`.
+/// A valid order as a client asks for it, before the API assigns `id` and `dataSolicitacao`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewOrder {
+pub struct OrderRequest {
     pub usuario: String,
     pub produto: String,
     pub quantidade: u32,
     pub valor: Decimal,
 }
 
-const FIELDS: [&str; 4] = ["usuario", "produto", "quantidade", "valor"];
-
-/// Validates a JSON body: an object with exactly the four fields, each within its rules.
-pub fn parse_new_order(body: &Value) -> Result<NewOrder, FieldError> {
+/// Validates a JSON body: an object with exactly the fields of an order, each within its rules.
+pub fn parse_order_request(body: &Value) -> Result<OrderRequest, FieldError> {
     let Value::Object(object) = body else {
         return Err(FieldError::new("body", "must be a JSON object"));
     };
-    if let Some(unknown) = object.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+    if let Some(unknown) = object.keys().find(|k| !ORDER_FIELDS.contains(&k.as_str())) {
         return Err(FieldError {
             field: "body",
-            rule: format!("unknown field `{unknown}`; expected only {FIELDS:?}"),
+            rule: format!("unknown field `{unknown}`; expected only {ORDER_FIELDS:?}"),
         });
     }
     let usuario = text(object, "usuario")?;
     let produto = text(object, "produto")?;
     let quantidade = quantidade(object)?;
     let valor = valor(object)?;
-    Ok(NewOrder {
+    Ok(OrderRequest {
         usuario,
         produto,
         quantidade,
@@ -60,38 +59,35 @@ fn text(object: &Map<String, Value>, field: &'static str) -> Result<String, Fiel
 }
 
 fn quantidade(object: &Map<String, Value>) -> Result<u32, FieldError> {
-    let value = required(object, "quantidade")?;
-    let Value::Number(n) = value else {
+    let Value::Number(n) = required(object, "quantidade")? else {
         return Err(FieldError::new("quantidade", "must be an integer"));
     };
-    let q = if let Some(q) = n.as_u64() {
-        q
-    } else if n.as_i64().is_some() {
-        return Err(FieldError::new("quantidade", "must be at least 1"));
-    } else {
-        return Err(FieldError::new("quantidade", "must be an integer"));
+    // Any integer is clamped into `u32` (a negative one to 0, a huge one to `u32::MAX`), where
+    // the rule's own bounds judge it.
+    let q = match (n.as_u64(), n.as_i64()) {
+        (Some(q), _) => u32::try_from(q).unwrap_or(u32::MAX),
+        (None, Some(_)) => 0,
+        (None, None) => return Err(FieldError::new("quantidade", "must be an integer")),
     };
-    let q = u32::try_from(q).unwrap_or(u32::MAX);
     validation::check_quantidade(q)?;
     Ok(q)
 }
 
 fn valor(object: &Map<String, Value>) -> Result<Decimal, FieldError> {
-    // A JSON number arrives as the shortest text that round-trips its f64; every valid price
-    // (at most 2 decimals, at most 1e9) has fewer than 15 significant digits, so that text is
-    // exactly what the client wrote. A string is taken as written, and must be a plain decimal
-    // (what the OpenAPI document's pattern for it says: `http::VALOR_PATTERN`).
-    let text = match required(object, "valor")? {
-        Value::Number(n) => n.to_string(),
-        Value::String(s) if is_plain_decimal(s) => s.clone(),
-        Value::String(s) => {
-            return Err(FieldError::new(
-                "valor",
-                format!(
-                "must be a decimal number with at most 2 decimal places, like \"19.90\"; got {s:?}"
-            ),
-            ))
+    let valor = match required(object, "valor")? {
+        // A JSON number arrives as the shortest text that round-trips its f64; every valid
+        // price (at most 2 decimals, at most 1e9) has fewer than 15 significant digits, so
+        // that text is exactly what the client wrote.
+        Value::Number(n) => {
+            let text = n.to_string();
+            let valor = Decimal::from_str(&text).map_err(|_| {
+                FieldError::new("valor", format!("must be a decimal number, got {text:?}"))
+            })?;
+            validation::check_valor(valor)?;
+            valor
         }
+        // A string is taken as written (what the schema's `VALOR_PATTERN` documents).
+        Value::String(s) => validation::check_valor_text(s)?,
         _ => {
             return Err(FieldError::new(
                 "valor",
@@ -99,28 +95,10 @@ fn valor(object: &Map<String, Value>) -> Result<Decimal, FieldError> {
             ))
         }
     };
-    let valor = Decimal::from_str(&text)
-        .map_err(|_| FieldError::new("valor", format!("must be a decimal number, got {text:?}")))?;
-    validation::check_valor(valor)?;
     // Money is shown with its cents: 19.9 becomes 19.90 (lossless: at most 2 decimals here).
     let mut valor = valor.normalize();
     valor.rescale(validation::MAX_VALOR_DECIMALS);
     Ok(valor)
-}
-
-/// Digits, then optionally a point and 1 or 2 digits; no sign, exponent, white space or
-/// leading zero (`0.5` is fine, `00.5` is not).
-fn is_plain_decimal(s: &str) -> bool {
-    let (whole, cents) = match s.split_once('.') {
-        Some((whole, cents)) => (whole, Some(cents)),
-        None => (s, None),
-    };
-    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
-    let cents_ok = match cents {
-        None => true,
-        Some(c) => digits(c) && c.len() <= validation::MAX_VALOR_DECIMALS as usize,
-    };
-    digits(whole) && (whole == "0" || !whole.starts_with('0')) && cents_ok
 }
 
 #[cfg(test)]
@@ -133,7 +111,7 @@ mod tests {
     }
 
     fn rejected(body: Value) -> FieldError {
-        parse_new_order(&body).expect_err("body should be rejected")
+        parse_order_request(&body).expect_err("body should be rejected")
     }
 
     fn with(field: &str, value: Value) -> Value {
@@ -150,11 +128,11 @@ mod tests {
 
     #[test]
     fn a_valid_body_is_accepted_exactly() {
-        let order = parse_new_order(&ok()).unwrap();
+        let order = parse_order_request(&ok()).unwrap();
         assert_eq!(order.usuario, "ana");
         assert_eq!(order.quantidade, 2);
         assert_eq!(order.valor, Decimal::new(199, 1));
-        let as_string = parse_new_order(&with("valor", json!("0.10"))).unwrap();
+        let as_string = parse_order_request(&with("valor", json!("0.10"))).unwrap();
         assert_eq!(as_string.valor.to_string(), "0.10");
     }
 
@@ -165,14 +143,14 @@ mod tests {
                 r#"{{"usuario":"a","produto":"p","quantidade":1,"valor":{text}}}"#
             ))
             .unwrap();
-            let parsed = parse_new_order(&body).unwrap().valor;
+            let parsed = parse_order_request(&body).unwrap().valor;
             assert_eq!(parsed, Decimal::from_str(text).unwrap(), "{text}");
         }
     }
 
     #[test]
     fn each_missing_field_is_named() {
-        for field in FIELDS {
+        for field in ORDER_FIELDS {
             let e = rejected(without(field));
             assert_eq!((e.field, e.rule.as_str()), (field, "is required"));
             let e = rejected(with(field, Value::Null));
@@ -230,7 +208,7 @@ mod tests {
         assert_eq!(rejected(with("valor", json!(1e12))).field, "valor");
     }
 
-    /// Strings are held to exactly what `http::VALOR_PATTERN` documents.
+    /// `schema::tests` holds the document's pattern to the same rule, over many more strings.
     #[test]
     fn valor_strings_are_plain_decimals_within_range() {
         for ok in [
@@ -246,7 +224,7 @@ mod tests {
             "1000000000.0",
             "1000000000.00",
         ] {
-            let parsed = parse_new_order(&with("valor", json!(ok)));
+            let parsed = parse_order_request(&with("valor", json!(ok)));
             assert!(parsed.is_ok(), "{ok}: {parsed:?}");
         }
         for bad in [
@@ -274,11 +252,6 @@ mod tests {
         ] {
             assert_eq!(rejected(with("valor", json!(bad))).field, "valor", "{bad}");
         }
-        assert_eq!(
-            validation::MAX_VALOR,
-            Decimal::from(1_000_000_000),
-            "http::VALOR_PATTERN spells this maximum out"
-        );
     }
 
     #[test]
@@ -287,5 +260,77 @@ mod tests {
         assert_eq!(rejected(json!("pedido")).field, "body");
         let e = rejected(with("quantiade", json!(1)));
         assert!(e.rule.contains("quantiade"), "{e}");
+    }
+
+    #[test]
+    fn what_a_client_reads_back_is_trimmed_text_and_a_price_with_its_cents() {
+        let order = parse_order_request(&json!({
+            "usuario": "  ana maria ", "produto": "ç".repeat(100), "quantidade": 1_000_000, "valor": 3
+        }))
+        .unwrap();
+        assert_eq!(order.usuario, "ana maria");
+        assert_eq!(order.produto.chars().count(), 100);
+        assert_eq!(order.quantidade, 1_000_000);
+        assert_eq!(order.valor.to_string(), "3.00");
+        for (sent, kept) in [
+            (json!(19.9), "19.90"),
+            (json!("19.9"), "19.90"),
+            (json!("0.5"), "0.50"),
+        ] {
+            let order = parse_order_request(&with("valor", sent.clone())).unwrap();
+            assert_eq!(order.valor.to_string(), kept, "{sent}");
+        }
+    }
+
+    #[test]
+    fn integers_out_of_u32_are_judged_by_the_quantidade_bounds() {
+        let e = rejected(with("quantidade", json!(u64::from(u32::MAX) + 1)));
+        assert_eq!(
+            (e.field, e.rule.as_str()),
+            ("quantidade", "must be at most 1000000")
+        );
+        let e = rejected(with("quantidade", json!(i64::MIN)));
+        assert_eq!(
+            (e.field, e.rule.as_str()),
+            ("quantidade", "must be at least 1")
+        );
+        let e = rejected(with("quantidade", json!(1_000_001)));
+        assert_eq!(e.rule, "must be at most 1000000");
+    }
+
+    #[test]
+    fn an_empty_body_and_an_unknown_field_say_what_is_expected() {
+        // An empty body reaches the parser as JSON `null`.
+        let e = rejected(Value::Null);
+        assert_eq!(
+            (e.field, e.rule.as_str()),
+            ("body", "must be a JSON object")
+        );
+        let e = rejected(with("desconto", json!(5)));
+        assert_eq!(
+            e.rule,
+            r#"unknown field `desconto`; expected only ["usuario", "produto", "quantidade", "valor"]"#
+        );
+    }
+
+    #[test]
+    fn the_first_broken_field_in_field_order_is_the_one_named() {
+        let e = rejected(json!({"usuario": "", "produto": "", "quantidade": 0, "valor": 0}));
+        assert_eq!(e.field, "usuario");
+        let e = rejected(json!({"usuario": "a", "produto": "p", "quantidade": 0, "valor": 0}));
+        assert_eq!(e.field, "quantidade");
+    }
+
+    #[test]
+    fn valor_of_another_json_type_names_both_accepted_types() {
+        for bad in [json!(true), json!([1]), json!({"v": 1})] {
+            let e = rejected(with("valor", bad));
+            assert_eq!(e.rule, "must be a number or a decimal string");
+        }
+        let e = rejected(with("valor", json!("1.005")));
+        assert_eq!(
+            e.rule,
+            r#"must be a decimal number with at most 2 decimal places, like "19.90"; got "1.005""#
+        );
     }
 }

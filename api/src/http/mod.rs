@@ -1,0 +1,44 @@
+//! The HTTP surface, assembled: the routes with their JSON errors, Swagger UI at `/docs` and the
+//! document at `/openapi.json`, behind the body reader and the `Allow` header.
+
+mod docs;
+mod dto;
+mod error;
+mod extract;
+mod middleware;
+mod request;
+mod routes;
+mod schema;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use poem::endpoint::make_sync;
+use poem::web::Html;
+use poem::{get, Endpoint, EndpointExt, Response, Route};
+
+pub use self::error::ErrorBody;
+use self::middleware::{allow_header, read_body, AllowedMethods};
+pub use self::routes::OrdersApi;
+
+/// The whole HTTP application: API, Swagger UI at `/docs`, spec at `/openapi.json`, JSON errors.
+pub fn app(api: OrdersApi, max_body_bytes: usize, body_timeout: Duration) -> impl Endpoint {
+    let service = docs::service(api);
+    let (spec, page) = docs::documents(&service);
+    let allowed = Arc::new(AllowedMethods::from_spec(&spec));
+    let spec = serde_json::to_string_pretty(&spec).expect("a JSON value serializes");
+    Route::new()
+        .nest("/", service)
+        .at("/docs", get(make_sync(move |_| Html(page.clone()))))
+        .at(
+            "/openapi.json",
+            get(make_sync(move |_| {
+                Response::builder()
+                    .content_type("application/json")
+                    .body(spec.clone())
+            })),
+        )
+        .around(move |ep, req| read_body(ep, req, max_body_bytes, body_timeout))
+        .catch_all_error(|e| async move { error::json_error(e) })
+        .around(move |ep, req| allow_header(ep, req, allowed.clone()))
+}

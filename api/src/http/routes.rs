@@ -1,0 +1,178 @@
+//! The routes: each handler, and every status it can answer (as the OpenAPI document lists them).
+//! Doc comments on handlers and response variants are what clients read in the document.
+
+use std::sync::{Arc, RwLock};
+
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, OpenApi};
+use shared::events::{Order, StatusEvent};
+
+use super::dto::{AcceptedOrder, Health, OrderPage, OrderStatus};
+use super::error::ErrorBody;
+use super::extract::{OrderId, OrderRequestBody};
+use crate::orders::OrderBook;
+use crate::publisher::Publisher;
+
+// 400, 408, 413 and 415 are raised before the handler runs and answered by `json_error`; they are
+// listed here so the OpenAPI document tells clients about them.
+#[allow(dead_code)]
+#[derive(ApiResponse)]
+enum CreateResponse {
+    /// Accepted: the order and its `Analise` event are on the broker.
+    #[oai(status = 202)]
+    Accepted(Json<AcceptedOrder>, #[oai(header = "Location")] String),
+    /// Malformed JSON (or a malformed chunked body).
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// Body larger than `api.max_body_bytes`.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// Content type is not `application/json`.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
+    /// The body did not arrive within the server's body timeout (`api.body_timeout_ms`,
+    /// 10 s by default).
+    #[oai(status = 408)]
+    RequestTimeout(Json<ErrorBody>),
+    /// A field is missing or breaks a rule; `field` and `rule` say which.
+    #[oai(status = 422)]
+    Invalid(Json<ErrorBody>),
+    /// The broker did not acknowledge the order in time; it was not accepted.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+#[derive(ApiResponse)]
+enum GetResponse {
+    #[oai(status = 200)]
+    Ok(Json<OrderStatus>),
+    /// The id is not a UUID.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// No order with this id is known.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+}
+
+// The 400 is raised by the query validators before the handler runs (answered by `json_error`),
+// listed so the document tells clients about it.
+#[allow(dead_code)]
+#[derive(ApiResponse)]
+enum ListResponse {
+    #[oai(status = 200)]
+    Ok(Json<OrderPage>),
+    /// `limit` or `offset` out of range.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+}
+
+#[derive(ApiResponse)]
+enum HealthResponse {
+    #[oai(status = 200)]
+    Ok(Json<Health>),
+}
+
+pub struct OrdersApi {
+    pub publisher: Publisher,
+    pub book: Arc<RwLock<OrderBook>>,
+}
+
+#[OpenApi]
+impl OrdersApi {
+    /// Place an order.
+    ///
+    /// Validates it, assigns `id` and `dataSolicitacao`, publishes it to `Pedidos` and an
+    /// `Analise` event to `Notificacoes`, and answers only once the broker acknowledged both.
+    #[oai(path = "/pedidos", method = "post")]
+    async fn create(&self, body: Json<OrderRequestBody>) -> CreateResponse {
+        let request = match body.0 .0 {
+            Ok(request) => request,
+            Err(e) => return CreateResponse::Invalid(Json(ErrorBody::from_field_error(&e))),
+        };
+        let order = Order::new(
+            request.usuario,
+            request.produto,
+            request.quantidade,
+            request.valor,
+        );
+        let received = StatusEvent::received(&order);
+        match self.publisher.publish(&order, &received).await {
+            Ok(()) => {
+                {
+                    // Our own write is visible to GET at once, before the reader catches up.
+                    let mut book = self.book.write().unwrap();
+                    book.apply_order(&order);
+                    book.apply_status(&received);
+                }
+                tracing::info!(pedido = %order.id, usuario = %order.usuario, "order accepted");
+                let location = format!("/pedidos/{}", order.id);
+                CreateResponse::Accepted(Json(AcceptedOrder::new(&order)), location)
+            }
+            Err(e) => {
+                tracing::warn!(pedido = %order.id, error = %e, "order not accepted: broker unavailable");
+                CreateResponse::Unavailable(Json(ErrorBody::new(
+                    "broker_unavailable",
+                    format!("the order was not accepted, try again later: {e}"),
+                )))
+            }
+        }
+    }
+
+    /// An order's current status and history.
+    #[oai(path = "/pedidos/:id", method = "get")]
+    async fn get(&self, id: Path<OrderId>) -> GetResponse {
+        let Some(id) = id.0 .0 else {
+            return GetResponse::BadRequest(Json(
+                ErrorBody::new("invalid_id", "the order id must be a UUID")
+                    .field("id", "must be a UUID"),
+            ));
+        };
+        match self.book.read().unwrap().get(&id) {
+            Some(view) => GetResponse::Ok(Json(view.into())),
+            None => GetResponse::NotFound(Json(ErrorBody::new(
+                "not_found",
+                format!("no order with id {id}"),
+            ))),
+        }
+    }
+
+    /// Recent orders, newest first.
+    #[oai(path = "/pedidos", method = "get")]
+    async fn list(
+        &self,
+        /// How many to skip (default 0).
+        #[oai(validator(minimum(value = "0"), maximum(value = "1000000000")))]
+        offset: Query<Option<u64>>,
+        /// Page size, 1–200 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        limit: Query<Option<u64>>,
+    ) -> ListResponse {
+        let offset = offset.0.unwrap_or(0);
+        let limit = limit.0.unwrap_or(20);
+        let book = self.book.read().unwrap();
+        let pedidos = book
+            .page(
+                usize::try_from(offset).unwrap_or(usize::MAX),
+                limit as usize,
+            )
+            .into_iter()
+            .map(OrderStatus::from)
+            .collect();
+        ListResponse::Ok(Json(OrderPage {
+            total: book.len() as u64,
+            offset,
+            limit,
+            pedidos,
+        }))
+    }
+
+    /// Liveness.
+    #[oai(path = "/health", method = "get")]
+    async fn health(&self) -> HealthResponse {
+        HealthResponse::Ok(Json(Health {
+            status: "ok".into(),
+            pedidos: self.book.read().unwrap().len() as u64,
+        }))
+    }
+}

@@ -1,0 +1,125 @@
+//! The one harness of the API's test binaries (`mod support;` in each): the API built and
+//! served in the test process on a real broker, and an HTTP client for it.
+
+// Each test binary compiles this module and uses a part of it.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use api::HttpTimeouts;
+use serde_json::Value;
+use shared::Config;
+use testkit::Broker;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+/// The body limit of every test configuration: small, so the tests reach it cheaply.
+pub const MAX_BODY_BYTES: usize = 4_096;
+
+/// A test's own configuration on the broker shared by this test binary: topics and groups no
+/// other test uses, test-sized limits.
+pub fn config() -> Config {
+    config_on(Broker::shared())
+}
+
+/// The same on a broker of the test's own, for a test that stops or kills it.
+pub fn config_on(broker: &Broker) -> Config {
+    let mut config = broker.config();
+    config.api.publish_timeout_ms = 1_500;
+    config.api.max_body_bytes = MAX_BODY_BYTES;
+    config
+}
+
+/// The API serving in this process until [`TestApi::stop`].
+pub struct TestApi {
+    pub addr: SocketAddr,
+    pub url: String,
+    pub client: reqwest::Client,
+    stop: CancellationToken,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl TestApi {
+    /// The API exactly as `config` describes it, as `api::run` would serve it.
+    pub async fn start(config: &Config) -> Self {
+        Self::serve(api::Application::build(config).await.expect("API starts"))
+    }
+
+    /// The API as `config` describes it, but for the HTTP deadlines, set in code.
+    pub async fn start_with_timeouts(config: &Config, timeouts: HttpTimeouts) -> Self {
+        let app = api::Application::build(config).await.expect("API starts");
+        Self::serve(app.with_timeouts(timeouts))
+    }
+
+    fn serve(app: api::Application) -> Self {
+        let addr = app.address();
+        let stop = CancellationToken::new();
+        let token = stop.clone();
+        let server = tokio::spawn(async move {
+            app.run_until(token).await.expect("API serves");
+        });
+        Self {
+            addr,
+            url: format!("http://{addr}"),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+            stop,
+            server,
+        }
+    }
+
+    pub async fn post_json(&self, body: &Value) -> reqwest::Response {
+        self.post_raw("application/json", body.to_string()).await
+    }
+
+    pub async fn post_raw(
+        &self,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        self.client
+            .post(format!("{}/pedidos", self.url))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("POST /pedidos answered")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.request(reqwest::Method::GET, path).await
+    }
+
+    pub async fn request(&self, method: reqwest::Method, path: &str) -> reqwest::Response {
+        self.client
+            .request(method.clone(), format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path} answered: {e}"))
+    }
+
+    /// A raw TCP connection, for clients that no HTTP library would be.
+    pub async fn connect(&self) -> TcpStream {
+        TcpStream::connect(self.addr).await.expect("connects")
+    }
+
+    /// Stops the server and waits for it, at most 15 s (in-flight requests get
+    /// `api.shutdown_timeout_ms`).
+    pub async fn stop(self) {
+        self.stop_within(Duration::from_secs(15)).await;
+    }
+
+    /// Stops the server; returns how long it took to stop, which must be under `limit`.
+    pub async fn stop_within(self, limit: Duration) -> Duration {
+        let stopping = Instant::now();
+        self.stop.cancel();
+        tokio::time::timeout(limit, self.server)
+            .await
+            .unwrap_or_else(|_| panic!("still serving {limit:?} after the stop"))
+            .expect("the server task ends cleanly");
+        stopping.elapsed()
+    }
+}
