@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use shared::Config;
-use testkit::{read_topic, Record};
+use testkit::{read_topic, ConsumedRecord};
 
 use crate::mesh::order_body;
 
@@ -328,7 +328,7 @@ pub async fn check(
     report.notification_repeats = told.values().map(|n| n - 1).sum();
 
     // monitoring: every record of the four topics in the audit file.
-    let mut records: Vec<Record> = verdicts;
+    let mut records: Vec<ConsumedRecord> = verdicts;
     let n = sent.accepted.len();
     records.extend(read_topic(kafka, &topics.pedidos, n, within).await);
     records.extend(read_topic(kafka, &topics.notificacoes, 2 * n, within).await);
@@ -360,6 +360,6 @@ pub async fn check(
     report
 }
 
-fn field(record: &Record, name: &str) -> String {
+fn field(record: &ConsumedRecord, name: &str) -> String {
     record.json()[name].as_str().unwrap_or_default().to_string()
 }
