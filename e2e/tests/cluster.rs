@@ -16,8 +16,6 @@ use std::time::{Duration, Instant};
 use e2e::ledger::{check, Driver, Report};
 use e2e::mesh::{order_body, Mesh, WAIT};
 use e2e::Daemon;
-use rdkafka::consumer::{BaseConsumer, Consumer as _};
-use shared::config::KafkaConfig;
 use testkit::Broker;
 
 /// Orders per second of every test's stream.
@@ -248,25 +246,16 @@ async fn two_of_three_brokers_down_posts_answer_503_and_the_mesh_recovers_when_o
     );
 }
 
-/// Replicas of each partition of `topics`, as the cluster's metadata tells them.
-fn replicas(kafka: &KafkaConfig, topics: &[String]) -> BTreeMap<String, Vec<usize>> {
-    let client: BaseConsumer = shared::kafka::client_config(kafka)
-        .create()
-        .expect("a metadata client");
-    let metadata = client
-        .fetch_metadata(None, Duration::from_secs(10))
-        .expect("the cluster's metadata");
-    metadata
-        .topics()
-        .iter()
-        .filter(|t| topics.iter().any(|name| name == t.name()))
-        .map(|t| {
-            let mut partitions: Vec<_> = t.partitions().iter().collect();
-            partitions.sort_by_key(|p| p.id());
-            let counts = partitions.iter().map(|p| p.replicas().len()).collect();
-            (t.name().to_string(), counts)
-        })
-        .collect()
+/// How many replicas each partition of `topics` has, for those of them that exist.
+fn replica_counts(broker: &Broker, topics: &[String]) -> BTreeMap<String, Vec<usize>> {
+    let mut counts = BTreeMap::new();
+    for topic in topics {
+        let replicas = broker.replicas(topic);
+        if !replicas.is_empty() {
+            counts.insert(topic.clone(), replicas.iter().map(Vec::len).collect());
+        }
+    }
+    counts
 }
 
 /// The daemons create their topics with the cluster's replication factor (3 here) when none
@@ -275,7 +264,7 @@ fn replicas(kafka: &KafkaConfig, topics: &[String]) -> BTreeMap<String, Vec<usiz
 async fn topics_get_3_replicas_and_a_replication_factor_over_the_cluster_size_fails_at_start() {
     let run = Run::start().await;
     let topics = run.mesh.config.topics.all();
-    let created = replicas(&run.mesh.config.kafka, &topics);
+    let created = replica_counts(&run.broker, &topics);
     let expected: BTreeMap<String, Vec<usize>> =
         topics.iter().map(|t| (t.clone(), vec![3; 3])).collect();
     assert_eq!(created, expected, "3 partitions of 3 replicas each");
@@ -315,7 +304,7 @@ async fn topics_get_3_replicas_and_a_replication_factor_over_the_cluster_size_fa
         assert!(error.contains(needed), "the error says {needed:?}: {error}");
     }
     assert!(
-        replicas(&config.kafka, &config.topics.all()).is_empty(),
+        replica_counts(&run.broker, &config.topics.all()).is_empty(),
         "no topic was created with another replication factor"
     );
     run.ledger("topic creation checks").await;
