@@ -57,10 +57,22 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Daemon `name` as a command that inherits no `PEDIDOS_*` variable from the test's
+/// environment: only the settings a test gives count.
+pub(crate) fn daemon_command(name: &str) -> Command {
+    let mut command = Command::new(binary(name));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("PEDIDOS_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
 /// One daemon process. Killed when dropped.
 pub struct Daemon {
     pub name: String,
-    binary: PathBuf,
+    binary: String,
     env: Vec<(String, String)>,
     workdir: PathBuf,
     log: PathBuf,
@@ -74,7 +86,7 @@ impl Daemon {
     pub fn spawn(name: &str, binary_name: &str, workdir: &Path, env: &[(String, String)]) -> Self {
         let mut daemon = Self {
             name: name.to_string(),
-            binary: binary(binary_name),
+            binary: binary_name.to_string(),
             env: env.to_vec(),
             workdir: workdir.to_path_buf(),
             log: workdir.join(format!("{name}.log")),
@@ -93,10 +105,7 @@ impl Daemon {
             .append(true)
             .open(&self.log)
             .expect("daemon log file");
-        let mut command = Command::new(&self.binary);
-        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("PEDIDOS_")) {
-            command.env_remove(key);
-        }
+        let mut command = daemon_command(&self.binary);
         command
             .current_dir(&self.workdir)
             .env("RUST_LOG", "info")
@@ -111,10 +120,6 @@ impl Daemon {
                 .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.name)),
         );
         self.starts += 1;
-    }
-
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
     }
 
     /// SIGKILL: no chance to flush or commit anything.
@@ -153,25 +158,6 @@ impl Daemon {
             }
             None => false,
         }
-    }
-
-    /// The exit code, waiting up to `within` for the process to end by itself.
-    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Some(child) = self.child.as_mut() {
-                if let Some(status) = child.try_wait().expect("wait on daemon") {
-                    self.child = None;
-                    return status.code();
-                }
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-
-    pub fn log_path(&self) -> &Path {
-        &self.log
     }
 
     /// The whole log as text (for assertion messages and greps).
@@ -244,5 +230,6 @@ pub async fn eventually<T>(
     }
 }
 
+pub mod exit;
 pub mod ledger;
 pub mod mesh;

@@ -13,9 +13,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use e2e::exit::run_until_exit;
 use e2e::ledger::{check, Driver, Report};
 use e2e::mesh::{order_body, Mesh, WAIT};
-use e2e::Daemon;
 use testkit::Broker;
 
 /// Orders per second of every test's stream.
@@ -278,20 +278,20 @@ async fn topics_get_3_replicas_and_a_replication_factor_over_the_cluster_size_fa
         &dir.path().join("audit.jsonl"),
     );
     env.push(("PEDIDOS_TOPICS__REPLICATION_FACTOR".into(), "4".into()));
-    let mut api = Daemon::spawn("api", "api", dir.path(), &env);
-    let started = Instant::now();
-    let code = block(|| api.wait_exit(WAIT));
-    let took = started.elapsed();
-    let log = api.log_text();
+    let exit = block(|| run_until_exit("api", &env, WAIT));
     assert!(
-        code.is_some_and(|c| c != 0),
-        "the API exits non-zero, not {code:?} after {took:?}:\n{log}"
+        exit.code.is_some_and(|c| c != 0),
+        "the API exits non-zero\n{exit}"
     );
-    let error = log
+    let error = exit
+        .stderr
         .lines()
         .find(|l| l.starts_with("api: "))
-        .unwrap_or_else(|| panic!("no start-up error on stderr:\n{log}"));
-    eprintln!("replication factor 4 on 3 brokers: exit {code:?} after {took:?}: {error}");
+        .unwrap_or_else(|| panic!("no start-up error on stderr\n{exit}"));
+    eprintln!(
+        "replication factor 4 on 3 brokers: exit {:?} after {:?}: {error}",
+        exit.code, exit.elapsed
+    );
     assert!(
         config
             .topics

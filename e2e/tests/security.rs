@@ -16,12 +16,11 @@
 //! with its log; they never skip.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use e2e::exit::{run_until_exit, Exit};
 use e2e::{eventually, message, Daemon};
 use futures::stream::{self, StreamExt};
 use serde_json::{json, Value};
@@ -122,106 +121,6 @@ fn sasl_env(config: &Config, password: &str, ca: &Path) -> Vec<(String, String)>
     env
 }
 
-// ---------------------------------------------------------------------------------------------
-// Running a daemon until it gives up.
-
-/// How a daemon run that was expected to end at start-up ended.
-struct Exit {
-    code: Option<i32>,
-    elapsed: Duration,
-    stdout: String,
-    stderr: String,
-}
-
-impl Exit {
-    fn all_output(&self) -> String {
-        format!("{}{}", self.stdout, self.stderr)
-    }
-}
-
-impl std::fmt::Display for Exit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit code {:?} after {:?}\n--- stderr ---\n{}\n--- stdout ---\n{}",
-            self.code, self.elapsed, self.stderr, self.stdout
-        )
-    }
-}
-
-/// Runs daemon `binary` with exactly the `PEDIDOS_*` variables in `env` (inherited ones removed)
-/// in an empty directory, and waits for it to exit by itself; kills it and fails the test if it
-/// is still running after `bound`.
-fn run_until_exit(binary: &str, env: &[(String, String)], bound: Duration) -> Exit {
-    let workdir = tempfile::Builder::new()
-        .prefix("pedidos-security-")
-        .tempdir()
-        .expect("a working directory for the daemon");
-    let mut command = Command::new(e2e::binary(binary));
-    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("PEDIDOS_")) {
-        command.env_remove(key);
-    }
-    command
-        .current_dir(workdir.path())
-        .env("RUST_LOG", "info")
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let started = Instant::now();
-    let mut child = command
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut text = Vec::new();
-            let _ = pipe.read_to_end(&mut text);
-            String::from_utf8_lossy(&text).into_owned()
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().unwrap()));
-    let stderr = drain(Box::new(child.stderr.take().unwrap()));
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait on the daemon") {
-            break Some(status);
-        }
-        if started.elapsed() > bound {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let elapsed = started.elapsed();
-    let exit = Exit {
-        code: status.and_then(|s| s.code()),
-        elapsed,
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
-    };
-    assert!(
-        status.is_some(),
-        "{binary} was still running after {bound:?} (killed): start-up must fail, not retry \
-         forever\n{exit}"
-    );
-    eprintln!(
-        "{binary}: exit code {:?} after {elapsed:?}; stderr: {}",
-        exit.code,
-        exit.stderr.trim()
-    );
-    exit
-}
-
-/// Asserts every `needle` is in the daemon's stderr, naming the one missing.
-fn assert_stderr_names(exit: &Exit, needles: &[&str]) {
-    for needle in needles {
-        assert!(
-            exit.stderr.contains(needle),
-            "stderr does not name {needle:?}\n{exit}"
-        );
-    }
-}
-
 /// What follows "within <duration>: " in an `Unreachable` error: librdkafka's own words.
 fn reason_of(exit: &Exit) -> String {
     let line = exit
@@ -233,14 +132,6 @@ fn reason_of(exit: &Exit) -> String {
         .and_then(|(_, rest)| rest.split_once(": "))
         .map(|(_, reason)| reason.to_string())
         .unwrap_or_default()
-}
-
-fn assert_failed_within(exit: &Exit, code: i32, at_least: Duration, at_most: Duration) {
-    assert_eq!(exit.code, Some(code), "exit code\n{exit}");
-    assert!(
-        exit.elapsed >= at_least && exit.elapsed <= at_most,
-        "expected to exit after {at_least:?}..{at_most:?}\n{exit}"
-    );
 }
 
 fn plaintext_env(bootstrap: &str, timeout_secs: Option<u64>) -> Vec<(String, String)> {
@@ -272,20 +163,17 @@ async fn wrong_sasl_password_is_rejected_at_once_with_the_brokers_reason() {
         &sasl_env(&broker.config(), &wrong, broker.ca_file()),
         Duration::from_secs(60),
     );
-    assert_failed_within(&exit, 1, Duration::ZERO, REFUSED_WITHIN);
+    exit.assert_failed_within(1, Duration::ZERO, REFUSED_WITHIN);
     // The reason is Kafka's own (PlainServerCallbackHandler's), relayed by librdkafka: no TLS or
     // network failure in disguise.
-    assert_stderr_names(
-        &exit,
-        &[
-            &format!(
-                "Kafka at {} rejected the credentials of user \"{USER}\"",
-                broker.sasl_ssl_bootstrap()
-            ),
-            "sasl.mechanisms=PLAIN",
-            "Authentication failed: Invalid username or password",
-        ],
-    );
+    exit.assert_stderr_names(&[
+        &format!(
+            "Kafka at {} rejected the credentials of user \"{USER}\"",
+            broker.sasl_ssl_bootstrap()
+        ),
+        "sasl.mechanisms=PLAIN",
+        "Authentication failed: Invalid username or password",
+    ]);
     assert!(
         !exit.all_output().contains(&wrong),
         "password leaked\n{exit}"
@@ -300,19 +188,15 @@ fn unknown_host_fails_within_the_startup_timeout_naming_the_host() {
         &plaintext_env(host, Some(SHORT_TIMEOUT_SECS)),
         Duration::from_secs(SHORT_TIMEOUT_SECS) + Duration::from_secs(20),
     );
-    assert_failed_within(
-        &exit,
+    exit.assert_failed_within(
         1,
         Duration::ZERO,
         Duration::from_secs(SHORT_TIMEOUT_SECS) + EXIT_SLACK,
     );
-    assert_stderr_names(
-        &exit,
-        &[
-            &format!("cannot connect to Kafka at {host} (security.protocol=PLAINTEXT)"),
-            "Failed to resolve",
-        ],
-    );
+    exit.assert_stderr_names(&[
+        &format!("cannot connect to Kafka at {host} (security.protocol=PLAINTEXT)"),
+        "Failed to resolve",
+    ]);
 }
 
 #[test]
@@ -324,19 +208,15 @@ fn wrong_port_fails_within_the_default_30s_bound() {
         &plaintext_env(&bootstrap, None),
         Duration::from_secs(60),
     );
-    assert_failed_within(
-        &exit,
+    exit.assert_failed_within(
         1,
         Duration::from_secs(29),
         Duration::from_secs(30) + EXIT_SLACK,
     );
-    assert_stderr_names(
-        &exit,
-        &[
-            &format!("cannot connect to Kafka at {bootstrap} (security.protocol=PLAINTEXT)"),
-            "Connection refused",
-        ],
-    );
+    exit.assert_stderr_names(&[
+        &format!("cannot connect to Kafka at {bootstrap} (security.protocol=PLAINTEXT)"),
+        "Connection refused",
+    ]);
 }
 
 #[test]
@@ -355,18 +235,14 @@ fn tls_to_a_plaintext_port_fails_within_the_startup_timeout() {
         ]),
         Duration::from_secs(SHORT_TIMEOUT_SECS) + Duration::from_secs(20),
     );
-    assert_failed_within(
-        &exit,
+    exit.assert_failed_within(
         1,
         Duration::ZERO,
         Duration::from_secs(SHORT_TIMEOUT_SECS) + EXIT_SLACK,
     );
-    assert_stderr_names(
-        &exit,
-        &[&format!(
-            "cannot connect to Kafka at {plaintext} (security.protocol=SSL)"
-        )],
-    );
+    exit.assert_stderr_names(&[&format!(
+        "cannot connect to Kafka at {plaintext} (security.protocol=SSL)"
+    )]);
     let reason = reason_of(&exit);
     assert!(
         reason.contains("SSL handshake") || reason.contains("SSL_HANDSHAKE"),
@@ -382,18 +258,14 @@ fn plaintext_to_a_tls_port_fails_within_the_startup_timeout() {
         &plaintext_env(&tls, Some(SHORT_TIMEOUT_SECS)),
         Duration::from_secs(SHORT_TIMEOUT_SECS) + Duration::from_secs(20),
     );
-    assert_failed_within(
-        &exit,
+    exit.assert_failed_within(
         1,
         Duration::ZERO,
         Duration::from_secs(SHORT_TIMEOUT_SECS) + EXIT_SLACK,
     );
-    assert_stderr_names(
-        &exit,
-        &[&format!(
-            "cannot connect to Kafka at {tls} (security.protocol=PLAINTEXT)"
-        )],
-    );
+    exit.assert_stderr_names(&[&format!(
+        "cannot connect to Kafka at {tls} (security.protocol=PLAINTEXT)"
+    )]);
     // Kafka's TLS listener hangs up on the plaintext ApiVersions request.
     let reason = reason_of(&exit);
     assert!(
@@ -416,16 +288,13 @@ fn missing_ca_file_is_a_configuration_error_naming_the_key() {
         ]),
         Duration::from_secs(20),
     );
-    assert_failed_within(&exit, 2, Duration::ZERO, Duration::from_secs(5));
-    assert_stderr_names(
-        &exit,
-        &[
-            "configuration error",
-            "PEDIDOS_KAFKA__SSL_CA_LOCATION",
-            "kafka.ssl_ca_location",
-            missing,
-        ],
-    );
+    exit.assert_failed_within(2, Duration::ZERO, Duration::from_secs(5));
+    exit.assert_stderr_names(&[
+        "configuration error",
+        "PEDIDOS_KAFKA__SSL_CA_LOCATION",
+        "kafka.ssl_ca_location",
+        missing,
+    ]);
 }
 
 #[test]
@@ -437,17 +306,14 @@ fn wrong_ca_is_refused_at_once_with_a_certificate_verification_error() {
         &sasl_env(&broker.config(), &password, broker.wrong_ca_file()),
         Duration::from_secs(60),
     );
-    assert_failed_within(&exit, 1, Duration::ZERO, REFUSED_WITHIN);
-    assert_stderr_names(
-        &exit,
-        &[
-            &format!(
-                "cannot connect to Kafka at {} (security.protocol=SASL_SSL)",
-                broker.sasl_ssl_bootstrap()
-            ),
-            "certificate verify failed",
-        ],
-    );
+    exit.assert_failed_within(1, Duration::ZERO, REFUSED_WITHIN);
+    exit.assert_stderr_names(&[
+        &format!(
+            "cannot connect to Kafka at {} (security.protocol=SASL_SSL)",
+            broker.sasl_ssl_bootstrap()
+        ),
+        "certificate verify failed",
+    ]);
     assert!(
         !exit.all_output().contains(&password),
         "password leaked\n{exit}"
