@@ -11,7 +11,7 @@ use serde_json::Value;
 use shared::Config;
 use testkit::{read_topic, ConsumedRecord};
 
-use crate::mesh::order_body;
+use crate::orders::order_body;
 
 /// What the driver saw.
 #[derive(Debug, Default, Clone)]

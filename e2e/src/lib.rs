@@ -233,3 +233,4 @@ pub async fn eventually<T>(
 pub mod exit;
 pub mod ledger;
 pub mod mesh;
+pub mod orders;

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use e2e::exit::run_until_exit;
 use e2e::ledger::{check, Driver, Report};
-use e2e::mesh::{order_body, Mesh, WAIT};
+use e2e::mesh::{Mesh, WAIT};
+use e2e::orders::assert_posts_answer_503;
 use testkit::Broker;
 
 /// Orders per second of every test's stream.
@@ -176,33 +177,6 @@ async fn a_rolling_restart_of_all_three_brokers_loses_nothing() {
     );
 }
 
-/// Posts a few orders at once: each must answer 503 within [`POST_ANSWER`]. Returns the
-/// answers' messages.
-async fn assert_posts_answer_503(api_url: &str) -> Vec<String> {
-    let client = reqwest::Client::builder()
-        .timeout(POST_ANSWER)
-        .build()
-        .expect("HTTP client");
-    let posts = (0..3).map(|i| {
-        client
-            .post(format!("{api_url}/pedidos"))
-            .json(&order_body(i))
-            .send()
-    });
-    let mut messages = Vec::new();
-    for response in futures::future::join_all(posts).await {
-        let response = response.expect("the API answers within its publish timeout");
-        assert_eq!(
-            response.status(),
-            503,
-            "no 202 while the cluster cannot acknowledge"
-        );
-        let body: serde_json::Value = response.json().await.expect("a JSON error body");
-        messages.push(body["message"].as_str().unwrap_or_default().to_string());
-    }
-    messages
-}
-
 /// One node crashes and is fenced (every partition is left with two in-sync replicas, the
 /// `min.insync.replicas`), then a second crashes. The controllers have lost their quorum (2 of
 /// 3 voters), so the second is never fenced: it stays in the in-sync sets, and no acks=all
@@ -224,7 +198,7 @@ async fn two_of_three_brokers_down_posts_answer_503_and_the_mesh_recovers_when_o
     // those have answered, nothing more may be accepted.
     tokio::time::sleep(POST_ANSWER).await;
     let accepted = run.driver.accepted();
-    let messages = assert_posts_answer_503(&run.mesh.api_url).await;
+    let messages = assert_posts_answer_503(&run.mesh.api_url, POST_ANSWER).await;
     eprintln!("POST with two of three brokers down: 503 {messages:?}");
     assert_eq!(
         run.driver.accepted(),

@@ -6,7 +6,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use e2e::mesh::{assigned, fraud_rules, order_body, post_orders, Mesh, WAIT};
+use e2e::mesh::{assigned, fraud_rules, Mesh, WAIT};
+use e2e::orders::{order_body, post_orders};
 use e2e::{eventually, message};
 use serde_json::Value;
 use shared::events::{Order, Status};
