@@ -234,3 +234,4 @@ pub mod exit;
 pub mod ledger;
 pub mod mesh;
 pub mod orders;
+pub mod secure;

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use shared::config::FraudConfig;
+use shared::config::{FraudConfig, KafkaConfig, SecurityProtocol};
 use shared::Config;
 use testkit::Broker;
 
@@ -44,36 +44,15 @@ pub fn fraud_rules() -> FraudConfig {
     }
 }
 
-/// The `PEDIDOS_*` settings of a test mesh: the broker, the namespace's topics and groups, the
-/// API's port, the audit file and the fraud rules; everything else is the default.
+/// The `PEDIDOS_*` settings of a test mesh: how to reach the broker ([`kafka_env`]), the
+/// namespace ([`namespace_env`]), the API's port, the audit file and the fraud rules;
+/// everything else is the default.
 pub fn env(config: &Config, api_port: u16, audit_file: &Path) -> Vec<(String, String)> {
     let rules = fraud_rules();
-    let topics = &config.topics;
-    [
-        (
-            "PEDIDOS_KAFKA__BOOTSTRAP_SERVERS",
-            config.kafka.bootstrap_servers.clone(),
-        ),
+    let mut env = kafka_env(&config.kafka);
+    env.extend(namespace_env(config));
+    env.extend(pairs([
         ("PEDIDOS_KAFKA__STARTUP_TIMEOUT_SECS", "30".into()),
-        ("PEDIDOS_TOPICS__PEDIDOS", topics.pedidos.clone()),
-        ("PEDIDOS_TOPICS__NOTIFICACOES", topics.notificacoes.clone()),
-        (
-            "PEDIDOS_TOPICS__PEDIDOS_VALIDOS",
-            topics.pedidos_validos.clone(),
-        ),
-        (
-            "PEDIDOS_TOPICS__PEDIDOS_RECUSADOS",
-            topics.pedidos_recusados.clone(),
-        ),
-        ("PEDIDOS_FRAUD__GROUP_ID", config.fraud.group_id.clone()),
-        (
-            "PEDIDOS_NOTIFICATION__GROUP_ID",
-            config.notification.group_id.clone(),
-        ),
-        (
-            "PEDIDOS_MONITORING__GROUP_ID",
-            config.monitoring.group_id.clone(),
-        ),
         ("PEDIDOS_API__LISTEN", format!("127.0.0.1:{api_port}")),
         (
             "PEDIDOS_MONITORING__AUDIT_FILE",
@@ -98,10 +77,68 @@ pub fn env(config: &Config, api_port: u16, audit_file: &Path) -> Vec<(String, St
             "PEDIDOS_FRAUD__BLOCKED_PRODUCTS",
             r#"["contrabando"]"#.into(),
         ),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
+    ]));
+    env
+}
+
+/// The `PEDIDOS_*` settings that reach the broker as `kafka` does, the way `conf.toml` gives
+/// them (for Confluent Cloud: SASL_SSL, PLAIN, a key and a secret): the servers and, beyond
+/// PLAINTEXT, the protocol, the SASL login and the CA. Nothing else of `kafka` (the start-up
+/// timeout, librdkafka properties) is passed on.
+pub fn kafka_env(kafka: &KafkaConfig) -> Vec<(String, String)> {
+    let protocol = kafka.security_protocol;
+    let mut env = vec![(
+        "PEDIDOS_KAFKA__BOOTSTRAP_SERVERS",
+        kafka.bootstrap_servers.clone(),
+    )];
+    if protocol != SecurityProtocol::Plaintext {
+        env.push(("PEDIDOS_KAFKA__SECURITY_PROTOCOL", protocol.as_str().into()));
+    }
+    if protocol.uses_sasl() {
+        env.push((
+            "PEDIDOS_KAFKA__SASL_MECHANISMS",
+            kafka.sasl_mechanisms.clone(),
+        ));
+        env.push(("PEDIDOS_KAFKA__SASL_USERNAME", kafka.sasl_username.clone()));
+        env.push((
+            "PEDIDOS_KAFKA__SASL_PASSWORD",
+            kafka.sasl_password.expose().into(),
+        ));
+    }
+    if let Some(ca) = &kafka.ssl_ca_location {
+        env.push(("PEDIDOS_KAFKA__SSL_CA_LOCATION", ca.display().to_string()));
+    }
+    pairs(env)
+}
+
+/// The `PEDIDOS_*` settings of the namespace of `config`: its topics and consumer groups.
+pub fn namespace_env(config: &Config) -> Vec<(String, String)> {
+    let topics = &config.topics;
+    pairs([
+        ("PEDIDOS_TOPICS__PEDIDOS", topics.pedidos.clone()),
+        ("PEDIDOS_TOPICS__NOTIFICACOES", topics.notificacoes.clone()),
+        (
+            "PEDIDOS_TOPICS__PEDIDOS_VALIDOS",
+            topics.pedidos_validos.clone(),
+        ),
+        (
+            "PEDIDOS_TOPICS__PEDIDOS_RECUSADOS",
+            topics.pedidos_recusados.clone(),
+        ),
+        ("PEDIDOS_FRAUD__GROUP_ID", config.fraud.group_id.clone()),
+        (
+            "PEDIDOS_NOTIFICATION__GROUP_ID",
+            config.notification.group_id.clone(),
+        ),
+        (
+            "PEDIDOS_MONITORING__GROUP_ID",
+            config.monitoring.group_id.clone(),
+        ),
+    ])
+}
+
+fn pairs(env: impl IntoIterator<Item = (&'static str, String)>) -> Vec<(String, String)> {
+    env.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
 /// Partitions a consumer holds according to its latest "partitions assigned" log line.
@@ -131,7 +168,8 @@ pub struct Options {
     /// its partitions back at once instead of waiting for the broker to evict its predecessor.
     /// Off by default, as in `conf.example.toml`.
     pub static_membership: bool,
-    /// Extra `PEDIDOS_*` settings for every daemon (they win over the mesh's own).
+    /// Extra environment variables for every daemon, `PEDIDOS_*` settings or `RUST_LOG` (they
+    /// win over the mesh's own).
     pub env: Vec<(String, String)>,
 }
 
@@ -185,7 +223,8 @@ impl Mesh {
         Self::start_in(broker.config(), options).await
     }
 
-    /// Starts a mesh in the namespace `config` (its Kafka settings, topics and groups).
+    /// Starts a mesh in the namespace `config`: its topics and groups, and its Kafka settings
+    /// (a SASL_SSL login and CA too, as [`kafka_env`] passes them on).
     pub async fn start_in(config: Config, options: Options) -> Mesh {
         let dir = tempfile::Builder::new()
             .prefix("pedidos-mesh-")
@@ -270,11 +309,16 @@ impl Mesh {
         }
     }
 
-    pub fn assert_all_running(&mut self) {
-        let mut daemons: Vec<&mut Daemon> =
-            vec![&mut self.api, &mut self.notification, &mut self.monitoring];
+    /// Every daemon of the mesh: api, the fraud instances, notification, monitoring.
+    pub fn daemons(&mut self) -> Vec<&mut Daemon> {
+        let mut daemons = vec![&mut self.api];
         daemons.extend(self.frauds.iter_mut());
-        for d in daemons {
+        daemons.extend([&mut self.notification, &mut self.monitoring]);
+        daemons
+    }
+
+    pub fn assert_all_running(&mut self) {
+        for d in self.daemons() {
             assert!(d.is_running(), "{} exited. Log:\n{}", d.name, d.log_text());
         }
     }
