@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use e2e::exit::run_until_exit;
-use e2e::ledger::{check, Driver, Report};
+use e2e::ledger::{finish_and_check, Driver, Report};
 use e2e::mesh::{Mesh, WAIT};
 use e2e::orders::assert_posts_answer_503;
 use testkit::Broker;
@@ -93,20 +93,7 @@ impl Run {
     /// unaudited, and the daemons that started with the test are all still running.
     async fn ledger(mut self, what: &str) -> Report {
         self.driver.stop();
-        let sent = self.driver.finish().await;
-        let notification = &self.mesh.notification;
-        let report = check(
-            &self.mesh.config,
-            &sent,
-            || notification.log_events(),
-            &self.mesh.audit_file,
-            WAIT,
-        )
-        .await;
-        eprintln!("ledger after {what}: {report}");
-        report.assert_sound();
-        self.mesh.assert_all_running();
-        report
+        finish_and_check(&mut self.mesh, self.driver, what).await
     }
 }
 
@@ -114,10 +101,6 @@ impl Run {
 /// stream keeps flowing meanwhile.
 fn block<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
-}
-
-fn http_503s(report: &Report) -> usize {
-    report.failures.get("http 503").copied().unwrap_or(0)
 }
 
 /// Each node killed in turn, always the one leading most partitions (so every node, with its
@@ -171,7 +154,7 @@ async fn a_rolling_restart_of_all_three_brokers_loses_nothing() {
     // Leaderships move before a node stops and the others keep two in-sync replicas: the
     // producers only retry against the new leaders, well within the API's publish timeout.
     assert_eq!(
-        http_503s(&report),
+        report.failed("http 503"),
         0,
         "a rolling restart is invisible to clients: {report}"
     );
@@ -215,7 +198,7 @@ async fn two_of_three_brokers_down_posts_answer_503_and_the_mesh_recovers_when_o
     );
     let report = run.ledger("two of three brokers down, then one back").await;
     assert!(
-        http_503s(&report) > 0,
+        report.failed("http 503") > 0,
         "the stream met the outage: {report}"
     );
 }
