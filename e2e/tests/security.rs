@@ -50,15 +50,18 @@ fn reason_of(exit: &Exit) -> String {
         .unwrap_or_default()
 }
 
-fn plaintext_env(bootstrap: &str, timeout_secs: Option<u64>) -> Vec<(String, String)> {
-    let mut env = vec![("PEDIDOS_KAFKA__BOOTSTRAP_SERVERS".into(), bootstrap.into())];
-    if let Some(secs) = timeout_secs {
-        env.push((
-            "PEDIDOS_KAFKA__STARTUP_TIMEOUT_SECS".into(),
-            secs.to_string(),
-        ));
-    }
-    env
+/// Runs fraud with `env` and a start-up bound of [`SHORT_TIMEOUT_SECS`]; asserts it gives up
+/// within that bound, with exit code 1.
+fn gives_up_within_the_short_timeout(env: &[(&str, &str)]) -> Exit {
+    let timeout = Duration::from_secs(SHORT_TIMEOUT_SECS);
+    let mut env: Vec<(&str, String)> = env.iter().map(|(k, v)| (*k, v.to_string())).collect();
+    env.push((
+        "PEDIDOS_KAFKA__STARTUP_TIMEOUT_SECS",
+        SHORT_TIMEOUT_SECS.to_string(),
+    ));
+    let exit = run_until_exit("fraud", &env, timeout + Duration::from_secs(20));
+    exit.assert_failed_within(1, Duration::ZERO, timeout + EXIT_SLACK);
+    exit
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -99,16 +102,7 @@ async fn wrong_sasl_password_is_rejected_at_once_with_the_brokers_reason() {
 #[test]
 fn unknown_host_fails_within_the_startup_timeout_naming_the_host() {
     let host = "pedidos-no-such-host.invalid:9092";
-    let exit = run_until_exit(
-        "fraud",
-        &plaintext_env(host, Some(SHORT_TIMEOUT_SECS)),
-        Duration::from_secs(SHORT_TIMEOUT_SECS) + Duration::from_secs(20),
-    );
-    exit.assert_failed_within(
-        1,
-        Duration::ZERO,
-        Duration::from_secs(SHORT_TIMEOUT_SECS) + EXIT_SLACK,
-    );
+    let exit = gives_up_within_the_short_timeout(&[("PEDIDOS_KAFKA__BOOTSTRAP_SERVERS", host)]);
     exit.assert_stderr_names(&[
         &format!("cannot connect to Kafka at {host} (security.protocol=PLAINTEXT)"),
         "Failed to resolve",
@@ -121,7 +115,7 @@ fn wrong_port_fails_within_the_default_30s_bound() {
     let bootstrap = format!("127.0.0.1:{}", testkit::free_port());
     let exit = run_until_exit(
         "fraud",
-        &plaintext_env(&bootstrap, None),
+        &[("PEDIDOS_KAFKA__BOOTSTRAP_SERVERS", bootstrap.as_str())],
         Duration::from_secs(60),
     );
     exit.assert_failed_within(
@@ -139,23 +133,10 @@ fn wrong_port_fails_within_the_default_30s_bound() {
 fn tls_to_a_plaintext_port_fails_within_the_startup_timeout() {
     // The shared broker's PLAINTEXT listener.
     let plaintext = broker().bootstrap();
-    let exit = run_until_exit(
-        "fraud",
-        &[
-            ("PEDIDOS_KAFKA__BOOTSTRAP_SERVERS", plaintext.as_str()),
-            ("PEDIDOS_KAFKA__SECURITY_PROTOCOL", "SSL"),
-            (
-                "PEDIDOS_KAFKA__STARTUP_TIMEOUT_SECS",
-                &SHORT_TIMEOUT_SECS.to_string(),
-            ),
-        ],
-        Duration::from_secs(SHORT_TIMEOUT_SECS) + Duration::from_secs(20),
-    );
-    exit.assert_failed_within(
-        1,
-        Duration::ZERO,
-        Duration::from_secs(SHORT_TIMEOUT_SECS) + EXIT_SLACK,
-    );
+    let exit = gives_up_within_the_short_timeout(&[
+        ("PEDIDOS_KAFKA__BOOTSTRAP_SERVERS", &plaintext),
+        ("PEDIDOS_KAFKA__SECURITY_PROTOCOL", "SSL"),
+    ]);
     exit.assert_stderr_names(&[&format!(
         "cannot connect to Kafka at {plaintext} (security.protocol=SSL)"
     )]);
@@ -169,16 +150,7 @@ fn tls_to_a_plaintext_port_fails_within_the_startup_timeout() {
 #[test]
 fn plaintext_to_a_tls_port_fails_within_the_startup_timeout() {
     let tls = broker().sasl_ssl_bootstrap();
-    let exit = run_until_exit(
-        "fraud",
-        &plaintext_env(&tls, Some(SHORT_TIMEOUT_SECS)),
-        Duration::from_secs(SHORT_TIMEOUT_SECS) + Duration::from_secs(20),
-    );
-    exit.assert_failed_within(
-        1,
-        Duration::ZERO,
-        Duration::from_secs(SHORT_TIMEOUT_SECS) + EXIT_SLACK,
-    );
+    let exit = gives_up_within_the_short_timeout(&[("PEDIDOS_KAFKA__BOOTSTRAP_SERVERS", &tls)]);
     exit.assert_stderr_names(&[&format!(
         "cannot connect to Kafka at {tls} (security.protocol=PLAINTEXT)"
     )]);
