@@ -323,3 +323,44 @@ impl Mesh {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owned(env: &[(&str, &str)]) -> Vec<(String, String)> {
+        env.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn kafka_env_passes_a_sasl_ssl_login_and_ca_on_and_nothing_more_for_plaintext() {
+        let plaintext = KafkaConfig {
+            bootstrap_servers: "127.0.0.1:1".into(),
+            ..KafkaConfig::default()
+        };
+        assert_eq!(
+            kafka_env(&plaintext),
+            owned(&[("PEDIDOS_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:1")])
+        );
+        let sasl_ssl = KafkaConfig {
+            security_protocol: SecurityProtocol::SaslSsl,
+            sasl_username: "key".into(),
+            sasl_password: shared::config::Secret::new("secret"),
+            ssl_ca_location: Some("/ca.pem".into()),
+            ..plaintext
+        };
+        assert_eq!(
+            kafka_env(&sasl_ssl),
+            owned(&[
+                ("PEDIDOS_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:1"),
+                ("PEDIDOS_KAFKA__SECURITY_PROTOCOL", "SASL_SSL"),
+                ("PEDIDOS_KAFKA__SASL_MECHANISMS", "PLAIN"),
+                ("PEDIDOS_KAFKA__SASL_USERNAME", "key"),
+                ("PEDIDOS_KAFKA__SASL_PASSWORD", "secret"),
+                ("PEDIDOS_KAFKA__SSL_CA_LOCATION", "/ca.pem"),
+            ])
+        );
+    }
+}
