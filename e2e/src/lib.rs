@@ -1,5 +1,13 @@
 //! Support for the end-to-end tests in `tests/`: the real daemon binaries as child processes,
 //! pointed at a test broker, with JSON logs the tests read like an operator would.
+//!
+//! * [`Daemon`]: one daemon process and its log; [`eventually`] and [`message`] to read it.
+//! * [`mesh`]: the four daemons on a broker, in a namespace of their own, over PLAINTEXT or
+//!   SASL_SSL.
+//! * [`orders`]: the orders the tests post.
+//! * [`ledger`]: a stream of orders under faults, and the check of what became of them.
+//! * [`exit`]: a daemon run that must end by itself (a start-up failure).
+//! * [`secure`]: the SASL_SSL broker of the security tests.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -12,7 +20,7 @@ use serde_json::Value;
 
 /// The daemon binaries, built once per test run with the same cargo and profile as the tests,
 /// so a stale binary can never be what a test exercises.
-pub fn binary(name: &str) -> PathBuf {
+fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let dir = BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -77,7 +85,6 @@ pub struct Daemon {
     workdir: PathBuf,
     log: PathBuf,
     child: Option<Child>,
-    starts: usize,
 }
 
 impl Daemon {
@@ -91,7 +98,6 @@ impl Daemon {
             workdir: workdir.to_path_buf(),
             log: workdir.join(format!("{name}.log")),
             child: None,
-            starts: 0,
         };
         daemon.start();
         daemon
@@ -119,7 +125,6 @@ impl Daemon {
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.name)),
         );
-        self.starts += 1;
     }
 
     /// SIGKILL: no chance to flush or commit anything.
