@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use shared::Config;
-use testkit::{read_topic, Record};
+use testkit::{read_topic, ConsumedRecord};
 
-use crate::mesh::order_body;
+use crate::mesh::{Mesh, WAIT};
+use crate::orders::order_body;
 
 /// What the driver saw.
 #[derive(Debug, Default, Clone)]
@@ -209,6 +210,11 @@ impl std::fmt::Display for Report {
 }
 
 impl Report {
+    /// How many POSTs failed with `kind` (`http 503`, `connect`, ...).
+    pub fn failed(&self, kind: &str) -> usize {
+        self.failures.get(kind).copied().unwrap_or(0)
+    }
+
     /// Nothing lost, nothing contradictory, everything seen by notification and monitoring.
     pub fn assert_sound(&self) {
         assert!(
@@ -231,6 +237,25 @@ impl Report {
             "records missing from the audit file\n{self}"
         );
     }
+}
+
+/// Finishes the stream and checks `mesh`'s ledger (nothing lost, contradictory, unnotified or
+/// unaudited) and that every daemon still runs; prints the report as the ledger after `what`.
+pub async fn finish_and_check(mesh: &mut Mesh, driver: Driver, what: &str) -> Report {
+    let sent = driver.finish().await;
+    let notification = &mesh.notification;
+    let report = check(
+        &mesh.config,
+        &sent,
+        || notification.log_events(),
+        &mesh.audit_file,
+        WAIT,
+    )
+    .await;
+    eprintln!("ledger after {what}: {report}");
+    report.assert_sound();
+    mesh.assert_all_running();
+    report
 }
 
 /// Reads what the mesh did and checks it against what the API accepted, waiting (up to
@@ -328,7 +353,7 @@ pub async fn check(
     report.notification_repeats = told.values().map(|n| n - 1).sum();
 
     // monitoring: every record of the four topics in the audit file.
-    let mut records: Vec<Record> = verdicts;
+    let mut records: Vec<ConsumedRecord> = verdicts;
     let n = sent.accepted.len();
     records.extend(read_topic(kafka, &topics.pedidos, n, within).await);
     records.extend(read_topic(kafka, &topics.notificacoes, 2 * n, within).await);
@@ -360,6 +385,6 @@ pub async fn check(
     report
 }
 
-fn field(record: &Record, name: &str) -> String {
+fn field(record: &ConsumedRecord, name: &str) -> String {
     record.json()[name].as_str().unwrap_or_default().to_string()
 }

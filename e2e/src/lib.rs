@@ -1,5 +1,13 @@
 //! Support for the end-to-end tests in `tests/`: the real daemon binaries as child processes,
 //! pointed at a test broker, with JSON logs the tests read like an operator would.
+//!
+//! * [`Daemon`]: one daemon process and its log; [`eventually`] and [`message`] to read it.
+//! * [`mesh`]: the four daemons on a broker, in a namespace of their own, over PLAINTEXT or
+//!   SASL_SSL.
+//! * [`orders`]: the orders the tests post.
+//! * [`ledger`]: a stream of orders under faults, and the check of what became of them.
+//! * [`exit`]: a daemon run that must end by itself (a start-up failure).
+//! * [`secure`]: the SASL_SSL broker of the security tests.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -12,7 +20,7 @@ use serde_json::Value;
 
 /// The daemon binaries, built once per test run with the same cargo and profile as the tests,
 /// so a stale binary can never be what a test exercises.
-pub fn binary(name: &str) -> PathBuf {
+fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let dir = BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -57,15 +65,26 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Daemon `name` as a command that inherits no `PEDIDOS_*` variable from the test's
+/// environment: only the settings a test gives count.
+pub(crate) fn daemon_command(name: &str) -> Command {
+    let mut command = Command::new(binary(name));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("PEDIDOS_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
 /// One daemon process. Killed when dropped.
 pub struct Daemon {
     pub name: String,
-    binary: PathBuf,
+    binary: String,
     env: Vec<(String, String)>,
     workdir: PathBuf,
     log: PathBuf,
     child: Option<Child>,
-    starts: usize,
 }
 
 impl Daemon {
@@ -74,12 +93,11 @@ impl Daemon {
     pub fn spawn(name: &str, binary_name: &str, workdir: &Path, env: &[(String, String)]) -> Self {
         let mut daemon = Self {
             name: name.to_string(),
-            binary: binary(binary_name),
+            binary: binary_name.to_string(),
             env: env.to_vec(),
             workdir: workdir.to_path_buf(),
             log: workdir.join(format!("{name}.log")),
             child: None,
-            starts: 0,
         };
         daemon.start();
         daemon
@@ -93,10 +111,7 @@ impl Daemon {
             .append(true)
             .open(&self.log)
             .expect("daemon log file");
-        let mut command = Command::new(&self.binary);
-        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("PEDIDOS_")) {
-            command.env_remove(key);
-        }
+        let mut command = daemon_command(&self.binary);
         command
             .current_dir(&self.workdir)
             .env("RUST_LOG", "info")
@@ -110,11 +125,6 @@ impl Daemon {
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.name)),
         );
-        self.starts += 1;
-    }
-
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
     }
 
     /// SIGKILL: no chance to flush or commit anything.
@@ -153,25 +163,6 @@ impl Daemon {
             }
             None => false,
         }
-    }
-
-    /// The exit code, waiting up to `within` for the process to end by itself.
-    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Some(child) = self.child.as_mut() {
-                if let Some(status) = child.try_wait().expect("wait on daemon") {
-                    self.child = None;
-                    return status.code();
-                }
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-
-    pub fn log_path(&self) -> &Path {
-        &self.log
     }
 
     /// The whole log as text (for assertion messages and greps).
@@ -244,5 +235,8 @@ pub async fn eventually<T>(
     }
 }
 
+pub mod exit;
 pub mod ledger;
 pub mod mesh;
+pub mod orders;
+pub mod secure;

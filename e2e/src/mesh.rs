@@ -1,13 +1,10 @@
-//! A whole test mesh: settings, start-up, and the orders tests post.
+//! A whole test mesh: its settings and its start-up.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use futures::stream::{self, StreamExt};
-use serde_json::{json, Value};
-use shared::config::FraudConfig;
-use shared::events::Order;
+use shared::config::{FraudConfig, KafkaConfig, SecurityProtocol};
 use shared::Config;
 use testkit::Broker;
 
@@ -47,36 +44,15 @@ pub fn fraud_rules() -> FraudConfig {
     }
 }
 
-/// The `PEDIDOS_*` settings of a test mesh: the broker, the namespace's topics and groups, the
-/// API's port, the audit file and the fraud rules; everything else is the default.
+/// The `PEDIDOS_*` settings of a test mesh: how to reach the broker ([`kafka_env`]), the
+/// namespace ([`namespace_env`]), the API's port, the audit file and the fraud rules;
+/// everything else is the default.
 pub fn env(config: &Config, api_port: u16, audit_file: &Path) -> Vec<(String, String)> {
     let rules = fraud_rules();
-    let topics = &config.topics;
-    [
-        (
-            "PEDIDOS_KAFKA__BOOTSTRAP_SERVERS",
-            config.kafka.bootstrap_servers.clone(),
-        ),
+    let mut env = kafka_env(&config.kafka);
+    env.extend(namespace_env(config));
+    env.extend(pairs([
         ("PEDIDOS_KAFKA__STARTUP_TIMEOUT_SECS", "30".into()),
-        ("PEDIDOS_TOPICS__PEDIDOS", topics.pedidos.clone()),
-        ("PEDIDOS_TOPICS__NOTIFICACOES", topics.notificacoes.clone()),
-        (
-            "PEDIDOS_TOPICS__PEDIDOS_VALIDOS",
-            topics.pedidos_validos.clone(),
-        ),
-        (
-            "PEDIDOS_TOPICS__PEDIDOS_RECUSADOS",
-            topics.pedidos_recusados.clone(),
-        ),
-        ("PEDIDOS_FRAUD__GROUP_ID", config.fraud.group_id.clone()),
-        (
-            "PEDIDOS_NOTIFICATION__GROUP_ID",
-            config.notification.group_id.clone(),
-        ),
-        (
-            "PEDIDOS_MONITORING__GROUP_ID",
-            config.monitoring.group_id.clone(),
-        ),
         ("PEDIDOS_API__LISTEN", format!("127.0.0.1:{api_port}")),
         (
             "PEDIDOS_MONITORING__AUDIT_FILE",
@@ -101,10 +77,68 @@ pub fn env(config: &Config, api_port: u16, audit_file: &Path) -> Vec<(String, St
             "PEDIDOS_FRAUD__BLOCKED_PRODUCTS",
             r#"["contrabando"]"#.into(),
         ),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
+    ]));
+    env
+}
+
+/// The `PEDIDOS_*` settings that reach the broker as `kafka` does, the way `conf.toml` gives
+/// them (for Confluent Cloud: SASL_SSL, PLAIN, a key and a secret): the servers and, beyond
+/// PLAINTEXT, the protocol, the SASL login and the CA. Nothing else of `kafka` (the start-up
+/// timeout, librdkafka properties) is passed on.
+pub fn kafka_env(kafka: &KafkaConfig) -> Vec<(String, String)> {
+    let protocol = kafka.security_protocol;
+    let mut env = vec![(
+        "PEDIDOS_KAFKA__BOOTSTRAP_SERVERS",
+        kafka.bootstrap_servers.clone(),
+    )];
+    if protocol != SecurityProtocol::Plaintext {
+        env.push(("PEDIDOS_KAFKA__SECURITY_PROTOCOL", protocol.as_str().into()));
+    }
+    if protocol.uses_sasl() {
+        env.push((
+            "PEDIDOS_KAFKA__SASL_MECHANISMS",
+            kafka.sasl_mechanisms.clone(),
+        ));
+        env.push(("PEDIDOS_KAFKA__SASL_USERNAME", kafka.sasl_username.clone()));
+        env.push((
+            "PEDIDOS_KAFKA__SASL_PASSWORD",
+            kafka.sasl_password.expose().into(),
+        ));
+    }
+    if let Some(ca) = &kafka.ssl_ca_location {
+        env.push(("PEDIDOS_KAFKA__SSL_CA_LOCATION", ca.display().to_string()));
+    }
+    pairs(env)
+}
+
+/// The `PEDIDOS_*` settings of the namespace of `config`: its topics and consumer groups.
+pub fn namespace_env(config: &Config) -> Vec<(String, String)> {
+    let topics = &config.topics;
+    pairs([
+        ("PEDIDOS_TOPICS__PEDIDOS", topics.pedidos.clone()),
+        ("PEDIDOS_TOPICS__NOTIFICACOES", topics.notificacoes.clone()),
+        (
+            "PEDIDOS_TOPICS__PEDIDOS_VALIDOS",
+            topics.pedidos_validos.clone(),
+        ),
+        (
+            "PEDIDOS_TOPICS__PEDIDOS_RECUSADOS",
+            topics.pedidos_recusados.clone(),
+        ),
+        ("PEDIDOS_FRAUD__GROUP_ID", config.fraud.group_id.clone()),
+        (
+            "PEDIDOS_NOTIFICATION__GROUP_ID",
+            config.notification.group_id.clone(),
+        ),
+        (
+            "PEDIDOS_MONITORING__GROUP_ID",
+            config.monitoring.group_id.clone(),
+        ),
+    ])
+}
+
+fn pairs(env: impl IntoIterator<Item = (&'static str, String)>) -> Vec<(String, String)> {
+    env.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
 /// Partitions a consumer holds according to its latest "partitions assigned" log line.
@@ -134,7 +168,8 @@ pub struct Options {
     /// its partitions back at once instead of waiting for the broker to evict its predecessor.
     /// Off by default, as in `conf.example.toml`.
     pub static_membership: bool,
-    /// Extra `PEDIDOS_*` settings for every daemon (they win over the mesh's own).
+    /// Extra environment variables for every daemon, `PEDIDOS_*` settings or `RUST_LOG` (they
+    /// win over the mesh's own).
     pub env: Vec<(String, String)>,
 }
 
@@ -188,7 +223,8 @@ impl Mesh {
         Self::start_in(broker.config(), options).await
     }
 
-    /// Starts a mesh in the namespace `config` (its Kafka settings, topics and groups).
+    /// Starts a mesh in the namespace `config`: its topics and groups, and its Kafka settings
+    /// (a SASL_SSL login and CA too, as [`kafka_env`] passes them on).
     pub async fn start_in(config: Config, options: Options) -> Mesh {
         let dir = tempfile::Builder::new()
             .prefix("pedidos-mesh-")
@@ -273,79 +309,58 @@ impl Mesh {
         }
     }
 
-    pub fn assert_all_running(&mut self) {
-        let mut daemons: Vec<&mut Daemon> =
-            vec![&mut self.api, &mut self.notification, &mut self.monitoring];
+    /// Every daemon of the mesh: api, the fraud instances, notification, monitoring.
+    pub fn daemons(&mut self) -> Vec<&mut Daemon> {
+        let mut daemons = vec![&mut self.api];
         daemons.extend(self.frauds.iter_mut());
-        for d in daemons {
+        daemons.extend([&mut self.notification, &mut self.monitoring]);
+        daemons
+    }
+
+    pub fn assert_all_running(&mut self) {
+        for d in self.daemons() {
             assert!(d.is_running(), "{} exited. Log:\n{}", d.name, d.log_text());
         }
     }
 }
 
-/// The `i`-th test order: most ordinary, some chosen to trip each rule.
-pub fn order_body(i: usize) -> Value {
-    let (usuario, produto, quantidade, valor) = match i % 10 {
-        0 => (
-            "mallory".to_string(),
-            "livro".to_string(),
-            1,
-            "10.00".to_string(),
-        ),
-        1 => (
-            format!("cliente{}", i % 13),
-            "contrabando".to_string(),
-            1,
-            "10.00".to_string(),
-        ),
-        2 => (
-            format!("cliente{}", i % 13),
-            "tv".to_string(),
-            1,
-            "6000.00".to_string(),
-        ),
-        3 => (
-            format!("cliente{}", i % 13),
-            "geladeira".to_string(),
-            5,
-            "4500.00".to_string(),
-        ),
-        _ => (
-            format!("cliente{}", i % 13),
-            format!("produto{}", i % 17),
-            1 + i % 4,
-            format!("{}.{:02}", 1 + i % 400, i % 100),
-        ),
-    };
-    json!({"usuario": usuario, "produto": produto, "quantidade": quantidade, "valor": valor})
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Posts orders concurrently; returns the accepted orders as the API described them.
-pub async fn post_orders(api_url: &str, bodies: Vec<Value>) -> Vec<Order> {
-    let client = reqwest::Client::new();
-    stream::iter(bodies)
-        .map(|body| {
-            let client = client.clone();
-            async move {
-                let response = client
-                    .post(format!("{api_url}/pedidos"))
-                    .json(&body)
-                    .send()
-                    .await
-                    .expect("POST sent");
-                assert_eq!(response.status(), 202, "order {body} not accepted");
-                let answer: Value = response.json().await.unwrap();
-                Order {
-                    id: answer["id"].as_str().unwrap().parse().unwrap(),
-                    usuario: answer["usuario"].as_str().unwrap().into(),
-                    produto: answer["produto"].as_str().unwrap().into(),
-                    quantidade: answer["quantidade"].as_u64().unwrap() as u32,
-                    valor: answer["valor"].as_str().unwrap().parse().unwrap(),
-                    data_solicitacao: answer["dataSolicitacao"].as_str().unwrap().parse().unwrap(),
-                }
-            }
-        })
-        .buffer_unordered(16)
-        .collect()
-        .await
+    fn owned(env: &[(&str, &str)]) -> Vec<(String, String)> {
+        env.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn kafka_env_passes_a_sasl_ssl_login_and_ca_on_and_nothing_more_for_plaintext() {
+        let plaintext = KafkaConfig {
+            bootstrap_servers: "127.0.0.1:1".into(),
+            ..KafkaConfig::default()
+        };
+        assert_eq!(
+            kafka_env(&plaintext),
+            owned(&[("PEDIDOS_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:1")])
+        );
+        let sasl_ssl = KafkaConfig {
+            security_protocol: SecurityProtocol::SaslSsl,
+            sasl_username: "key".into(),
+            sasl_password: shared::config::Secret::new("secret"),
+            ssl_ca_location: Some("/ca.pem".into()),
+            ..plaintext
+        };
+        assert_eq!(
+            kafka_env(&sasl_ssl),
+            owned(&[
+                ("PEDIDOS_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:1"),
+                ("PEDIDOS_KAFKA__SECURITY_PROTOCOL", "SASL_SSL"),
+                ("PEDIDOS_KAFKA__SASL_MECHANISMS", "PLAIN"),
+                ("PEDIDOS_KAFKA__SASL_USERNAME", "key"),
+                ("PEDIDOS_KAFKA__SASL_PASSWORD", "secret"),
+                ("PEDIDOS_KAFKA__SSL_CA_LOCATION", "/ca.pem"),
+            ])
+        );
+    }
 }

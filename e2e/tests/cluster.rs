@@ -13,11 +13,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use e2e::ledger::{check, Driver, Report};
-use e2e::mesh::{order_body, Mesh, WAIT};
-use e2e::Daemon;
-use rdkafka::consumer::{BaseConsumer, Consumer as _};
-use shared::config::KafkaConfig;
+use e2e::exit::run_until_exit;
+use e2e::ledger::{finish_and_check, Driver, Report};
+use e2e::mesh::{Mesh, WAIT};
+use e2e::orders::assert_posts_answer_503;
 use testkit::Broker;
 
 /// Orders per second of every test's stream.
@@ -94,20 +93,7 @@ impl Run {
     /// unaudited, and the daemons that started with the test are all still running.
     async fn ledger(mut self, what: &str) -> Report {
         self.driver.stop();
-        let sent = self.driver.finish().await;
-        let notification = &self.mesh.notification;
-        let report = check(
-            &self.mesh.config,
-            &sent,
-            || notification.log_events(),
-            &self.mesh.audit_file,
-            WAIT,
-        )
-        .await;
-        eprintln!("ledger after {what}: {report}");
-        report.assert_sound();
-        self.mesh.assert_all_running();
-        report
+        finish_and_check(&mut self.mesh, self.driver, what).await
     }
 }
 
@@ -115,10 +101,6 @@ impl Run {
 /// stream keeps flowing meanwhile.
 fn block<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
-}
-
-fn http_503s(report: &Report) -> usize {
-    report.failures.get("http 503").copied().unwrap_or(0)
 }
 
 /// Each node killed in turn, always the one leading most partitions (so every node, with its
@@ -172,37 +154,10 @@ async fn a_rolling_restart_of_all_three_brokers_loses_nothing() {
     // Leaderships move before a node stops and the others keep two in-sync replicas: the
     // producers only retry against the new leaders, well within the API's publish timeout.
     assert_eq!(
-        http_503s(&report),
+        report.failed("http 503"),
         0,
         "a rolling restart is invisible to clients: {report}"
     );
-}
-
-/// Posts a few orders at once: each must answer 503 within [`POST_ANSWER`]. Returns the
-/// answers' messages.
-async fn assert_posts_answer_503(api_url: &str) -> Vec<String> {
-    let client = reqwest::Client::builder()
-        .timeout(POST_ANSWER)
-        .build()
-        .expect("HTTP client");
-    let posts = (0..3).map(|i| {
-        client
-            .post(format!("{api_url}/pedidos"))
-            .json(&order_body(i))
-            .send()
-    });
-    let mut messages = Vec::new();
-    for response in futures::future::join_all(posts).await {
-        let response = response.expect("the API answers within its publish timeout");
-        assert_eq!(
-            response.status(),
-            503,
-            "no 202 while the cluster cannot acknowledge"
-        );
-        let body: serde_json::Value = response.json().await.expect("a JSON error body");
-        messages.push(body["message"].as_str().unwrap_or_default().to_string());
-    }
-    messages
 }
 
 /// One node crashes and is fenced (every partition is left with two in-sync replicas, the
@@ -226,7 +181,7 @@ async fn two_of_three_brokers_down_posts_answer_503_and_the_mesh_recovers_when_o
     // those have answered, nothing more may be accepted.
     tokio::time::sleep(POST_ANSWER).await;
     let accepted = run.driver.accepted();
-    let messages = assert_posts_answer_503(&run.mesh.api_url).await;
+    let messages = assert_posts_answer_503(&run.mesh.api_url, POST_ANSWER).await;
     eprintln!("POST with two of three brokers down: 503 {messages:?}");
     assert_eq!(
         run.driver.accepted(),
@@ -243,30 +198,21 @@ async fn two_of_three_brokers_down_posts_answer_503_and_the_mesh_recovers_when_o
     );
     let report = run.ledger("two of three brokers down, then one back").await;
     assert!(
-        http_503s(&report) > 0,
+        report.failed("http 503") > 0,
         "the stream met the outage: {report}"
     );
 }
 
-/// Replicas of each partition of `topics`, as the cluster's metadata tells them.
-fn replicas(kafka: &KafkaConfig, topics: &[String]) -> BTreeMap<String, Vec<usize>> {
-    let client: BaseConsumer = shared::kafka::client_config(kafka)
-        .create()
-        .expect("a metadata client");
-    let metadata = client
-        .fetch_metadata(None, Duration::from_secs(10))
-        .expect("the cluster's metadata");
-    metadata
-        .topics()
-        .iter()
-        .filter(|t| topics.iter().any(|name| name == t.name()))
-        .map(|t| {
-            let mut partitions: Vec<_> = t.partitions().iter().collect();
-            partitions.sort_by_key(|p| p.id());
-            let counts = partitions.iter().map(|p| p.replicas().len()).collect();
-            (t.name().to_string(), counts)
-        })
-        .collect()
+/// How many replicas each partition of `topics` has, for those of them that exist.
+fn replica_counts(broker: &Broker, topics: &[String]) -> BTreeMap<String, Vec<usize>> {
+    let mut counts = BTreeMap::new();
+    for topic in topics {
+        let replicas = broker.replicas(topic);
+        if !replicas.is_empty() {
+            counts.insert(topic.clone(), replicas.iter().map(Vec::len).collect());
+        }
+    }
+    counts
 }
 
 /// The daemons create their topics with the cluster's replication factor (3 here) when none
@@ -275,7 +221,7 @@ fn replicas(kafka: &KafkaConfig, topics: &[String]) -> BTreeMap<String, Vec<usiz
 async fn topics_get_3_replicas_and_a_replication_factor_over_the_cluster_size_fails_at_start() {
     let run = Run::start().await;
     let topics = run.mesh.config.topics.all();
-    let created = replicas(&run.mesh.config.kafka, &topics);
+    let created = replica_counts(&run.broker, &topics);
     let expected: BTreeMap<String, Vec<usize>> =
         topics.iter().map(|t| (t.clone(), vec![3; 3])).collect();
     assert_eq!(created, expected, "3 partitions of 3 replicas each");
@@ -289,20 +235,20 @@ async fn topics_get_3_replicas_and_a_replication_factor_over_the_cluster_size_fa
         &dir.path().join("audit.jsonl"),
     );
     env.push(("PEDIDOS_TOPICS__REPLICATION_FACTOR".into(), "4".into()));
-    let mut api = Daemon::spawn("api", "api", dir.path(), &env);
-    let started = Instant::now();
-    let code = block(|| api.wait_exit(WAIT));
-    let took = started.elapsed();
-    let log = api.log_text();
+    let exit = block(|| run_until_exit("api", &env, WAIT));
     assert!(
-        code.is_some_and(|c| c != 0),
-        "the API exits non-zero, not {code:?} after {took:?}:\n{log}"
+        exit.code.is_some_and(|c| c != 0),
+        "the API exits non-zero\n{exit}"
     );
-    let error = log
+    let error = exit
+        .stderr
         .lines()
         .find(|l| l.starts_with("api: "))
-        .unwrap_or_else(|| panic!("no start-up error on stderr:\n{log}"));
-    eprintln!("replication factor 4 on 3 brokers: exit {code:?} after {took:?}: {error}");
+        .unwrap_or_else(|| panic!("no start-up error on stderr\n{exit}"));
+    eprintln!(
+        "replication factor 4 on 3 brokers: exit {:?} after {:?}: {error}",
+        exit.code, exit.elapsed
+    );
     assert!(
         config
             .topics
@@ -315,7 +261,7 @@ async fn topics_get_3_replicas_and_a_replication_factor_over_the_cluster_size_fa
         assert!(error.contains(needed), "the error says {needed:?}: {error}");
     }
     assert!(
-        replicas(&config.kafka, &config.topics.all()).is_empty(),
+        replica_counts(&run.broker, &config.topics.all()).is_empty(),
         "no topic was created with another replication factor"
     );
     run.ledger("topic creation checks").await;

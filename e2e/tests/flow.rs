@@ -6,15 +6,16 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use e2e::mesh::{assigned, fraud_rules, order_body, post_orders, Mesh, WAIT};
+use e2e::mesh::{assigned, fraud_rules, Mesh, WAIT};
+use e2e::orders::{order_body, post_orders};
 use e2e::{eventually, message};
 use serde_json::Value;
 use shared::events::{Order, Status};
-use testkit::{read_topic, Broker, Record};
+use testkit::{read_topic, Broker, ConsumedRecord};
 
 const ORDERS: usize = 520;
 
-fn id_of(record: &Record, field: &str) -> String {
+fn id_of(record: &ConsumedRecord, field: &str) -> String {
     record.json()[field]
         .as_str()
         .unwrap_or_else(|| panic!("no {field} in {:?}", record.payload_str()))
@@ -170,7 +171,7 @@ async fn whole_flow(fraud_instances: usize) {
     // monitoring recorded every record of all four topics.
     let pedidos = read_topic(&kafka, &topics.pedidos, ORDERS, WAIT).await;
     assert_eq!(pedidos.len(), ORDERS);
-    let all: Vec<&Record> = pedidos
+    let all: Vec<&ConsumedRecord> = pedidos
         .iter()
         .chain(&notificacoes)
         .chain(&validos)

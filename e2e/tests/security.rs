@@ -9,29 +9,25 @@
 //! * the whole mesh works over SASL_SSL + PLAIN with CA verification, configured exactly as for
 //!   Confluent Cloud.
 //!
-//! The broker is Apache Kafka itself ([`testkit::Broker::start_sasl_ssl`]): a SASL_SSL listener
-//! that checks PLAIN passwords and presents a certificate of a fresh test CA, beside a PLAINTEXT
-//! listener. One such broker serves every test of this file (none stops it); each test works in
-//! topics and groups of its own ([`Broker::config`]). When Kafka cannot start, the tests fail
-//! with its log; they never skip.
+//! The broker is Apache Kafka itself ([`e2e::secure::broker`]): a SASL_SSL listener that checks
+//! PLAIN passwords and presents a certificate of a fresh test CA, beside a PLAINTEXT listener.
+//! One such broker serves every test of this file (none stops it); each test works in topics and
+//! groups of its own ([`testkit::Broker::config`]), and the meshes are the default one
+//! ([`e2e::mesh::Mesh`]) reaching it over SASL_SSL. When Kafka cannot start, the tests fail with
+//! its log; they never skip.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Read;
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use e2e::{eventually, message, Daemon};
-use futures::stream::{self, StreamExt};
-use serde_json::{json, Value};
-use shared::config::FraudConfig;
-use shared::events::{Order, Status};
-use shared::Config;
-use testkit::{read_topic, Broker};
+use e2e::exit::{run_until_exit, Exit};
+use e2e::mesh::{fraud_rules, Mesh, Options, WAIT};
+use e2e::orders::{order_body, post_orders};
+use e2e::secure::{broker, distinctive_secret, password, sasl_ssl_config, sasl_ssl_env, USER};
+use e2e::{eventually, message};
+use serde_json::Value;
+use shared::events::Status;
+use testkit::read_topic;
 
-const USER: &str = "pedidos";
-const WAIT: Duration = Duration::from_secs(90);
 /// Start-up bound for the cases that have to wait it out (the default, 30 s, is measured once).
 const SHORT_TIMEOUT_SECS: u64 = 5;
 /// Time a daemon may need beyond its start-up bound to print the error and exit.
@@ -40,187 +36,6 @@ const EXIT_SLACK: Duration = Duration::from_secs(3);
 /// the daemon: well inside the default 30 s bound, so it cannot pass by timing out, yet loose
 /// enough for a debug build on a busy 2-core machine.
 const REFUSED_WITHIN: Duration = Duration::from_secs(15);
-
-// ---------------------------------------------------------------------------------------------
-// The shared SASL_SSL broker.
-
-/// A password nobody would type by accident, so a grep for it proves it leaked.
-fn distinctive_secret(what: &str) -> String {
-    format!("Zq9-{what}-{}-xK7vW2sEcReT", std::process::id())
-}
-
-/// [`USER`]'s password on the shared broker.
-fn password() -> String {
-    distinctive_secret("right")
-}
-
-/// Apache Kafka with a SASL_SSL listener knowing only [`USER`], started by the first test that
-/// needs it (a JVM: 5-20 s) and shared by the rest; killed when the test process ends.
-fn broker() -> &'static Broker {
-    static BROKER: OnceLock<Broker> = OnceLock::new();
-    BROKER.get_or_init(|| {
-        let started = Instant::now();
-        let broker = Broker::start_sasl_ssl(&[(USER, &password())]);
-        eprintln!(
-            "SASL_SSL broker on {} (PLAINTEXT {}) ready in {:?}",
-            broker.sasl_ssl_bootstrap(),
-            broker.bootstrap(),
-            started.elapsed()
-        );
-        broker
-    })
-}
-
-fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-/// The daemon settings for the namespace of `config`: its topics, groups and audit file.
-fn namespace_env(config: &Config) -> Vec<(String, String)> {
-    vars(&[
-        ("PEDIDOS_TOPICS__PEDIDOS", &config.topics.pedidos),
-        ("PEDIDOS_TOPICS__NOTIFICACOES", &config.topics.notificacoes),
-        (
-            "PEDIDOS_TOPICS__PEDIDOS_VALIDOS",
-            &config.topics.pedidos_validos,
-        ),
-        (
-            "PEDIDOS_TOPICS__PEDIDOS_RECUSADOS",
-            &config.topics.pedidos_recusados,
-        ),
-        ("PEDIDOS_FRAUD__GROUP_ID", &config.fraud.group_id),
-        (
-            "PEDIDOS_NOTIFICATION__GROUP_ID",
-            &config.notification.group_id,
-        ),
-        ("PEDIDOS_MONITORING__GROUP_ID", &config.monitoring.group_id),
-        (
-            "PEDIDOS_MONITORING__AUDIT_FILE",
-            &config.monitoring.audit_file.display().to_string(),
-        ),
-    ])
-}
-
-/// Settings for the shared broker's SASL_SSL listener, as `conf.toml` gives them for Confluent
-/// Cloud plus `ca`, in the namespace of `config`.
-fn sasl_env(config: &Config, password: &str, ca: &Path) -> Vec<(String, String)> {
-    let mut env = vars(&[
-        (
-            "PEDIDOS_KAFKA__BOOTSTRAP_SERVERS",
-            &broker().sasl_ssl_bootstrap(),
-        ),
-        ("PEDIDOS_KAFKA__SECURITY_PROTOCOL", "SASL_SSL"),
-        ("PEDIDOS_KAFKA__SASL_MECHANISMS", "PLAIN"),
-        ("PEDIDOS_KAFKA__SASL_USERNAME", USER),
-        ("PEDIDOS_KAFKA__SASL_PASSWORD", password),
-        ("PEDIDOS_KAFKA__SSL_CA_LOCATION", &ca.display().to_string()),
-    ]);
-    env.extend(namespace_env(config));
-    env
-}
-
-// ---------------------------------------------------------------------------------------------
-// Running a daemon until it gives up.
-
-/// How a daemon run that was expected to end at start-up ended.
-struct Exit {
-    code: Option<i32>,
-    elapsed: Duration,
-    stdout: String,
-    stderr: String,
-}
-
-impl Exit {
-    fn all_output(&self) -> String {
-        format!("{}{}", self.stdout, self.stderr)
-    }
-}
-
-impl std::fmt::Display for Exit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit code {:?} after {:?}\n--- stderr ---\n{}\n--- stdout ---\n{}",
-            self.code, self.elapsed, self.stderr, self.stdout
-        )
-    }
-}
-
-/// Runs daemon `binary` with exactly the `PEDIDOS_*` variables in `env` (inherited ones removed)
-/// in an empty directory, and waits for it to exit by itself; kills it and fails the test if it
-/// is still running after `bound`.
-fn run_until_exit(binary: &str, env: &[(String, String)], bound: Duration) -> Exit {
-    let workdir = tempfile::Builder::new()
-        .prefix("pedidos-security-")
-        .tempdir()
-        .expect("a working directory for the daemon");
-    let mut command = Command::new(e2e::binary(binary));
-    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("PEDIDOS_")) {
-        command.env_remove(key);
-    }
-    command
-        .current_dir(workdir.path())
-        .env("RUST_LOG", "info")
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let started = Instant::now();
-    let mut child = command
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut text = Vec::new();
-            let _ = pipe.read_to_end(&mut text);
-            String::from_utf8_lossy(&text).into_owned()
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().unwrap()));
-    let stderr = drain(Box::new(child.stderr.take().unwrap()));
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait on the daemon") {
-            break Some(status);
-        }
-        if started.elapsed() > bound {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let elapsed = started.elapsed();
-    let exit = Exit {
-        code: status.and_then(|s| s.code()),
-        elapsed,
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
-    };
-    assert!(
-        status.is_some(),
-        "{binary} was still running after {bound:?} (killed): start-up must fail, not retry \
-         forever\n{exit}"
-    );
-    eprintln!(
-        "{binary}: exit code {:?} after {elapsed:?}; stderr: {}",
-        exit.code,
-        exit.stderr.trim()
-    );
-    exit
-}
-
-/// Asserts every `needle` is in the daemon's stderr, naming the one missing.
-fn assert_stderr_names(exit: &Exit, needles: &[&str]) {
-    for needle in needles {
-        assert!(
-            exit.stderr.contains(needle),
-            "stderr does not name {needle:?}\n{exit}"
-        );
-    }
-}
 
 /// What follows "within <duration>: " in an `Unreachable` error: librdkafka's own words.
 fn reason_of(exit: &Exit) -> String {
@@ -235,23 +50,18 @@ fn reason_of(exit: &Exit) -> String {
         .unwrap_or_default()
 }
 
-fn assert_failed_within(exit: &Exit, code: i32, at_least: Duration, at_most: Duration) {
-    assert_eq!(exit.code, Some(code), "exit code\n{exit}");
-    assert!(
-        exit.elapsed >= at_least && exit.elapsed <= at_most,
-        "expected to exit after {at_least:?}..{at_most:?}\n{exit}"
-    );
-}
-
-fn plaintext_env(bootstrap: &str, timeout_secs: Option<u64>) -> Vec<(String, String)> {
-    let mut env = vars(&[("PEDIDOS_KAFKA__BOOTSTRAP_SERVERS", bootstrap)]);
-    if let Some(secs) = timeout_secs {
-        env.push((
-            "PEDIDOS_KAFKA__STARTUP_TIMEOUT_SECS".into(),
-            secs.to_string(),
-        ));
-    }
-    env
+/// Runs fraud with `env` and a start-up bound of [`SHORT_TIMEOUT_SECS`]; asserts it gives up
+/// within that bound, with exit code 1.
+fn gives_up_within_the_short_timeout(env: &[(&str, &str)]) -> Exit {
+    let timeout = Duration::from_secs(SHORT_TIMEOUT_SECS);
+    let mut env: Vec<(&str, String)> = env.iter().map(|(k, v)| (*k, v.to_string())).collect();
+    env.push((
+        "PEDIDOS_KAFKA__STARTUP_TIMEOUT_SECS",
+        SHORT_TIMEOUT_SECS.to_string(),
+    ));
+    let exit = run_until_exit("fraud", &env, timeout + Duration::from_secs(20));
+    exit.assert_failed_within(1, Duration::ZERO, timeout + EXIT_SLACK);
+    exit
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -269,23 +79,20 @@ async fn wrong_sasl_password_is_rejected_at_once_with_the_brokers_reason() {
     // The default 30 s bound: a refused login must not wait for it.
     let exit = run_until_exit(
         "fraud",
-        &sasl_env(&broker.config(), &wrong, broker.ca_file()),
+        &sasl_ssl_env(&wrong, broker.ca_file()),
         Duration::from_secs(60),
     );
-    assert_failed_within(&exit, 1, Duration::ZERO, REFUSED_WITHIN);
+    exit.assert_failed_within(1, Duration::ZERO, REFUSED_WITHIN);
     // The reason is Kafka's own (PlainServerCallbackHandler's), relayed by librdkafka: no TLS or
     // network failure in disguise.
-    assert_stderr_names(
-        &exit,
-        &[
-            &format!(
-                "Kafka at {} rejected the credentials of user \"{USER}\"",
-                broker.sasl_ssl_bootstrap()
-            ),
-            "sasl.mechanisms=PLAIN",
-            "Authentication failed: Invalid username or password",
-        ],
-    );
+    exit.assert_stderr_names(&[
+        &format!(
+            "Kafka at {} rejected the credentials of user \"{USER}\"",
+            broker.sasl_ssl_bootstrap()
+        ),
+        "sasl.mechanisms=PLAIN",
+        "Authentication failed: Invalid username or password",
+    ]);
     assert!(
         !exit.all_output().contains(&wrong),
         "password leaked\n{exit}"
@@ -295,24 +102,11 @@ async fn wrong_sasl_password_is_rejected_at_once_with_the_brokers_reason() {
 #[test]
 fn unknown_host_fails_within_the_startup_timeout_naming_the_host() {
     let host = "pedidos-no-such-host.invalid:9092";
-    let exit = run_until_exit(
-        "fraud",
-        &plaintext_env(host, Some(SHORT_TIMEOUT_SECS)),
-        Duration::from_secs(SHORT_TIMEOUT_SECS) + Duration::from_secs(20),
-    );
-    assert_failed_within(
-        &exit,
-        1,
-        Duration::ZERO,
-        Duration::from_secs(SHORT_TIMEOUT_SECS) + EXIT_SLACK,
-    );
-    assert_stderr_names(
-        &exit,
-        &[
-            &format!("cannot connect to Kafka at {host} (security.protocol=PLAINTEXT)"),
-            "Failed to resolve",
-        ],
-    );
+    let exit = gives_up_within_the_short_timeout(&[("PEDIDOS_KAFKA__BOOTSTRAP_SERVERS", host)]);
+    exit.assert_stderr_names(&[
+        &format!("cannot connect to Kafka at {host} (security.protocol=PLAINTEXT)"),
+        "Failed to resolve",
+    ]);
 }
 
 #[test]
@@ -321,52 +115,31 @@ fn wrong_port_fails_within_the_default_30s_bound() {
     let bootstrap = format!("127.0.0.1:{}", testkit::free_port());
     let exit = run_until_exit(
         "fraud",
-        &plaintext_env(&bootstrap, None),
+        &[("PEDIDOS_KAFKA__BOOTSTRAP_SERVERS", bootstrap.as_str())],
         Duration::from_secs(60),
     );
-    assert_failed_within(
-        &exit,
+    exit.assert_failed_within(
         1,
         Duration::from_secs(29),
         Duration::from_secs(30) + EXIT_SLACK,
     );
-    assert_stderr_names(
-        &exit,
-        &[
-            &format!("cannot connect to Kafka at {bootstrap} (security.protocol=PLAINTEXT)"),
-            "Connection refused",
-        ],
-    );
+    exit.assert_stderr_names(&[
+        &format!("cannot connect to Kafka at {bootstrap} (security.protocol=PLAINTEXT)"),
+        "Connection refused",
+    ]);
 }
 
 #[test]
 fn tls_to_a_plaintext_port_fails_within_the_startup_timeout() {
     // The shared broker's PLAINTEXT listener.
     let plaintext = broker().bootstrap();
-    let exit = run_until_exit(
-        "fraud",
-        &vars(&[
-            ("PEDIDOS_KAFKA__BOOTSTRAP_SERVERS", &plaintext),
-            ("PEDIDOS_KAFKA__SECURITY_PROTOCOL", "SSL"),
-            (
-                "PEDIDOS_KAFKA__STARTUP_TIMEOUT_SECS",
-                &SHORT_TIMEOUT_SECS.to_string(),
-            ),
-        ]),
-        Duration::from_secs(SHORT_TIMEOUT_SECS) + Duration::from_secs(20),
-    );
-    assert_failed_within(
-        &exit,
-        1,
-        Duration::ZERO,
-        Duration::from_secs(SHORT_TIMEOUT_SECS) + EXIT_SLACK,
-    );
-    assert_stderr_names(
-        &exit,
-        &[&format!(
-            "cannot connect to Kafka at {plaintext} (security.protocol=SSL)"
-        )],
-    );
+    let exit = gives_up_within_the_short_timeout(&[
+        ("PEDIDOS_KAFKA__BOOTSTRAP_SERVERS", &plaintext),
+        ("PEDIDOS_KAFKA__SECURITY_PROTOCOL", "SSL"),
+    ]);
+    exit.assert_stderr_names(&[&format!(
+        "cannot connect to Kafka at {plaintext} (security.protocol=SSL)"
+    )]);
     let reason = reason_of(&exit);
     assert!(
         reason.contains("SSL handshake") || reason.contains("SSL_HANDSHAKE"),
@@ -377,23 +150,10 @@ fn tls_to_a_plaintext_port_fails_within_the_startup_timeout() {
 #[test]
 fn plaintext_to_a_tls_port_fails_within_the_startup_timeout() {
     let tls = broker().sasl_ssl_bootstrap();
-    let exit = run_until_exit(
-        "fraud",
-        &plaintext_env(&tls, Some(SHORT_TIMEOUT_SECS)),
-        Duration::from_secs(SHORT_TIMEOUT_SECS) + Duration::from_secs(20),
-    );
-    assert_failed_within(
-        &exit,
-        1,
-        Duration::ZERO,
-        Duration::from_secs(SHORT_TIMEOUT_SECS) + EXIT_SLACK,
-    );
-    assert_stderr_names(
-        &exit,
-        &[&format!(
-            "cannot connect to Kafka at {tls} (security.protocol=PLAINTEXT)"
-        )],
-    );
+    let exit = gives_up_within_the_short_timeout(&[("PEDIDOS_KAFKA__BOOTSTRAP_SERVERS", &tls)]);
+    exit.assert_stderr_names(&[&format!(
+        "cannot connect to Kafka at {tls} (security.protocol=PLAINTEXT)"
+    )]);
     // Kafka's TLS listener hangs up on the plaintext ApiVersions request.
     let reason = reason_of(&exit);
     assert!(
@@ -407,25 +167,22 @@ fn missing_ca_file_is_a_configuration_error_naming_the_key() {
     let missing = "/nonexistent/pedidos-test/ca.pem";
     let exit = run_until_exit(
         "fraud",
-        &vars(&[
+        &[
             ("PEDIDOS_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:9"),
             ("PEDIDOS_KAFKA__SECURITY_PROTOCOL", "SASL_SSL"),
             ("PEDIDOS_KAFKA__SASL_USERNAME", USER),
             ("PEDIDOS_KAFKA__SASL_PASSWORD", "irrelevant"),
             ("PEDIDOS_KAFKA__SSL_CA_LOCATION", missing),
-        ]),
+        ],
         Duration::from_secs(20),
     );
-    assert_failed_within(&exit, 2, Duration::ZERO, Duration::from_secs(5));
-    assert_stderr_names(
-        &exit,
-        &[
-            "configuration error",
-            "PEDIDOS_KAFKA__SSL_CA_LOCATION",
-            "kafka.ssl_ca_location",
-            missing,
-        ],
-    );
+    exit.assert_failed_within(2, Duration::ZERO, Duration::from_secs(5));
+    exit.assert_stderr_names(&[
+        "configuration error",
+        "PEDIDOS_KAFKA__SSL_CA_LOCATION",
+        "kafka.ssl_ca_location",
+        missing,
+    ]);
 }
 
 #[test]
@@ -434,20 +191,17 @@ fn wrong_ca_is_refused_at_once_with_a_certificate_verification_error() {
     let password = password();
     let exit = run_until_exit(
         "fraud",
-        &sasl_env(&broker.config(), &password, broker.wrong_ca_file()),
+        &sasl_ssl_env(&password, broker.wrong_ca_file()),
         Duration::from_secs(60),
     );
-    assert_failed_within(&exit, 1, Duration::ZERO, REFUSED_WITHIN);
-    assert_stderr_names(
-        &exit,
-        &[
-            &format!(
-                "cannot connect to Kafka at {} (security.protocol=SASL_SSL)",
-                broker.sasl_ssl_bootstrap()
-            ),
-            "certificate verify failed",
-        ],
-    );
+    exit.assert_failed_within(1, Duration::ZERO, REFUSED_WITHIN);
+    exit.assert_stderr_names(&[
+        &format!(
+            "cannot connect to Kafka at {} (security.protocol=SASL_SSL)",
+            broker.sasl_ssl_bootstrap()
+        ),
+        "certificate verify failed",
+    ]);
     assert!(
         !exit.all_output().contains(&password),
         "password leaked\n{exit}"
@@ -458,7 +212,7 @@ fn wrong_ca_is_refused_at_once_with_a_certificate_verification_error() {
 // Secrets.
 
 /// Every place the secret could leak to: the output of each process, at debug level.
-fn assert_secret_absent(secret: &str, outputs: &[(&str, String)]) {
+fn assert_secret_absent(secret: &str, outputs: &[(String, String)]) {
     for (what, text) in outputs {
         assert!(!text.is_empty(), "{what}: no output at all");
         assert!(
@@ -472,25 +226,29 @@ fn assert_secret_absent(secret: &str, outputs: &[(&str, String)]) {
     }
 }
 
-#[test]
-fn secrets_never_appear_in_output_at_debug_level() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_appear_in_output_at_debug_level() {
     let broker = broker();
-    let config = broker.config();
     // Our debug logs, and librdkafka's own debug logs (configuration dump, SASL) as well.
-    let debug = |env: Vec<(String, String)>, librdkafka: &str| {
-        let mut env = env;
-        env.push(("RUST_LOG".into(), "debug".into()));
-        env.push(("PEDIDOS_KAFKA__PROPERTIES__DEBUG".into(), librdkafka.into()));
-        env
+    let debug = |librdkafka: &str| {
+        vec![
+            ("RUST_LOG".to_string(), "debug".to_string()),
+            (
+                "PEDIDOS_KAFKA__PROPERTIES__DEBUG".to_string(),
+                librdkafka.to_string(),
+            ),
+        ]
     };
 
     // Refused: both daemons exit, and neither repeats the password it sent.
     let wrong = distinctive_secret("bad");
     let mut outputs = Vec::new();
     for binary in ["fraud", "api"] {
-        let mut env = debug(sasl_env(&config, &wrong, broker.ca_file()), "all");
+        let mut env = sasl_ssl_env(&wrong, broker.ca_file());
+        env.extend(debug("all"));
         env.push(("PEDIDOS_API__LISTEN".into(), "127.0.0.1:0".into()));
-        let exit = run_until_exit(binary, &env, Duration::from_secs(60));
+        let exit =
+            tokio::task::block_in_place(|| run_until_exit(binary, &env, Duration::from_secs(60)));
         assert_eq!(exit.code, Some(1), "{binary}\n{exit}");
         assert!(
             exit.stderr.contains("rejected the credentials"),
@@ -500,60 +258,35 @@ fn secrets_never_appear_in_output_at_debug_level() {
             exit.stdout.contains("sasl.password = [redacted]"),
             "{binary} ran with librdkafka's configuration dump\n{exit}"
         );
-        outputs.push((binary, exit.all_output()));
+        outputs.push((binary.to_string(), exit.all_output()));
     }
     assert_secret_absent(&wrong, &outputs);
 
-    // Working: api and fraud connect, an order goes through, then they stop cleanly.
+    // Working: the whole mesh connects, an order goes through, then every daemon stops cleanly.
     let right = password();
-    let dir = tempfile::Builder::new()
-        .prefix("pedidos-security-")
-        .tempdir()
-        .expect("a working directory for the daemons");
-    let api_port = testkit::free_port();
-    let mut env = debug(
-        sasl_env(&config, &right, broker.ca_file()),
-        "conf,security,broker",
-    );
-    env.push((
-        "PEDIDOS_API__LISTEN".into(),
-        format!("127.0.0.1:{api_port}"),
-    ));
-    let mut api = Daemon::spawn("api", "api", dir.path(), &env);
-    let mut fraud = Daemon::spawn("fraud", "fraud", dir.path(), &env);
-    api.wait_for_log("the API to listen", WAIT, |e| {
-        message(e).starts_with("pedidos API listening")
-    });
-    fraud.wait_for_log("fraud to consume", WAIT, |e| message(e) == "consuming");
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let client = reqwest::Client::new();
-        let response = client
-            .post(format!("http://127.0.0.1:{api_port}/pedidos"))
-            .json(&json!({"usuario": "ana", "produto": "livro", "quantidade": 1, "valor": "10.00"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 202);
-        let id = response.json::<Value>().await.unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        eventually("the order's verdict", WAIT, || {
-            fraud
-                .log_events()
-                .iter()
-                .any(|e| message(e) == "verdict" && e["pedido"] == id.as_str())
-                .then_some(())
-        })
-        .await;
-    });
-    assert_eq!(api.terminate(Duration::from_secs(30)), Some(0), "api");
-    assert_eq!(fraud.terminate(Duration::from_secs(30)), Some(0), "fraud");
-    assert_secret_absent(
-        &right,
-        &[("api", api.log_text()), ("fraud", fraud.log_text())],
-    );
+    let options = Options {
+        env: debug("conf,security,broker"),
+        ..Options::default()
+    };
+    let mut mesh = Mesh::start_in(sasl_ssl_config(&right, broker.ca_file()), options).await;
+    let order = &post_orders(&mesh.api_url, vec![order_body(4)]).await[0];
+    let id = order.id.to_string();
+    let fraud = &mesh.frauds[0];
+    eventually("the order's verdict", WAIT, || {
+        fraud
+            .log_events()
+            .iter()
+            .any(|e| message(e) == "verdict" && e["pedido"] == id.as_str())
+            .then_some(())
+    })
+    .await;
+    let mut logs = Vec::new();
+    for daemon in mesh.daemons() {
+        let code = tokio::task::block_in_place(|| daemon.terminate(Duration::from_secs(30)));
+        assert_eq!(code, Some(0), "{} exits 0 on SIGTERM", daemon.name);
+        logs.push((daemon.name.clone(), daemon.log_text()));
+    }
+    assert_secret_absent(&right, &logs);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -561,102 +294,20 @@ fn secrets_never_appear_in_output_at_debug_level() {
 
 const ORDERS: usize = 50;
 
-fn fraud_rules() -> FraudConfig {
-    FraudConfig {
-        seed: 11,
-        refusal_probability: 0.3,
-        max_valor: Some("5000".parse().unwrap()),
-        max_total: Some("20000".parse().unwrap()),
-        blocked_users: vec!["mallory".into()],
-        ..FraudConfig::default()
-    }
-}
-
-fn order_body(i: usize) -> Value {
-    // one in ten from a blocked user, one in ten over the unit price limit
-    let (usuario, valor) = match i % 10 {
-        0 => ("mallory".to_string(), "10.00".to_string()),
-        1 => (format!("cliente{}", i % 7), "6000.00".to_string()),
-        _ => (
-            format!("cliente{}", i % 7),
-            format!("{}.{:02}", 1 + i % 300, i % 100),
-        ),
-    };
-    json!({"usuario": usuario, "produto": format!("produto{}", i % 5), "quantidade": 1 + i % 3, "valor": valor})
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whole_flow_over_sasl_ssl_with_ca_verification() {
-    let broker = broker();
     let password = password();
-    let config = broker.config();
-    let topics = &config.topics;
-    // The tests read back over SASL_SSL too, with the settings the daemons use.
-    let kafka = broker.sasl_ssl_config(USER, &password);
-    let dir = tempfile::Builder::new()
-        .prefix("pedidos-security-")
-        .tempdir()
-        .expect("a working directory for the mesh");
-    let api_port = testkit::free_port();
-    let rules = fraud_rules();
-    let mut env = sasl_env(&config, &password, broker.ca_file());
-    env.extend(vars(&[
-        ("PEDIDOS_KAFKA__STARTUP_TIMEOUT_SECS", "20"),
-        ("PEDIDOS_API__LISTEN", &format!("127.0.0.1:{api_port}")),
-        ("PEDIDOS_FRAUD__SEED", &rules.seed.to_string()),
-        (
-            "PEDIDOS_FRAUD__REFUSAL_PROBABILITY",
-            &rules.refusal_probability.to_string(),
-        ),
-        (
-            "PEDIDOS_FRAUD__MAX_VALOR",
-            &format!("\"{}\"", rules.max_valor.unwrap()),
-        ),
-        (
-            "PEDIDOS_FRAUD__MAX_TOTAL",
-            &format!("\"{}\"", rules.max_total.unwrap()),
-        ),
-        ("PEDIDOS_FRAUD__BLOCKED_USERS", r#"["mallory"]"#),
-    ]));
-
     let started = Instant::now();
-    let mut daemons: Vec<Daemon> = ["api", "fraud", "notification", "monitoring"]
-        .iter()
-        .map(|name| Daemon::spawn(name, name, dir.path(), &env))
-        .collect();
-    daemons[0].wait_for_log("the API to listen", WAIT, |e| {
-        message(e).starts_with("pedidos API listening")
-    });
-    for d in &daemons[1..] {
-        d.wait_for_log("partitions to be assigned", WAIT, |e| {
-            message(e) == "partitions assigned"
-        });
-    }
+    let mut mesh = Mesh::start_in(
+        sasl_ssl_config(&password, broker().ca_file()),
+        Options::default(),
+    )
+    .await;
     eprintln!("mesh up over SASL_SSL in {:?}", started.elapsed());
+    // The tests read back over SASL_SSL too, with the settings the daemons use.
+    let (kafka, topics) = (mesh.config.kafka.clone(), mesh.config.topics.clone());
 
-    let client = reqwest::Client::new();
-    let api_url = format!("http://127.0.0.1:{api_port}");
-    let orders: Vec<Order> = stream::iter((0..ORDERS).map(order_body))
-        .map(|body| {
-            let client = client.clone();
-            let url = format!("{api_url}/pedidos");
-            async move {
-                let response = client.post(url).json(&body).send().await.unwrap();
-                assert_eq!(response.status(), 202, "order {body} not accepted");
-                let a: Value = response.json().await.unwrap();
-                Order {
-                    id: a["id"].as_str().unwrap().parse().unwrap(),
-                    usuario: a["usuario"].as_str().unwrap().into(),
-                    produto: a["produto"].as_str().unwrap().into(),
-                    quantidade: a["quantidade"].as_u64().unwrap() as u32,
-                    valor: a["valor"].as_str().unwrap().parse().unwrap(),
-                    data_solicitacao: a["dataSolicitacao"].as_str().unwrap().parse().unwrap(),
-                }
-            }
-        })
-        .buffer_unordered(8)
-        .collect()
-        .await;
+    let orders = post_orders(&mesh.api_url, (0..ORDERS).map(order_body).collect()).await;
     assert_eq!(orders.len(), ORDERS);
 
     let rules = fraud::Rules::new(&fraud_rules());
@@ -703,7 +354,8 @@ async fn whole_flow_over_sasl_ssl_with_ca_verification() {
 
     // notification told each verdict once, through Notificacoes.
     let told = eventually("notification to tell every verdict", WAIT, || {
-        let told: Vec<(String, String)> = daemons[2]
+        let told: Vec<(String, String)> = mesh
+            .notification
             .log_events()
             .iter()
             .filter(|e| {
@@ -733,7 +385,7 @@ async fn whole_flow_over_sasl_ssl_with_ca_verification() {
     }
 
     // monitoring audited every verdict record.
-    let audit_file = config.monitoring.audit_file.clone();
+    let audit_file = mesh.audit_file.clone();
     let verdicts: HashSet<(String, i64, i64)> = validos
         .iter()
         .chain(&recusados)
@@ -756,8 +408,8 @@ async fn whole_flow_over_sasl_ssl_with_ca_verification() {
     })
     .await;
 
-    for d in &mut daemons {
-        assert!(d.is_running(), "{} exited. Log:\n{}", d.name, d.log_text());
+    mesh.assert_all_running();
+    for d in mesh.daemons() {
         assert!(
             !d.log_text().contains(&password),
             "{}: password in the log",

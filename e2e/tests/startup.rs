@@ -1,31 +1,15 @@
 //! What an operator sees when a daemon cannot start: bad configuration is a clear error naming
 //! the file (or variable) and the key, with exit status 2; `--log-format json` gives JSON lines.
 
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-fn run(
-    daemon: &str,
-    args: &[&str],
-    env: &[(&str, &str)],
-    dir: &std::path::Path,
-) -> (Output, Duration) {
-    let mut command = Command::new(e2e::binary(daemon));
-    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("PEDIDOS_")) {
-        command.env_remove(key);
-    }
-    let started = Instant::now();
-    let output = command
-        .args(args)
-        .envs(env.iter().copied())
-        .current_dir(dir)
-        .output()
-        .expect("daemon runs");
-    (output, started.elapsed())
-}
+use e2e::exit::{run_in, Exit};
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+/// Every case here ends within seconds; a daemon still running after this is a failure.
+const BOUND: Duration = Duration::from_secs(30);
+
+fn run(daemon: &str, args: &[&str], env: &[(&str, &str)], dir: &std::path::Path) -> Exit {
+    run_in(dir, daemon, args, env, BOUND)
 }
 
 #[test]
@@ -43,20 +27,18 @@ fn bad_configuration_exits_2_naming_the_file_and_key() {
         for (what, toml, key) in &cases {
             let path = dir.join("bad.toml");
             std::fs::write(&path, toml).unwrap();
-            let (out, took) = run(daemon, &["--config", path.to_str().unwrap()], &[], &dir);
-            assert_eq!(
-                out.status.code(),
-                Some(2),
-                "{daemon}, {what}: {}",
-                stderr(&out)
-            );
-            let err = stderr(&out);
+            let out = run(daemon, &["--config", path.to_str().unwrap()], &[], &dir);
+            assert_eq!(out.code, Some(2), "{daemon}, {what}: {}", out.stderr);
+            let err = &out.stderr;
             assert!(
                 err.contains("bad.toml"),
                 "{daemon}, {what}: names the file: {err}"
             );
             assert!(err.contains(key), "{daemon}, {what}: names {key}: {err}");
-            assert!(took < Duration::from_secs(5), "{daemon}, {what}: immediate");
+            assert!(
+                out.elapsed < Duration::from_secs(5),
+                "{daemon}, {what}: immediate"
+            );
         }
     }
 }
@@ -65,14 +47,14 @@ fn bad_configuration_exits_2_naming_the_file_and_key() {
 fn a_bad_environment_variable_is_named() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
-    let (out, _) = run(
+    let out = run(
         "fraud",
         &[],
         &[("PEDIDOS_FRAUD__REFUSAL_PROBABILITY", "muito")],
         &dir,
     );
-    assert_eq!(out.status.code(), Some(2));
-    let err = stderr(&out);
+    assert_eq!(out.code, Some(2));
+    let err = &out.stderr;
     assert!(
         err.contains("PEDIDOS_FRAUD__REFUSAL_PROBABILITY")
             && err.contains("fraud.refusal_probability"),
@@ -84,9 +66,9 @@ fn a_bad_environment_variable_is_named() {
 fn a_missing_explicit_config_file_is_an_error() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
-    let (out, _) = run("notification", &["--config", "nowhere.toml"], &[], &dir);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("nowhere.toml"), "{}", stderr(&out));
+    let out = run("notification", &["--config", "nowhere.toml"], &[], &dir);
+    assert_eq!(out.code, Some(2));
+    assert!(out.stderr.contains("nowhere.toml"), "{}", out.stderr);
 }
 
 #[test]
@@ -94,12 +76,12 @@ fn conf_toml_in_the_working_directory_is_read() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
     std::fs::write(dir.join("conf.toml"), "[kafka]\nsasl_pasword = \"typo\"\n").unwrap();
-    let (out, _) = run("fraud", &[], &[], &dir);
-    assert_eq!(out.status.code(), Some(2));
+    let out = run("fraud", &[], &[], &dir);
+    assert_eq!(out.code, Some(2));
     assert!(
-        stderr(&out).contains("conf.toml") && stderr(&out).contains("sasl_pasword"),
+        out.stderr.contains("conf.toml") && out.stderr.contains("sasl_pasword"),
         "{}",
-        stderr(&out)
+        out.stderr
     );
 }
 
@@ -109,7 +91,7 @@ fn json_logs_on_request_and_a_plain_exit_when_the_broker_is_unreachable() {
     let dir = tmp.path().to_path_buf();
     let port = testkit::free_port().to_string();
     let bootstrap = format!("127.0.0.1:{port}");
-    let (out, took) = run(
+    let out = run(
         "notification",
         &["--log-format", "json"],
         &[
@@ -118,18 +100,22 @@ fn json_logs_on_request_and_a_plain_exit_when_the_broker_is_unreachable() {
         ],
         &dir,
     );
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
     assert!(
-        took < Duration::from_secs(15),
-        "gave up after its timeout, took {took:?}"
+        out.elapsed < Duration::from_secs(15),
+        "gave up after its timeout, took {:?}",
+        out.elapsed
     );
-    let err = stderr(&out);
+    let err = &out.stderr;
     assert!(
         err.contains(&bootstrap) && err.contains("PLAINTEXT"),
         "says which servers and protocol: {err}"
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
+    let lines: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
     assert!(!lines.is_empty(), "logged something");
     for line in lines {
         let event: serde_json::Value =

@@ -264,6 +264,30 @@ impl Broker {
         partitions.into_iter().map(|(_, leader)| leader).collect()
     }
 
+    /// The replicas (node ids) of each partition of `topic`, by partition; empty if there is no
+    /// such topic. Read from the metadata of all topics, so that asking never creates one.
+    pub fn replicas(&self, topic: &str) -> Vec<Vec<i32>> {
+        let metadata = self
+            .metadata_client()
+            .fetch_metadata(None, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("no metadata: {e}\n{}", self.log()));
+        let mut partitions: Vec<(i32, Vec<i32>)> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic)
+            .flat_map(|t| {
+                t.partitions()
+                    .iter()
+                    .map(|p| (p.id(), p.replicas().to_vec()))
+            })
+            .collect();
+        partitions.sort();
+        partitions
+            .into_iter()
+            .map(|(_, replicas)| replicas)
+            .collect()
+    }
+
     /// Waits until every partition of every topic has a leader and all its replicas in sync,
     /// e.g. after a node came back. Panics with the nodes' logs after `timeout`.
     pub fn wait_in_sync(&self, timeout: Duration) {

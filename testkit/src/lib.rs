@@ -3,7 +3,8 @@
 //! * [`Broker`]: real Apache Kafka (KRaft) as child processes, through the same launcher as the
 //!   local run (`scripts/kafka.sh`): one node, a three-node cluster, a SASL_SSL listener, or one
 //!   node shared by a test binary's tests, each test in topics and groups of its own.
-//! * [`read_topic`]: reads a whole topic from the beginning with a throw-away consumer.
+//! * [`read_topic`]: reads a whole topic from the beginning with a throw-away consumer, as
+//!   [`ConsumedRecord`]s.
 //! * [`produce_raw`], [`produce_raw_many`]: write arbitrary bytes (garbage included) into a
 //!   topic.
 //! * [`free_port`]: a TCP port on 127.0.0.1 that was free a moment ago.
@@ -29,5 +30,5 @@ mod records;
 mod tls;
 
 pub use broker::{free_port, free_ports, Broker};
-pub use records::{produce_raw, produce_raw_many, read_topic, Record};
+pub use records::{produce_raw, produce_raw_many, read_topic, ConsumedRecord};
 pub use tls::TlsFiles;

@@ -17,7 +17,7 @@ const QUIET: Duration = Duration::from_millis(300);
 
 /// One record as read from a topic, detached from the consumer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
+pub struct ConsumedRecord {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
@@ -28,7 +28,7 @@ pub struct Record {
     pub timestamp_ms: Option<i64>,
 }
 
-impl Record {
+impl ConsumedRecord {
     /// The key as text (invalid UTF-8 replaced by U+FFFD), `None` without a key.
     pub fn key_str(&self) -> Option<String> {
         self.key
@@ -74,9 +74,9 @@ impl Record {
     }
 }
 
-impl From<&BorrowedMessage<'_>> for Record {
+impl From<&BorrowedMessage<'_>> for ConsumedRecord {
     fn from(m: &BorrowedMessage<'_>) -> Self {
-        Record {
+        ConsumedRecord {
             topic: m.topic().to_string(),
             partition: m.partition(),
             offset: m.offset(),
@@ -114,7 +114,7 @@ pub async fn read_topic(
     topic: &str,
     expected: usize,
     timeout: Duration,
-) -> Vec<Record> {
+) -> Vec<ConsumedRecord> {
     let deadline = Instant::now() + timeout;
     let consumer = shared::kafka::reader(kafka)
         .unwrap_or_else(|e| panic!("cannot create a reader for {topic}: {e}"));
@@ -153,7 +153,7 @@ pub async fn read_topic(
         }
         match tokio::time::timeout_at(until, consumer.recv()).await {
             Ok(Ok(message)) => {
-                records.push(Record::from(&message));
+                records.push(ConsumedRecord::from(&message));
                 last_arrival = Instant::now();
             }
             // Transient (e.g. the broker is restarting): librdkafka keeps retrying.

@@ -4,11 +4,11 @@
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use testkit::{produce_raw, produce_raw_many, read_topic, Broker, Record};
+use testkit::{produce_raw, produce_raw_many, read_topic, Broker, ConsumedRecord};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn by_position(mut records: Vec<Record>) -> Vec<Record> {
+fn by_position(mut records: Vec<ConsumedRecord>) -> Vec<ConsumedRecord> {
     records.sort_by_key(|r| (r.partition, r.offset));
     records
 }
@@ -160,7 +160,7 @@ async fn acknowledged_records_survive_kill_9_and_sigterm_of_the_broker() {
     broker.restart();
     let keys: Vec<String> = by_position(read_topic(&kafka, topic, 4, WAIT).await)
         .iter()
-        .filter_map(Record::key_str)
+        .filter_map(ConsumedRecord::key_str)
         .collect();
     let mut keys = keys;
     keys.sort();
@@ -215,7 +215,7 @@ async fn a_three_node_cluster_keeps_acknowledged_records_when_a_leader_dies() {
     let keys: Vec<String> = read_topic(&config.kafka, topic, 2, WAIT)
         .await
         .iter()
-        .filter_map(Record::key_str)
+        .filter_map(ConsumedRecord::key_str)
         .collect();
     assert_eq!(keys.len(), 2, "{keys:?}");
     assert!(keys.contains(&"before".to_string()) && keys.contains(&"during".to_string()));
