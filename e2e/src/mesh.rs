@@ -72,13 +72,21 @@ pub fn env(config: &Config, api_port: u16, audit_file: &Path) -> Vec<(String, St
             "PEDIDOS_FRAUD__MAX_TOTAL",
             format!("\"{}\"", rules.max_total.unwrap()),
         ),
-        ("PEDIDOS_FRAUD__BLOCKED_USERS", r#"["mallory"]"#.into()),
+        (
+            "PEDIDOS_FRAUD__BLOCKED_USERS",
+            toml_list(&rules.blocked_users),
+        ),
         (
             "PEDIDOS_FRAUD__BLOCKED_PRODUCTS",
-            r#"["contrabando"]"#.into(),
+            toml_list(&rules.blocked_products),
         ),
     ]));
     env
+}
+
+/// A list as a `PEDIDOS_*` variable's TOML value: `["a","b"]` (JSON strings are TOML strings).
+fn toml_list(items: &[String]) -> String {
+    serde_json::to_string(items).expect("a list of strings serialises")
 }
 
 /// The `PEDIDOS_*` settings that reach the broker as `kafka` does, the way `conf.toml` gives
