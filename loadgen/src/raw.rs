@@ -35,6 +35,7 @@ use tokio::sync::mpsc;
 
 use crate::orders::OrderGen;
 use crate::stats::{PipelineRun, RawReport};
+use crate::watermarks;
 
 /// Records produced (and awaited) before the clock starts: the first record of an idempotent
 /// producer waits for its producer id.
@@ -540,36 +541,10 @@ async fn live(
     count: u64,
 ) -> Result<Duration, RawError> {
     let consumer = std::sync::Arc::new(kafka::reader(&config.kafka)?);
-    let ends = {
-        let (consumer, topic, timeout) = (
-            consumer.clone(),
-            topic.to_string(),
-            config.kafka.startup_timeout(),
-        );
-        // Metadata and watermark queries block: keep them off the runtime's workers.
-        tokio::task::spawn_blocking(move || -> Result<Vec<(i32, i64)>, KafkaError> {
-            let metadata = consumer.fetch_metadata(Some(&topic), timeout)?;
-            let partitions: Vec<i32> = metadata
-                .topics()
-                .iter()
-                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-                .collect();
-            partitions
-                .into_iter()
-                .map(|p| Ok((p, consumer.fetch_watermarks(&topic, p, timeout)?.1)))
-                .collect()
-        })
+    let ends = watermarks::end_offsets(&consumer, topic, config.kafka.startup_timeout())
         .await
-        .expect("watermark query panicked")
-        .map_err(StartupError::Client)?
-    };
-    let mut assignment = TopicPartitionList::new();
-    for (p, end) in ends {
-        assignment
-            .add_partition_offset(topic, p, Offset::Offset(end))
-            .expect("valid partition offset");
-    }
-    consumer.assign(&assignment).map_err(StartupError::Client)?;
+        .map_err(StartupError::Client)?;
+    watermarks::assign_at(&consumer, topic, &ends).map_err(StartupError::Client)?;
     let reader = tokio::spawn(async move {
         let mut read = 0u64;
         let mut watch = StallWatch::new();
