@@ -116,23 +116,30 @@ impl RawReport {
 mod tests {
     use super::*;
 
-    #[test]
-    fn raw_report_rates() {
-        let r = RawReport::new(
+    /// A report of `records` records produced, consumed and produced live in `seconds`.
+    fn report(records: u64, seconds: [u64; 3], pipeline: Option<PipelineRun>) -> RawReport {
+        let [produce, consume, live] = seconds.map(Duration::from_secs);
+        RawReport::new(
             "t".into(),
             3,
-            200_000,
-            (8.0, 250.4, 90.0),
-            Duration::from_secs(2),
-            200_000,
-            Duration::from_secs(1),
-            Duration::from_secs(4),
-            Some(PipelineRun {
-                units: 10_000,
-                records: 110_000,
-                elapsed: Duration::from_secs(4),
-            }),
-        );
+            records,
+            (8.0, 250.0, 90.0),
+            produce,
+            records,
+            consume,
+            live,
+            pipeline,
+        )
+    }
+
+    #[test]
+    fn raw_report_rates() {
+        let pipeline = PipelineRun {
+            units: 10_000,
+            records: 110_000,
+            elapsed: Duration::from_secs(4),
+        };
+        let r = report(200_000, [2, 1, 4], Some(pipeline));
         assert_eq!(r.produced_per_s, 100_000.0);
         assert_eq!(r.consumed_per_s, 200_000.0);
         assert_eq!(r.live_per_s, 50_000.0);
@@ -150,17 +157,7 @@ mod tests {
 
     #[test]
     fn raw_report_without_pipeline_says_skipped_and_keeps_the_other_keys() {
-        let r = RawReport::new(
-            "t".into(),
-            3,
-            1_000,
-            (8.0, 250.0, 90.0),
-            Duration::from_secs(1),
-            1_000,
-            Duration::from_secs(1),
-            Duration::from_secs(1),
-            None,
-        );
+        let r = report(1_000, [1, 1, 1], None);
         assert!(
             r.to_text().contains("pipeline    skipped"),
             "{}",
