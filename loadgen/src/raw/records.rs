@@ -194,7 +194,7 @@ mod tests {
     const ORDERS: usize = 512;
 
     fn topics() -> TopicsConfig {
-        super::super::topics::pipeline(&Config::default(), "p", 3)
+        crate::raw::topics::pipeline(&Config::default(), "p", 3)
     }
 
     fn event_type(record: &OutRecord) -> &[u8] {
