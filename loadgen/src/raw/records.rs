@@ -49,7 +49,7 @@ pub fn mesh_orders(
         .map(|index| {
             let body = gen.next_order();
             // Placed as the API places it, with an id from the seeded source: the same seed
-            // gives the same records.
+            // gives the same orders.
             let placed = Order::new(body.usuario, body.produto, body.quantidade, body.valor);
             let order = Order {
                 id: gen.uuid(),
