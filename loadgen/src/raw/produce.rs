@@ -2,12 +2,16 @@
 //! every acknowledgement awaited.
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use futures::FutureExt as _;
 use rdkafka::producer::DeliveryFuture;
 use shared::events::OutRecord;
 use shared::kafka::{enqueue, Producer};
 
 use super::RawError;
+
+/// Deliveries kept unsettled at most. They are settled at the end, not as they come: watching
+/// each one would cost a wake-up per record. librdkafka's queue (100,000 records by default)
+/// bounds those not yet acknowledged; this bounds the memory of those acknowledged meanwhile.
+const UNSETTLED: usize = 100_000;
 
 /// Produces `count` records (cycling through `pool` from `skip`) and waits for every
 /// acknowledgement. Many are in flight at once; a full queue waits for room (`enqueue`).
@@ -21,12 +25,12 @@ pub async fn produce(
     let mut failures = Failures::default();
     for i in 0..count {
         let record = &pool[(skip + i as usize) % pool.len()];
-        in_flight.push(enqueue(producer, record).await);
-        // Settles what is acknowledged already, without waiting: the set then holds no more
-        // than the producer's queue does.
-        while let Some(Some(result)) = in_flight.next().now_or_never() {
-            failures.settle(result);
+        if in_flight.len() >= UNSETTLED {
+            if let Some(result) = in_flight.next().await {
+                failures.settle(result);
+            }
         }
+        in_flight.push(enqueue(producer, record).await);
     }
     while let Some(result) = in_flight.next().await {
         failures.settle(result);
