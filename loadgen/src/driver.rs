@@ -69,8 +69,9 @@ struct Accepted {
     id: Uuid,
 }
 
+/// What the answers came to: the HTTP side of the report.
 #[derive(Default)]
-struct Record {
+struct Outcomes {
     post_202: Latency,
     errors: ErrorCounts,
     last_response: Option<Instant>,
@@ -82,7 +83,7 @@ struct Sender {
     orders: Mutex<OrderGen>,
     registrar: Option<Registrar>,
     counters: Arc<Counters>,
-    record: Mutex<Record>,
+    outcomes: Mutex<Outcomes>,
 }
 
 impl Sender {
@@ -108,12 +109,12 @@ impl Sender {
                 self.counters.errors.fetch_add(1, Ordering::Relaxed);
             }
         }
-        let mut record = self.record.lock().expect("driver record");
+        let mut outcomes = self.outcomes.lock().expect("driver outcomes");
         match outcome {
-            Ok(_) => record.post_202.record(done - sent_at),
-            Err(kind) => record.errors.add(kind),
+            Ok(_) => outcomes.post_202.record(done - sent_at),
+            Err(kind) => outcomes.errors.add(kind),
         }
-        record.last_response = Some(record.last_response.map_or(done, |t| t.max(done)));
+        outcomes.last_response = Some(outcomes.last_response.map_or(done, |t| t.max(done)));
     }
 
     async fn post(&self, body: Vec<u8>) -> Result<Uuid, ErrorKind> {
@@ -167,7 +168,7 @@ pub async fn drive(
         orders: Mutex::new(orders),
         registrar,
         counters,
-        record: Mutex::new(Record::default()),
+        outcomes: Mutex::new(Outcomes::default()),
     });
     let started = Instant::now();
     let deadline = options.duration.map(|d| started + d);
@@ -178,14 +179,14 @@ pub async fn drive(
             Duration::ZERO
         }
     };
-    let record = std::mem::take(&mut *sender.record.lock().expect("driver record"));
-    let send_phase = record.last_response.map_or_else(
+    let outcomes = std::mem::take(&mut *sender.outcomes.lock().expect("driver outcomes"));
+    let send_phase = outcomes.last_response.map_or_else(
         || started.elapsed(),
         |t| t.saturating_duration_since(started),
     );
     Ok(Driven {
-        errors: record.errors,
-        post_202: record.post_202,
+        errors: outcomes.errors,
+        post_202: outcomes.post_202,
         send_phase,
         started,
         max_schedule_lag,

@@ -15,6 +15,7 @@ mod progress;
 mod raw;
 mod stats;
 mod tracker;
+mod watermarks;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

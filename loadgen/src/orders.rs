@@ -13,7 +13,7 @@ use serde::Serialize;
 
 /// The body of `POST /pedidos`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct NewOrder {
+pub struct OrderBody {
     pub usuario: String,
     pub produto: String,
     pub quantidade: u32,
@@ -146,7 +146,7 @@ impl OrderGen {
     }
 
     /// The next fake order.
-    pub fn next_order(&mut self) -> NewOrder {
+    pub fn next_order(&mut self) -> OrderBody {
         let rng = &mut self.rng;
         let regulars = self.users.len().div_ceil(5);
         let user = if rng.random_bool(REGULARS_SHARE) {
@@ -161,7 +161,7 @@ impl OrderGen {
             60..90 => rng.random_range(2..=3),
             _ => rng.random_range(4..=10),
         };
-        NewOrder {
+        OrderBody {
             usuario: self.users[user].clone(),
             produto: format!("{} {}", item.name, variant),
             quantidade,
@@ -286,7 +286,7 @@ mod tests {
 
     #[test]
     fn body_is_the_api_json_with_an_exact_price() {
-        let o = NewOrder {
+        let o = OrderBody {
             usuario: "ana.souza".into(),
             produto: "Livro Vidas Secas".into(),
             quantidade: 2,

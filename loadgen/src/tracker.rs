@@ -11,8 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::Consumer as _;
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::Message;
 use shared::config::Config;
 use shared::events::{decode, Status, StatusEvent};
 use shared::kafka::{self, Consumer, StartupError};
@@ -21,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::stats::Latency;
+use crate::watermarks;
 
 /// Events of unknown orders older than this are taken to be other clients' and dropped.
 const EARLY_EVENT_TTL: Duration = Duration::from_secs(60);
@@ -64,11 +64,20 @@ impl Tracker {
         kafka::check_connectivity(&config.kafka).await?;
         let topic = config.topics.notificacoes.clone();
         let consumer = Arc::new(kafka::reader(&config.kafka)?);
-        let mut ends = end_offsets(&consumer, &topic, config.kafka.startup_timeout()).await?;
+        let timeout = config.kafka.startup_timeout();
+        let unreadable = |e: rdkafka::error::KafkaError| TrackerError::Partitions {
+            topic: topic.clone(),
+            reason: e.to_string(),
+        };
+        let mut ends = watermarks::end_offsets(&consumer, &topic, timeout)
+            .await
+            .map_err(unreadable)?;
         if ends.is_empty() {
             // A fresh cluster: create the mesh's topics as the daemons would.
             kafka::ensure_topics(&config.kafka, &config.topics).await?;
-            ends = end_offsets(&consumer, &topic, config.kafka.startup_timeout()).await?;
+            ends = watermarks::end_offsets(&consumer, &topic, timeout)
+                .await
+                .map_err(unreadable)?;
         }
         if ends.is_empty() {
             return Err(TrackerError::Partitions {
@@ -76,15 +85,7 @@ impl Tracker {
                 reason: "the topic has no partitions".into(),
             });
         }
-        // The end offsets, read before any order is sent (rather than Offset::End, which
-        // librdkafka resolves only when fetching starts, after the first events may be written).
-        let mut assignment = TopicPartitionList::new();
-        for (partition, end) in ends {
-            assignment
-                .add_partition_offset(&topic, partition, Offset::Offset(end))
-                .expect("valid partition offset");
-        }
-        consumer.assign(&assignment).map_err(StartupError::Client)?;
+        watermarks::assign_at(&consumer, &topic, &ends).map_err(StartupError::Client)?;
 
         let (orders, registrations) = mpsc::unbounded_channel();
         let verdicts = Arc::new(AtomicU64::new(0));
@@ -139,42 +140,6 @@ impl Registrar {
         // The tracker outlives every sender; a closed channel only means it was stopped early.
         let _ = self.0.send((id, sent_at));
     }
-}
-
-/// `(partition, high watermark)` of every partition of `topic`; empty if the topic does not exist.
-async fn end_offsets(
-    consumer: &Arc<Consumer>,
-    topic: &str,
-    timeout: Duration,
-) -> Result<Vec<(i32, i64)>, TrackerError> {
-    let (consumer, topic_name) = (consumer.clone(), topic.to_string());
-    // Metadata and watermark queries block: keep them off the runtime's workers.
-    tokio::task::spawn_blocking(move || {
-        let metadata = consumer
-            .fetch_metadata(Some(&topic_name), timeout)
-            .map_err(|e| e.to_string())?;
-        let Some(t) = metadata.topics().iter().find(|t| t.name() == topic_name) else {
-            return Ok(Vec::new());
-        };
-        if t.error().is_some() {
-            return Ok(Vec::new());
-        }
-        t.partitions()
-            .iter()
-            .map(|p| {
-                consumer
-                    .fetch_watermarks(&topic_name, p.id(), timeout)
-                    .map(|(_, high)| (p.id(), high))
-                    .map_err(|e| e.to_string())
-            })
-            .collect()
-    })
-    .await
-    .expect("watermark query panicked")
-    .map_err(|reason| TrackerError::Partitions {
-        topic: topic.to_string(),
-        reason,
-    })
 }
 
 /// Status events seen for an order not registered yet.
