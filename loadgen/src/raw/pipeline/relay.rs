@@ -1,15 +1,17 @@
-//! The relay: fraud's part, run by the daemons' own consumer loop (`shared::pipeline::run`) with
+//! The relay: fraud's part, run by the daemons' own consumer loop
+//! (`shared::pipeline::at_least_once::run`) with
 //! a handler that looks each order's records up instead of deciding. Per order read, fraud's
 //! evaluated order and verdict are produced; the order's offset is stored once both are
 //! acknowledged, in the order read, as in fraud.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use shared::config::{Config, TopicsConfig};
 use shared::events::HEADER_CORRELATION_ID;
 use shared::kafka;
-use shared::pipeline::{self, Handled, Handler, InRecord, LoopOptions, Poison};
+use shared::pipeline::{
+    at_least_once, DeadLetters, Handled, Handler, InRecord, LoopOptions, Poison,
+};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -17,10 +19,6 @@ use tokio_util::sync::CancellationToken;
 use super::Workload;
 use crate::raw::records::OrderPool;
 use crate::raw::{RawError, PRODUCER_TIMEOUT};
-
-/// How long the loop waits for in-flight records once stopped. It is stopped only after both
-/// readers saw every record, so nothing is left in flight by then.
-const DRAIN: Duration = Duration::from_secs(30);
 
 /// A running relay.
 pub struct Relay {
@@ -41,13 +39,12 @@ pub fn spawn(
 ) -> Result<Relay, RawError> {
     let consumer = kafka::consumer(&config.kafka, group)?;
     let producer = kafka::producer(&config.kafka, PRODUCER_TIMEOUT)?;
-    let options = LoopOptions {
-        group_id: group.to_string(),
-        topics: vec![topics.pedidos.clone()],
-        max_in_flight: config.fraud.max_in_flight,
-        dlq_suffix: topics.dlq_suffix.clone(),
-        drain_timeout: DRAIN,
-    };
+    let options = LoopOptions::new(
+        group,
+        vec![topics.pedidos.clone()],
+        config.fraud.max_in_flight,
+    );
+    let dead_letters = DeadLetters::new(&topics.dlq_suffix, group);
     let handler = Lookup {
         pool,
         workload,
@@ -58,7 +55,9 @@ pub fn spawn(
         let stop = stop.clone();
         async move {
             // The one call of the daemons' loop in loadgen.
-            let ran = pipeline::run(&consumer, &producer, handler, &options, stop).await;
+            let ran =
+                at_least_once::run(&consumer, &producer, handler, &options, dead_letters, stop)
+                    .await;
             if let Err(e) = ran {
                 let _ = failed.send(RawError::Relay(e)).await;
             }
