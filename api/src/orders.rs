@@ -149,11 +149,8 @@ mod tests {
     fn order(n: u128) -> Order {
         Order {
             id: Uuid::from_u128(n),
-            usuario: format!("user{n}"),
-            produto: "livro".into(),
-            quantidade: 1,
-            valor: Decimal::new(100, 2),
             data_solicitacao: DateTime::from_timestamp(1_700_000_000 + n as i64, 0).unwrap(),
+            ..Order::new(format!("user{n}"), "livro", 1, Decimal::new(100, 2))
         }
     }
 

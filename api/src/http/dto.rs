@@ -139,11 +139,8 @@ mod tests {
     fn order() -> Order {
         Order {
             id: Uuid::from_u128(7),
-            usuario: "ana".into(),
-            produto: "livro".into(),
-            quantidade: 2,
-            valor: Decimal::new(1990, 2),
             data_solicitacao: "2026-01-02T03:04:05.678Z".parse().unwrap(),
+            ..Order::new("ana", "livro", 2, Decimal::new(1990, 2))
         }
     }
 
