@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use rdkafka::error::KafkaError;
 use shared::events::{Order, OutRecord, StatusEvent};
-use shared::kafka::future_record;
 use shared::kafka::Producer;
 
 #[derive(Debug, thiserror::Error)]
@@ -61,10 +60,7 @@ impl Publisher {
     }
 
     async fn deliver(&self, record: &OutRecord) -> Result<(), PublishError> {
-        let delivery = self
-            .producer
-            .send_result(future_record(record))
-            .map_err(|(e, _)| PublishError::Kafka(e))?;
+        let delivery = self.producer.send(record).map_err(PublishError::Kafka)?;
         match delivery.await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err((e, _))) => Err(PublishError::Kafka(e)),

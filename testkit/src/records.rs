@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use rdkafka::consumer::Consumer as _;
 use rdkafka::message::{BorrowedMessage, Headers as _, Message as _};
-use rdkafka::producer::FutureRecord;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use shared::config::KafkaConfig;
+use shared::events::OutRecord;
 use shared::kafka::Consumer;
 use tokio::time::Instant;
 
@@ -218,18 +218,19 @@ pub async fn produce_raw_many(
         .unwrap_or_else(|e| panic!("cannot create a producer for {topic}: {e}"));
     let mut deliveries = Vec::with_capacity(records.len());
     for &(key, payload) in records {
-        let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(payload);
-        if let Some(key) = key {
-            record = record.key(key);
-        }
+        let record = OutRecord {
+            topic: topic.to_string(),
+            key: key.map(<[u8]>::to_vec),
+            payload: payload.to_vec(),
+            headers: Vec::new(),
+        };
         loop {
-            match producer.send_result(record) {
+            match producer.send(&record) {
                 Ok(delivery) => break deliveries.push(delivery),
-                Err((e, back)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
-                    record = back;
+                Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                Err((e, _)) => panic!("cannot produce to {topic}: {e}"),
+                Err(e) => panic!("cannot produce to {topic}: {e}"),
             }
         }
     }

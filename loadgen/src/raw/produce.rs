@@ -2,9 +2,8 @@
 //! every acknowledgement awaited.
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use rdkafka::producer::DeliveryFuture;
 use shared::events::OutRecord;
-use shared::kafka::{enqueue, Producer};
+use shared::kafka::{enqueue, DeliveryFuture, Producer};
 
 use super::RawError;
 

@@ -5,12 +5,11 @@ use std::time::Duration;
 
 use rdkafka::config::{ClientConfig, FromClientConfigAndContext};
 use rdkafka::consumer::StreamConsumer;
-use rdkafka::producer::FutureProducer;
+use rdkafka::producer::BaseProducer;
 
-use super::{Context, StartupError};
+use super::{Context, Producer, StartupError};
 use crate::config::KafkaConfig;
 
-pub type Producer = FutureProducer<Context>;
 pub type Consumer = StreamConsumer<Context>;
 
 /// The value of a consumed record's first header called `name`, when it has one.
@@ -94,7 +93,8 @@ pub fn producer(k: &KafkaConfig, message_timeout: Duration) -> Result<Producer, 
     let timeout = message_timeout.as_millis().to_string();
     let mut settings = PRODUCER.to_vec();
     settings.push(("message.timeout.ms", &timeout));
-    build(k, ClientKind::Producer, &settings)
+    let base: BaseProducer<Context> = build(k, ClientKind::Producer, &settings)?;
+    Ok(Producer::serve(base))
 }
 
 /// A transactional producer (exactly-once mode): idempotent, `acks=all`, with a
@@ -109,7 +109,8 @@ pub fn transactional_producer(
         ("transactional.id", transactional_id),
         ("transaction.timeout.ms", "60000"),
     ]);
-    build(k, ClientKind::Producer, &settings)
+    let base: BaseProducer<Context> = build(k, ClientKind::Producer, &settings)?;
+    Ok(Producer::serve(base))
 }
 
 /// A group consumer whose offsets are stored by hand after the outputs of each record were

@@ -13,10 +13,10 @@ use rdkafka::error::KafkaError;
 pub use admin::{check_connectivity, ensure_topics};
 pub use clients::{
     client_config, consumer, header_value, producer, reader, transactional_consumer,
-    transactional_producer, Consumer, Producer,
+    transactional_producer, Consumer,
 };
 pub use context::Context;
-pub use produce::{enqueue, future_record};
+pub use produce::{enqueue, DeliveryFuture, Producer};
 
 /// Why a daemon could not start talking to Kafka.
 #[derive(Debug, thiserror::Error)]

@@ -1,30 +1,136 @@
-//! Handing [`OutRecord`]s to a producer: used by the consumer loop, the API and loadgen.
+//! The mesh's producer, and handing [`OutRecord`]s to it: used by the consumer loop, the API and
+//! loadgen.
+//!
+//! librdkafka reports deliveries on a queue that someone must poll. rust-rdkafka's
+//! `FutureProducer` polls it from a thread that calls `poll(100 ms)` in a loop, and
+//! `BaseProducer::poll` waits with the remaining time rounded down to whole milliseconds, so it
+//! spins through the last millisecond of every call: 1 % of a core per idle producer
+//! (BENCHMARKS.md). This producer polls from a thread of its own in calls of [`POLL_WINDOW`]: a
+//! delivery report still wakes it at once, and the spin is a thousandth of the time.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
+use futures::channel::oneshot;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureRecord};
+use rdkafka::producer::future_producer::{Delivery, OwnedDeliveryResult};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, ProducerContext};
+use rdkafka::Message;
 
-use super::Producer;
+use super::Context;
 use crate::events::OutRecord;
 
-/// Borrows an [`OutRecord`] as a record for the producer.
-pub fn future_record(out: &OutRecord) -> FutureRecord<'_, [u8], [u8]> {
-    let mut headers = OwnedHeaders::new_with_capacity(out.headers.len());
-    for (key, value) in &out.headers {
-        headers = headers.insert(Header {
-            key,
-            value: Some(value.as_slice()),
-        });
+/// How long one call of the polling thread waits for delivery reports. A report ends the wait
+/// at once, so this is not a latency; it is how long the thread of a dropped producer lingers.
+const POLL_WINDOW: Duration = Duration::from_secs(1);
+
+/// An idempotent, `acks=all` producer (see [`super::producer`]). Cheap to clone: clones share
+/// one librdkafka client.
+#[derive(Clone)]
+pub struct Producer {
+    inner: Arc<Polled>,
+}
+
+/// The client and the flag that stops its polling thread once the last handle is gone.
+struct Polled {
+    base: Arc<BaseProducer<Context>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Polled {
+    fn drop(&mut self) {
+        // Not joined: the thread ends within POLL_WINDOW, and waiting for it here would block
+        // the async runtime. Dropping the client there purges what was never acknowledged, as
+        // rust-rdkafka's own producers do.
+        self.stop.store(true, Ordering::Relaxed);
     }
-    let mut record = FutureRecord::to(&out.topic)
-        .payload(out.payload.as_slice())
-        .headers(headers);
-    if let Some(key) = &out.key {
-        record = record.key(key.as_slice());
+}
+
+impl Producer {
+    pub(super) fn serve(base: BaseProducer<Context>) -> Self {
+        let base = Arc::new(base);
+        let stop = Arc::new(AtomicBool::new(false));
+        std::thread::Builder::new()
+            .name("producer-poll".into())
+            .spawn({
+                let (base, stop) = (Arc::clone(&base), Arc::clone(&stop));
+                move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        base.poll(POLL_WINDOW);
+                    }
+                }
+            })
+            .expect("cannot start the producer's polling thread");
+        Self {
+            inner: Arc::new(Polled { base, stop }),
+        }
     }
-    record
+
+    /// The librdkafka producer, for what [`rdkafka::producer::Producer`] offers (transactions).
+    pub fn base(&self) -> &BaseProducer<Context> {
+        &self.inner.base
+    }
+
+    /// Hands a record to librdkafka's queue; the future resolves with the broker's answer.
+    /// Fails at once when the queue is full (`QueueFull`) or the record cannot be sent.
+    pub fn send(&self, out: &OutRecord) -> Result<DeliveryFuture, KafkaError> {
+        let (tx, rx) = oneshot::channel();
+        let mut headers = OwnedHeaders::new_with_capacity(out.headers.len());
+        for (key, value) in &out.headers {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value.as_slice()),
+            });
+        }
+        let mut record = BaseRecord::with_opaque_to(&out.topic, Box::new(tx))
+            .payload(out.payload.as_slice())
+            .headers(headers);
+        if let Some(key) = &out.key {
+            record = record.key(key.as_slice());
+        }
+        self.inner
+            .base
+            .send(record)
+            .map(|()| DeliveryFuture { rx })
+            .map_err(|(e, _)| e)
+    }
+}
+
+/// Resolves with the broker's answer to one record, as rust-rdkafka's own `DeliveryFuture`
+/// does: `Err(Canceled)` only if the producer went away without an answer.
+#[must_use = "a delivery says whether the broker took the record"]
+pub struct DeliveryFuture {
+    rx: oneshot::Receiver<OwnedDeliveryResult>,
+}
+
+impl Future for DeliveryFuture {
+    type Output = Result<OwnedDeliveryResult, oneshot::Canceled>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx).poll(cx)
+    }
+}
+
+impl ProducerContext for Context {
+    type DeliveryOpaque = Box<oneshot::Sender<OwnedDeliveryResult>>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, tx: Self::DeliveryOpaque) {
+        let owned = match result {
+            Ok(message) => Ok(Delivery {
+                partition: message.partition(),
+                offset: message.offset(),
+                timestamp: message.timestamp(),
+            }),
+            Err((e, message)) => Err((e.clone(), message.detach())),
+        };
+        // The receiver is gone when its caller stopped waiting: nothing to tell.
+        let _ = tx.send(owned);
+    }
 }
 
 /// Hands a record to the producer's queue, waiting only while the queue is full. Other errors
@@ -32,12 +138,12 @@ pub fn future_record(out: &OutRecord) -> FutureRecord<'_, [u8], [u8]> {
 /// needs this record produced, not a reason.
 pub async fn enqueue(producer: &Producer, out: &OutRecord) -> DeliveryFuture {
     loop {
-        match producer.send_result(future_record(out)) {
+        match producer.send(out) {
             Ok(delivery) => return delivery,
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+            Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            Err((e, _)) => {
+            Err(e) => {
                 tracing::warn!(topic = %out.topic, error = %e, "cannot enqueue record; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }

@@ -34,7 +34,7 @@ pub async fn run<H: Handler>(
     mut dead_letters: DeadLetters,
     shutdown: CancellationToken,
 ) -> Result<(), PipelineError> {
-    blocking(producer, |p| p.init_transactions(TXN_TIMEOUT))
+    blocking(producer, |p| p.base().init_transactions(TXN_TIMEOUT))
         .await
         .map_err(PipelineError::TransactionsUnsupported)?;
     options.subscribe(consumer, "exactly-once (transactions)")?;
@@ -52,6 +52,7 @@ pub async fn run<H: Handler>(
             }
         };
         producer
+            .base()
             .begin_transaction()
             .map_err(PipelineError::Transaction)?;
         // (topic, partition) → (first offset, last offset) of this batch.
@@ -85,7 +86,9 @@ pub async fn run<H: Handler>(
             Err(e) if is_fatal(&e) => return Err(PipelineError::Transaction(e)),
             Err(e) => {
                 tracing::warn!(error = %e, records = count, "transaction failed; aborting and processing the batch again");
-                if let Err(e) = blocking(producer, |p| p.abort_transaction(TXN_TIMEOUT)).await {
+                if let Err(e) =
+                    blocking(producer, |p| p.base().abort_transaction(TXN_TIMEOUT)).await
+                {
                     return Err(PipelineError::Transaction(e));
                 }
                 rewind(consumer, &span);
@@ -110,8 +113,9 @@ async fn commit(
         rdkafka::types::RDKafkaErrorCode::State,
     ))?;
     blocking(producer, move |p| {
-        p.send_offsets_to_transaction(&offsets, &metadata, TXN_TIMEOUT)?;
-        p.commit_transaction(TXN_TIMEOUT)
+        p.base()
+            .send_offsets_to_transaction(&offsets, &metadata, TXN_TIMEOUT)?;
+        p.base().commit_transaction(TXN_TIMEOUT)
     })
     .await
 }

@@ -1,8 +1,7 @@
 //! The source: the API's part, each order's `Analise` and then the order.
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use rdkafka::producer::DeliveryFuture;
-use shared::kafka::{enqueue, Producer};
+use shared::kafka::{enqueue, DeliveryFuture, Producer};
 
 use super::Stage;
 use crate::raw::records::OrderPool;
