@@ -61,29 +61,6 @@ pub enum ConfigError {
     },
 }
 
-/// The process's environment, as text. `std::env::vars` would panic on a variable that is not
-/// UTF-8; ours are refused with their name, and anyone else's are not our business.
-fn env_vars() -> Result<Vec<(String, String)>, ConfigError> {
-    let mut vars = Vec::new();
-    for (key, value) in std::env::vars_os() {
-        let Some(key) = key.to_str() else { continue };
-        match value.into_string() {
-            Ok(value) => vars.push((key.to_string(), value)),
-            Err(_) if key.starts_with(sources::ENV_PREFIX) => {
-                return Err(ConfigError::Invalid {
-                    origin: format!("environment variable {key}"),
-                    key: key[sources::ENV_PREFIX.len()..]
-                        .to_lowercase()
-                        .replace("__", "."),
-                    message: "the value is not valid UTF-8".into(),
-                })
-            }
-            Err(_) => {}
-        }
-    }
-    Ok(vars)
-}
-
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -113,7 +90,10 @@ impl Config {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => None,
             Err(source) => return Err(ConfigError::Read { path, source }),
         };
-        Self::from_sources(text.as_deref().map(|t| (path.as_path(), t)), env_vars()?)
+        Self::from_sources(
+            text.as_deref().map(|t| (path.as_path(), t)),
+            sources::process_env()?,
+        )
     }
 
     /// The pure part of [`Config::load`]: a file's text (if any) and environment variables.

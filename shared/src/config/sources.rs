@@ -10,7 +10,7 @@ use std::path::Path;
 
 use super::{Config, ConfigError, InvalidValue};
 
-pub(super) const ENV_PREFIX: &str = "PEDIDOS_";
+const ENV_PREFIX: &str = "PEDIDOS_";
 
 /// The file and the environment variables merged into one table, remembering which variable set
 /// which key.
@@ -80,10 +80,7 @@ impl EnvVariable {
     /// as the plain string it is, so a numeric password stays a string. Both are tried on the
     /// variable alone.
     fn read(name: String, raw: &str) -> Result<Self, ConfigError> {
-        let path: Vec<String> = name[ENV_PREFIX.len()..]
-            .split("__")
-            .map(str::to_ascii_lowercase)
-            .collect();
+        let path = key_path(&name);
         let key = path.join(".");
         let typed = parse_env_value(raw);
         let text = toml::Value::String(raw.to_string());
@@ -103,6 +100,36 @@ impl EnvVariable {
     fn origin(&self) -> String {
         origin_of_variable(&self.name)
     }
+}
+
+/// The key a `PEDIDOS_*` variable sets, one element per level, lowercased:
+/// `PEDIDOS_KAFKA__SASL_PASSWORD` → `["kafka", "sasl_password"]`.
+fn key_path(name: &str) -> Vec<String> {
+    name[ENV_PREFIX.len()..]
+        .split("__")
+        .map(str::to_ascii_lowercase)
+        .collect()
+}
+
+/// The process's environment, as text. `std::env::vars` would panic on a variable that is not
+/// UTF-8; ours are refused with their name, and anyone else's are not our business.
+pub(super) fn process_env() -> Result<Vec<(String, String)>, ConfigError> {
+    let mut vars = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        match value.into_string() {
+            Ok(value) => vars.push((name.to_string(), value)),
+            Err(_) if name.starts_with(ENV_PREFIX) => {
+                return Err(invalid(
+                    origin_of_variable(name),
+                    &key_path(name).join("."),
+                    "the value is not valid UTF-8".into(),
+                ))
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(vars)
 }
 
 fn origin_of_variable(name: &str) -> String {
