@@ -6,6 +6,7 @@
 //! fields are JSON fields one to one names them as the JSON does (`usuario`, `valor`), so it
 //! reads like its JSON; an English Rust type takes its wire name with `#[oai(rename = "...")]`.
 
+pub mod auth;
 pub mod guard;
 pub mod http;
 pub mod orders;
@@ -17,10 +18,11 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
-use shared::config::Config;
+use shared::config::{ApiConfig, Config};
 use shared::kafka::{self, StartupError};
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::{Auth, AuthSetupError};
 use crate::guard::GuardedAcceptor;
 pub use crate::guard::HttpTimeouts;
 use crate::orders::OrderBook;
@@ -28,6 +30,15 @@ use crate::publisher::Publisher;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    #[error(
+        "api.auth is \"none\" and api.listen is {addr}, which is not a loopback address: anyone \
+         who reaches it could place and read every customer's orders. Set api.auth = \"jwt\" \
+         (with api.jwt_secret or api.jwt_public_key_file), or api.allow_anonymous = true to \
+         serve anonymously anyway"
+    )]
+    AnonymousExposed { addr: String },
+    #[error(transparent)]
+    Auth(#[from] AuthSetupError),
     #[error(transparent)]
     Kafka(#[from] StartupError),
     #[error("cannot listen on {addr}: {source}")]
@@ -44,6 +55,7 @@ pub struct Application {
     acceptor: TcpAcceptor,
     address: SocketAddr,
     api: http::OrdersApi,
+    auth: Auth,
     max_body_bytes: usize,
     timeouts: HttpTimeouts,
     /// How long in-flight requests may take to finish once `run_until` is told to stop.
@@ -53,8 +65,10 @@ pub struct Application {
 }
 
 impl Application {
-    /// Checks the cluster, creates missing topics, starts the read model and binds the port.
+    /// Checks who may call it, checks the cluster, creates missing topics, starts the read
+    /// model and binds the port.
     pub async fn build(config: &Config) -> Result<Self, ApiError> {
+        let auth = authentication(&config.api)?;
         kafka::check_connectivity(&config.kafka).await?;
         kafka::ensure_topics(&config.kafka, &config.topics).await?;
         let deadline = Duration::from_millis(config.api.publish_timeout_ms);
@@ -84,6 +98,7 @@ impl Application {
             acceptor,
             address,
             api: http::OrdersApi { publisher, book },
+            auth,
             max_body_bytes: config.api.max_body_bytes,
             timeouts: HttpTimeouts::from_config(&config.api),
             shutdown_timeout: config.api.shutdown_timeout(),
@@ -109,7 +124,7 @@ impl Application {
     pub async fn run_until(self, shutdown: CancellationToken) -> Result<(), ApiError> {
         let url = format!("http://{}", self.address);
         tracing::info!(docs = %format!("{url}/docs"), "pedidos API listening on {url}");
-        let app = http::app(self.api, self.max_body_bytes, self.timeouts.body);
+        let app = http::app(self.api, self.auth, self.max_body_bytes, self.timeouts.body);
         let acceptor = GuardedAcceptor::new(self.acceptor, self.timeouts);
         let served = poem::Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(
@@ -122,6 +137,25 @@ impl Application {
         let _ = self.reader.await;
         served.map_err(ApiError::Serve)
     }
+}
+
+/// The verifier `api.auth` asks for. `none` is refused on an address other than loopback unless
+/// `api.allow_anonymous` says so (as Redis's protected mode does), and warned about otherwise.
+fn authentication(api: &ApiConfig) -> Result<Auth, ApiError> {
+    let auth = Auth::from_config(api)?;
+    if !auth.is_required() {
+        let loopback = api.listen_addr().is_some_and(|a| a.ip().is_loopback());
+        if !loopback && !api.allow_anonymous {
+            return Err(ApiError::AnonymousExposed {
+                addr: api.listen.clone(),
+            });
+        }
+        tracing::warn!(
+            listen = %api.listen,
+            "api.auth is \"none\": anyone who reaches the API may place and read any customer's orders"
+        );
+    }
+    Ok(auth)
 }
 
 /// Builds and serves until `shutdown`.

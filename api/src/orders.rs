@@ -58,11 +58,15 @@ impl OrderView {
     }
 }
 
-/// Orders by id, plus their arrival order for listing; bounded, oldest forgotten first.
+/// Orders by id, plus their arrival order for listing, overall and per customer; bounded, oldest
+/// forgotten first.
 #[derive(Debug)]
 pub struct OrderBook {
     orders: HashMap<Uuid, OrderView>,
     arrival: VecDeque<Uuid>,
+    /// Each customer's orders in arrival order: the oldest overall is the oldest of its customer,
+    /// so forgetting it pops the front here too.
+    by_usuario: HashMap<String, VecDeque<Uuid>>,
     capacity: usize,
 }
 
@@ -71,6 +75,7 @@ impl OrderBook {
         Self {
             orders: HashMap::new(),
             arrival: VecDeque::new(),
+            by_usuario: HashMap::new(),
             capacity: capacity.max(1),
         }
     }
@@ -79,10 +84,16 @@ impl OrderBook {
         if !self.orders.contains_key(&id) {
             if self.arrival.len() >= self.capacity {
                 if let Some(oldest) = self.arrival.pop_front() {
-                    self.orders.remove(&oldest);
+                    if let Some(view) = self.orders.remove(&oldest) {
+                        self.forget_for_usuario(&view.usuario);
+                    }
                 }
             }
             self.arrival.push_back(id);
+            self.by_usuario
+                .entry(usuario.to_string())
+                .or_default()
+                .push_back(id);
         }
         self.orders.entry(id).or_insert_with(|| OrderView {
             id,
@@ -90,6 +101,15 @@ impl OrderBook {
             order: None,
             history: Vec::new(),
         })
+    }
+
+    fn forget_for_usuario(&mut self, usuario: &str) {
+        if let Some(ids) = self.by_usuario.get_mut(usuario) {
+            ids.pop_front();
+            if ids.is_empty() {
+                self.by_usuario.remove(usuario);
+            }
+        }
     }
 
     pub fn apply_order(&mut self, order: &Order) {
@@ -134,6 +154,23 @@ impl OrderBook {
         self.arrival
             .iter()
             .rev()
+            .skip(offset)
+            .take(limit)
+            .filter_map(|id| self.orders.get(id))
+            .collect()
+    }
+
+    /// How many orders of `usuario` are kept.
+    pub fn len_of(&self, usuario: &str) -> usize {
+        self.by_usuario.get(usuario).map_or(0, VecDeque::len)
+    }
+
+    /// `usuario`'s orders, newest first.
+    pub fn page_of(&self, usuario: &str, offset: usize, limit: usize) -> Vec<&OrderView> {
+        self.by_usuario
+            .get(usuario)
+            .into_iter()
+            .flat_map(|ids| ids.iter().rev())
             .skip(offset)
             .take(limit)
             .filter_map(|id| self.orders.get(id))
@@ -213,6 +250,41 @@ mod tests {
         let ids: Vec<u128> = book.page(2, 2).iter().map(|v| v.id.as_u128()).collect();
         assert_eq!(ids, vec![3]);
         assert!(book.page(3, 2).is_empty());
+    }
+
+    #[test]
+    fn each_customers_pages_hold_only_theirs_newest_first_and_forget_with_the_book() {
+        let mut book = OrderBook::new(4);
+        for n in 1..=6 {
+            let usuario = if n % 2 == 0 { "ana" } else { "bia" };
+            book.apply_order(&Order {
+                usuario: usuario.into(),
+                ..order(n)
+            });
+        }
+        // Orders 1 and 2 are forgotten: ana keeps 4 and 6, bia 3 and 5.
+        let ids = |book: &OrderBook, usuario, offset, limit| -> Vec<u128> {
+            book.page_of(usuario, offset, limit)
+                .iter()
+                .map(|v| v.id.as_u128())
+                .collect()
+        };
+        assert_eq!((book.len_of("ana"), book.len_of("bia")), (2, 2));
+        assert_eq!(ids(&book, "ana", 0, 10), vec![6, 4]);
+        assert_eq!(ids(&book, "bia", 0, 1), vec![5]);
+        assert_eq!(ids(&book, "bia", 1, 1), vec![3]);
+        assert!(ids(&book, "bia", 2, 1).is_empty());
+        assert_eq!(book.len_of("cia"), 0);
+        assert!(ids(&book, "cia", 0, 10).is_empty());
+        // A status event for a known order does not list it twice.
+        let sixth = book
+            .get(&Uuid::from_u128(6))
+            .unwrap()
+            .order
+            .clone()
+            .unwrap();
+        book.apply_status(&StatusEvent::received(&sixth));
+        assert_eq!(ids(&book, "ana", 0, 10), vec![6, 4]);
     }
 
     #[test]

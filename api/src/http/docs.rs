@@ -1,11 +1,17 @@
 //! The OpenAPI document and the Swagger UI page that shows it, both completed with what
-//! poem-openapi cannot express ([`schema::forbid_other_fields`]).
+//! poem-openapi cannot express: [`schema::forbid_other_fields`], and under `api.auth = "jwt"`
+//! the bearer scheme ([`require_bearer`]), which the gate in `http::auth` applies outside the
+//! handlers.
 
 use poem_openapi::OpenApiService;
-use serde_json::Value;
+use serde_json::{json, Value};
 
+use super::auth::is_public;
 use super::routes::OrdersApi;
 use super::schema;
+
+/// The name of the security scheme in the document.
+const BEARER_SCHEME: &str = "bearerAuth";
 
 /// The service with its title, version and description, as `/openapi.json` presents it.
 pub(crate) fn service(api: OrdersApi) -> OpenApiService<OrdersApi, ()> {
@@ -15,10 +21,13 @@ pub(crate) fn service(api: OrdersApi) -> OpenApiService<OrdersApi, ()> {
 }
 
 /// The completed document, and the Swagger UI page embedding it.
-pub(crate) fn documents(service: &OpenApiService<OrdersApi, ()>) -> (Value, String) {
+pub(crate) fn documents(service: &OpenApiService<OrdersApi, ()>, bearer: bool) -> (Value, String) {
     let generated = service.spec();
     let mut spec: Value = serde_json::from_str(&generated).expect("poem-openapi writes JSON");
     schema::forbid_other_fields(&mut spec);
+    if bearer {
+        require_bearer(&mut spec);
+    }
     let patched = serde_json::to_string_pretty(&spec).expect("a JSON value serializes");
     // The page embeds the document as it was generated: swap in the completed one.
     let page = service.swagger_ui_html();
@@ -26,10 +35,42 @@ pub(crate) fn documents(service: &OpenApiService<OrdersApi, ()>) -> (Value, Stri
     (spec, page.replacen(&generated, &patched, 1))
 }
 
+/// Declares the JWT bearer scheme and requires it on every operation outside the public paths,
+/// so Swagger UI shows its *Authorize* button and sends the token.
+fn require_bearer(spec: &mut Value) {
+    spec["components"]["securitySchemes"][BEARER_SCHEME] = json!({
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "A JWT whose `sub` is the customer's `usuario`; the operator role may act for anyone.",
+    });
+    let Some(paths) = spec["paths"].as_object_mut() else {
+        return;
+    };
+    for (path, operations) in paths {
+        if is_public(path) {
+            continue;
+        }
+        for operation in operations
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|o| o.values_mut())
+        {
+            operation["security"] = json!([{ BEARER_SCHEME: [] }]);
+        }
+    }
+}
+
 /// The documents of an API whose producer points at no broker: building them needs an
 /// `OrdersApi`, and never touches it.
 #[cfg(test)]
 pub(crate) fn test_document() -> (Value, String) {
+    test_document_with(false)
+}
+
+/// The same, with the bearer scheme of `api.auth = "jwt"` when `bearer`.
+#[cfg(test)]
+pub(crate) fn test_document_with(bearer: bool) -> (Value, String) {
     use std::sync::{Arc, RwLock};
     use std::time::Duration;
 
@@ -41,7 +82,7 @@ pub(crate) fn test_document() -> (Value, String) {
         publisher: crate::publisher::Publisher::new(producer, "Pedidos", "Notificacoes", deadline),
         book: Arc::new(RwLock::new(crate::orders::OrderBook::new(1))),
     };
-    documents(&service(api))
+    documents(&service(api), bearer)
 }
 
 #[cfg(test)]
@@ -65,6 +106,38 @@ mod tests {
             std::fs::write(out, text).expect("OPENAPI_OUT is writable");
             std::fs::write(html, page).expect("OPENAPI_OUT.html is writable");
         }
+    }
+
+    #[test]
+    fn jwt_mode_requires_the_bearer_scheme_everywhere_but_the_public_paths() {
+        let (open, _) = test_document_with(false);
+        assert!(open["components"].get("securitySchemes").is_none());
+        let (spec, page) = test_document_with(true);
+        assert_eq!(
+            spec["components"]["securitySchemes"][BEARER_SCHEME]["scheme"],
+            "bearer"
+        );
+        assert!(page.contains(BEARER_SCHEME), "Swagger UI gets the scheme");
+        let mut secured = Vec::new();
+        for (path, operations) in spec["paths"].as_object().unwrap() {
+            for (method, operation) in operations.as_object().unwrap() {
+                let required = operation["security"] == json!([{ BEARER_SCHEME: [] }]);
+                assert_eq!(required, !is_public(path), "{method} {path}");
+                assert_eq!(
+                    operation["responses"].get("401").is_some(),
+                    required,
+                    "{method} {path} documents its 401"
+                );
+                if required {
+                    secured.push(format!("{method} {path}"));
+                }
+            }
+        }
+        secured.sort();
+        assert_eq!(
+            secured,
+            ["get /pedidos", "get /pedidos/{id}", "post /pedidos"]
+        );
     }
 
     #[test]

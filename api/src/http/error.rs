@@ -1,17 +1,20 @@
 //! The one JSON error body every failure answers with, and the mapping of poem's and
 //! poem-openapi's own errors (raised before a handler runs) onto it.
 
-use poem::http::StatusCode;
+use poem::http::{header, HeaderValue, StatusCode};
 use poem::{IntoResponse, Response};
 use poem_openapi::types::ToJSON;
 use poem_openapi::Object;
 use shared::validation::FieldError;
 
+use super::auth::Unauthorized;
+use crate::auth::Rejection;
+
 /// Every error the API answers has this body.
 #[derive(Debug, Clone, Object)]
 pub struct ErrorBody {
     /// Machine-readable kind: `validation_failed`, `malformed_json`, `unsupported_media_type`,
-    /// `payload_too_large`, `not_found`, `broker_unavailable`, ...
+    /// `payload_too_large`, `unauthorized`, `forbidden`, `not_found`, `broker_unavailable`, ...
     pub error: String,
     /// A sentence for humans.
     pub message: String,
@@ -50,6 +53,9 @@ pub(crate) fn json_error(e: poem::Error) -> Response {
     use poem_openapi::error::{
         ContentTypeError, ParseParamError, ParsePathError, ParseRequestPayloadError,
     };
+    if let Some(Unauthorized(rejection)) = e.downcast_ref::<Unauthorized>() {
+        return unauthorized(*rejection);
+    }
     let status = e.status();
     let body = if let Some(p) = e.downcast_ref::<ParseRequestPayloadError>() {
         ErrorBody::new(
@@ -92,6 +98,18 @@ pub(crate) fn json_error(e: poem::Error) -> Response {
         )
     };
     (status, poem::web::Json(body.to_json())).into_response()
+}
+
+/// A 401: the JSON body says what to fix; `WWW-Authenticate` says how to authenticate.
+fn unauthorized(rejection: Rejection) -> Response {
+    let body = ErrorBody::new("unauthorized", rejection.to_string());
+    let mut response = (StatusCode::UNAUTHORIZED, poem::web::Json(body.to_json())).into_response();
+    let challenge = HeaderValue::from_str(&rejection.challenge())
+        .expect("a challenge is built from ASCII sentences");
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, challenge);
+    response
 }
 
 #[cfg(test)]
@@ -237,6 +255,24 @@ mod tests {
             body,
             json!({"error": "service_unavailable", "message": "boom"})
         );
+    }
+
+    #[tokio::test]
+    async fn a_refused_token_is_a_401_with_a_bearer_challenge() {
+        for rejection in [Rejection::Missing, Rejection::Expired, Rejection::Invalid] {
+            let response = json_error(Unauthorized(rejection).into());
+            assert_eq!(response.status(), 401);
+            assert_eq!(
+                response.headers()["www-authenticate"],
+                rejection.challenge().as_str()
+            );
+            let text = response.into_body().into_string().await.unwrap();
+            let body: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(
+                body,
+                json!({"error": "unauthorized", "message": rejection.to_string()})
+            );
+        }
     }
 
     #[test]

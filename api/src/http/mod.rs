@@ -1,6 +1,8 @@
 //! The HTTP surface, assembled: the routes with their JSON errors, Swagger UI at `/docs` and the
-//! document at `/openapi.json`, behind the body reader and the `Allow` header.
+//! document at `/openapi.json`, behind the authentication gate, the body reader and the `Allow`
+//! header.
 
+mod auth;
 mod docs;
 mod dto;
 mod error;
@@ -20,11 +22,18 @@ use poem::{get, Endpoint, EndpointExt, Response, Route};
 pub use self::error::ErrorBody;
 use self::middleware::{allow_header, read_body, AllowedMethods};
 pub use self::routes::OrdersApi;
+use crate::auth::Auth;
 
 /// The whole HTTP application: API, Swagger UI at `/docs`, spec at `/openapi.json`, JSON errors.
-pub fn app(api: OrdersApi, max_body_bytes: usize, body_timeout: Duration) -> impl Endpoint {
+pub fn app(
+    api: OrdersApi,
+    auth: Auth,
+    max_body_bytes: usize,
+    body_timeout: Duration,
+) -> impl Endpoint {
     let service = docs::service(api);
-    let (spec, page) = docs::documents(&service);
+    let (spec, page) = docs::documents(&service, auth.is_required());
+    let auth = Arc::new(auth);
     let allowed = Arc::new(AllowedMethods::from_spec(&spec));
     let spec = serde_json::to_string_pretty(&spec).expect("a JSON value serializes");
     Route::new()
@@ -39,6 +48,8 @@ pub fn app(api: OrdersApi, max_body_bytes: usize, body_timeout: Duration) -> imp
             })),
         )
         .around(move |ep, req| read_body(ep, req, max_body_bytes, body_timeout))
+        // Outside the body reader: a refused request's body is never read.
+        .around(move |ep, req| auth::authenticate(ep, req, auth.clone()))
         .catch_all_error(|e| async move { error::json_error(e) })
         .around(move |ep, req| allow_header(ep, req, allowed.clone()))
 }

@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, RwLock};
 
+use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
@@ -11,11 +12,12 @@ use shared::events::{Order, StatusEvent};
 use super::dto::{AcceptedOrder, Health, OrderPage, OrderStatus};
 use super::error::ErrorBody;
 use super::extract::{OrderId, OrderRequestBody};
+use crate::auth::Caller;
 use crate::orders::OrderBook;
 use crate::publisher::Publisher;
 
-// 400, 408, 413 and 415 are raised before the handler runs and answered by `json_error`; they are
-// listed here so the OpenAPI document tells clients about them.
+// 400, 401, 408, 413 and 415 are raised before the handler runs and answered by `json_error`;
+// they are listed here so the OpenAPI document tells clients about them.
 #[allow(dead_code)]
 #[derive(ApiResponse)]
 enum CreateResponse {
@@ -25,6 +27,12 @@ enum CreateResponse {
     /// Malformed JSON (or a malformed chunked body).
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
+    /// No valid bearer token (only under `api.auth = "jwt"`); `WWW-Authenticate` says why.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>),
+    /// `usuario` is not the token's subject, and the token has no operator role.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
     /// Body larger than `api.max_body_bytes`.
     #[oai(status = 413)]
     PayloadTooLarge(Json<ErrorBody>),
@@ -43,6 +51,9 @@ enum CreateResponse {
     Unavailable(Json<ErrorBody>),
 }
 
+// The 401 is raised by the authentication gate before the handler runs, listed so the document
+// tells clients about it.
+#[allow(dead_code)]
 #[derive(ApiResponse)]
 enum GetResponse {
     #[oai(status = 200)]
@@ -50,13 +61,17 @@ enum GetResponse {
     /// The id is not a UUID.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
-    /// No order with this id is known.
+    /// No valid bearer token (only under `api.auth = "jwt"`); `WWW-Authenticate` says why.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>),
+    /// No order with this id is known to this caller: under `api.auth = "jwt"` another
+    /// customer's order is not found either, so ids cannot be probed.
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
 }
 
-// The 400 is raised by the query validators before the handler runs (answered by `json_error`),
-// listed so the document tells clients about it.
+// The 400 and 401 are raised before the handler runs (answered by `json_error`), listed so the
+// document tells clients about them.
 #[allow(dead_code)]
 #[derive(ApiResponse)]
 enum ListResponse {
@@ -65,6 +80,12 @@ enum ListResponse {
     /// `limit` or `offset` out of range.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
+    /// No valid bearer token (only under `api.auth = "jwt"`); `WWW-Authenticate` says why.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>),
+    /// `usuario` names another customer, and the token has no operator role.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
 }
 
 #[derive(ApiResponse)]
@@ -85,11 +106,20 @@ impl OrdersApi {
     /// Validates it, assigns `id` and `dataSolicitacao`, publishes it to `Pedidos` and an
     /// `Analise` event to `Notificacoes`, and answers only once the broker acknowledged both.
     #[oai(path = "/pedidos", method = "post")]
-    async fn create(&self, body: Json<OrderRequestBody>) -> CreateResponse {
+    async fn create(&self, caller: Data<&Caller>, body: Json<OrderRequestBody>) -> CreateResponse {
         let request = match body.0 .0 {
             Ok(request) => request,
             Err(e) => return CreateResponse::Invalid(Json(ErrorBody::from_field_error(&e))),
         };
+        if !caller.may_act_for(&request.usuario) {
+            return CreateResponse::Forbidden(Json(
+                ErrorBody::new(
+                    "forbidden",
+                    "an order may only be placed for the token's own subject",
+                )
+                .field("usuario", "must equal the token's subject (`sub`)"),
+            ));
+        }
         let order = Order::new(
             request.usuario,
             request.produto,
@@ -121,7 +151,7 @@ impl OrdersApi {
 
     /// An order's current status and history.
     #[oai(path = "/pedidos/:id", method = "get")]
-    async fn get(&self, id: Path<OrderId>) -> GetResponse {
+    async fn get(&self, caller: Data<&Caller>, id: Path<OrderId>) -> GetResponse {
         let Some(id) = id.0 .0 else {
             return GetResponse::BadRequest(Json(
                 ErrorBody::new("invalid_id", "the order id must be a UUID")
@@ -129,18 +159,24 @@ impl OrdersApi {
             ));
         };
         match self.book.read().unwrap().get(&id) {
-            Some(view) => GetResponse::Ok(Json(view.into())),
-            None => GetResponse::NotFound(Json(ErrorBody::new(
+            Some(view) if caller.may_act_for(&view.usuario) => GetResponse::Ok(Json(view.into())),
+            _ => GetResponse::NotFound(Json(ErrorBody::new(
                 "not_found",
                 format!("no order with id {id}"),
             ))),
         }
     }
 
-    /// Recent orders, newest first.
+    /// Recent orders, newest first: every customer's, or one's.
+    ///
+    /// Under `api.auth = "jwt"` a customer sees only their own orders; an operator sees
+    /// everyone's and may filter by `usuario`.
     #[oai(path = "/pedidos", method = "get")]
     async fn list(
         &self,
+        caller: Data<&Caller>,
+        /// Only this customer's orders.
+        usuario: Query<Option<String>>,
         /// How many to skip (default 0).
         #[oai(validator(minimum(value = "0"), maximum(value = "1000000000")))]
         offset: Query<Option<u64>>,
@@ -150,17 +186,28 @@ impl OrdersApi {
     ) -> ListResponse {
         let offset = offset.0.unwrap_or(0);
         let limit = limit.0.unwrap_or(20);
+        let usuario = match (caller.own_orders_only(), usuario.0) {
+            (Some(own), Some(asked)) if asked != own => {
+                return ListResponse::Forbidden(Json(
+                    ErrorBody::new("forbidden", "a customer may only list their own orders")
+                        .field("usuario", "must be the token's subject (`sub`) or absent"),
+                ))
+            }
+            (Some(own), _) => Some(own.to_string()),
+            (None, asked) => asked,
+        };
         let book = self.book.read().unwrap();
-        let pedidos = book
-            .page(
-                usize::try_from(offset).unwrap_or(usize::MAX),
-                limit as usize,
-            )
-            .into_iter()
-            .map(OrderStatus::from)
-            .collect();
+        let skip = usize::try_from(offset).unwrap_or(usize::MAX);
+        let (total, page) = match &usuario {
+            Some(usuario) => (
+                book.len_of(usuario),
+                book.page_of(usuario, skip, limit as usize),
+            ),
+            None => (book.len(), book.page(skip, limit as usize)),
+        };
+        let pedidos = page.into_iter().map(OrderStatus::from).collect();
         ListResponse::Ok(Json(OrderPage {
-            total: book.len() as u64,
+            total: total as u64,
             offset,
             limit,
             pedidos,

@@ -1,10 +1,22 @@
 //! `[api]`: the HTTP daemon that takes orders.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{at_least_one, InvalidValue};
+use super::{at_least_one, InvalidValue, Secret};
+
+/// Who may call the API: `api.auth`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Anyone who reaches the port may do anything: for the local run and the Swagger UI demo.
+    #[default]
+    None,
+    /// `Authorization: Bearer <JWT>` on every route but `/health`, `/docs` and `/openapi.json`.
+    Jwt,
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -28,6 +40,21 @@ pub struct ApiConfig {
     /// On shutdown, how long in-flight requests may take to finish before their connections are
     /// cut.
     pub shutdown_timeout_ms: u64,
+    /// `none` (the default) or `jwt`.
+    pub auth: AuthMode,
+    /// Under `auth = "none"`, serve on an address other than loopback anyway.
+    pub allow_anonymous: bool,
+    /// HS256: the shared secret tokens are signed with (at least 32 bytes).
+    pub jwt_secret: Option<Secret>,
+    /// RS256 or ES256: a PEM file with the issuer's public key (RSA or EC P-256).
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// The `iss` every token must carry, when set.
+    pub jwt_issuer: Option<String>,
+    /// The `aud` every token must carry, when set.
+    pub jwt_audience: Option<String>,
+    /// The value of the token's `role` claim (a string or an array of strings) that makes its
+    /// holder an operator, who may post for and read every customer's orders.
+    pub jwt_ops_role: String,
 }
 
 impl Default for ApiConfig {
@@ -41,6 +68,13 @@ impl Default for ApiConfig {
             body_timeout_ms: 10_000,
             write_timeout_ms: 10_000,
             shutdown_timeout_ms: 10_000,
+            auth: AuthMode::None,
+            allow_anonymous: false,
+            jwt_secret: None,
+            jwt_public_key_file: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwt_ops_role: "ops".into(),
         }
     }
 }
@@ -48,6 +82,13 @@ impl Default for ApiConfig {
 impl ApiConfig {
     /// The largest accepted HTTP timeout (one hour): anything longer is a typo, not a choice.
     pub const MAX_HTTP_TIMEOUT_MS: u64 = 3_600_000;
+    /// The shortest HS256 secret: RFC 7518 §3.2 asks for a key as long as the hash, 256 bits.
+    pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+    /// The listen address (valid once the section has been validated).
+    pub fn listen_addr(&self) -> Option<std::net::SocketAddr> {
+        self.listen.parse().ok()
+    }
 
     pub fn head_timeout(&self) -> Duration {
         Duration::from_millis(self.head_timeout_ms)
@@ -89,7 +130,50 @@ impl ApiConfig {
                 ));
             }
         }
-        Ok(())
+        self.validate_auth()
+    }
+
+    fn validate_auth(&self) -> Result<(), InvalidValue> {
+        let secret = self.jwt_secret.as_ref().filter(|s| !s.is_empty());
+        let key_file = self
+            .jwt_public_key_file
+            .as_ref()
+            .filter(|p| !p.as_os_str().is_empty());
+        for (key, value) in [
+            ("jwt_issuer", &self.jwt_issuer),
+            ("jwt_audience", &self.jwt_audience),
+        ] {
+            if value.as_ref().is_some_and(|v| v.trim().is_empty()) {
+                return Err(InvalidValue::new(key, "must not be empty when set"));
+            }
+        }
+        if self.auth == AuthMode::None {
+            return Ok(());
+        }
+        match (secret, key_file) {
+            (None, None) => Err(InvalidValue::new(
+                "auth",
+                "\"jwt\" needs api.jwt_secret (HS256) or api.jwt_public_key_file (RS256/ES256)",
+            )),
+            (Some(_), Some(_)) => Err(InvalidValue::new(
+                "jwt_secret",
+                "set api.jwt_secret or api.jwt_public_key_file, not both",
+            )),
+            (Some(secret), None) if secret.expose().len() < Self::MIN_JWT_SECRET_BYTES => {
+                Err(InvalidValue::new(
+                    "jwt_secret",
+                    format!(
+                        "must be at least {} bytes long, got {}",
+                        Self::MIN_JWT_SECRET_BYTES,
+                        secret.expose().len()
+                    ),
+                ))
+            }
+            _ if self.jwt_ops_role.trim().is_empty() => {
+                Err(InvalidValue::new("jwt_ops_role", "must not be empty"))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -144,6 +228,82 @@ mod tests {
         assert_eq!(c.api.write_timeout_ms, defaults.write_timeout_ms);
         assert_eq!(c.api.shutdown_timeout_ms, defaults.shutdown_timeout_ms);
         assert_eq!(c.api.publish_timeout_ms, defaults.publish_timeout_ms);
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn auth_is_none_by_default_with_ops_as_the_operator_role() {
+        let c = Config::from_sources(None, Vec::new()).unwrap();
+        assert_eq!(c.api.auth, AuthMode::None);
+        assert!(!c.api.allow_anonymous);
+        assert_eq!(c.api.jwt_ops_role, "ops");
+    }
+
+    #[test]
+    fn jwt_mode_takes_a_secret_or_a_key_file_from_file_or_environment() {
+        let c = load(
+            &format!("[api]\nauth = \"jwt\"\njwt_secret = \"{SECRET}\"\n"),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.api.auth, AuthMode::Jwt);
+        assert_eq!(c.api.jwt_secret.as_ref().unwrap().expose(), SECRET);
+        let c = load(
+            "",
+            &[
+                ("PEDIDOS_API__AUTH", "jwt"),
+                (
+                    "PEDIDOS_API__JWT_PUBLIC_KEY_FILE",
+                    "/etc/pedidos/issuer.pem",
+                ),
+                ("PEDIDOS_API__JWT_ISSUER", "https://id.example"),
+                ("PEDIDOS_API__JWT_AUDIENCE", "pedidos"),
+                ("PEDIDOS_API__JWT_OPS_ROLE", "admin"),
+                ("PEDIDOS_API__ALLOW_ANONYMOUS", "true"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            c.api.jwt_public_key_file.as_deref(),
+            Some(std::path::Path::new("/etc/pedidos/issuer.pem"))
+        );
+        assert_eq!(c.api.jwt_issuer.as_deref(), Some("https://id.example"));
+        assert_eq!(c.api.jwt_audience.as_deref(), Some("pedidos"));
+        assert_eq!(c.api.jwt_ops_role, "admin");
+        assert!(c.api.allow_anonymous);
+    }
+
+    #[test]
+    fn jwt_mode_without_a_usable_key_is_refused_by_name() {
+        let e = err("[api]\nauth = \"jwt\"\n", &[]);
+        assert!(e.contains("api.auth"), "{e}");
+        assert!(e.contains("api.jwt_secret"), "{e}");
+        let e = err(
+            "[api]\nauth = \"jwt\"\njwt_secret = \"short-secret\"\n",
+            &[],
+        );
+        assert!(e.contains("api.jwt_secret"), "{e}");
+        assert!(e.contains("at least 32 bytes"), "{e}");
+        assert!(
+            !e.contains("short-secret"),
+            "the secret is never quoted: {e}"
+        );
+        let both = format!(
+            "[api]\nauth = \"jwt\"\njwt_secret = \"{SECRET}\"\njwt_public_key_file = \"k.pem\"\n"
+        );
+        assert!(err(&both, &[]).contains("not both"));
+        let e = err("[api]\nauth = \"basic\"\n", &[]);
+        assert!(e.contains("api.auth"), "{e}");
+        let e = err("", &[("PEDIDOS_API__JWT_ISSUER", " ")]);
+        assert!(e.contains("api.jwt_issuer"), "{e}");
+    }
+
+    #[test]
+    fn a_jwt_secret_of_the_wrong_type_is_not_quoted() {
+        let e = err("[api]\njwt_secret = 987654321\n", &[]);
+        assert!(e.contains("api.jwt_secret"), "{e}");
+        assert!(!e.contains("987654321"), "{e}");
     }
 
     #[test]

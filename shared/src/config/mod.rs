@@ -28,7 +28,7 @@ use serde::Deserialize;
 
 use sources::Sources;
 
-pub use api::ApiConfig;
+pub use api::{ApiConfig, AuthMode};
 pub use fraud::FraudConfig;
 pub use kafka::{KafkaConfig, SecurityProtocol};
 pub use monitoring::MonitoringConfig;
@@ -113,6 +113,7 @@ impl Config {
     fn holds_secret(key: &str) -> bool {
         key.strip_prefix("kafka.")
             .is_some_and(KafkaConfig::holds_secret)
+            || key == "api.jwt_secret"
     }
 
     /// Every section checks its own values; `[telemetry]` has nothing to check.

@@ -1,0 +1,74 @@
+//! The authentication gate: every request but the public paths gets its [`Caller`] here, before
+//! its body is read or any handler runs; a refused one is answered 401 by `error::json_error`.
+
+use std::sync::Arc;
+
+use poem::http::header;
+use poem::{Endpoint, IntoResponse, Request, Response};
+
+use crate::auth::{Auth, Caller, Rejection};
+
+/// Paths anyone may call under every mode: liveness and the documentation (Swagger UI must load
+/// before its *Authorize* button can be used).
+pub(crate) const PUBLIC_PATHS: [&str; 3] = ["/health", "/docs", "/openapi.json"];
+
+pub(crate) fn is_public(path: &str) -> bool {
+    let path = match path.trim_end_matches('/') {
+        "" => "/",
+        trimmed => trimmed,
+    };
+    PUBLIC_PATHS.contains(&path)
+}
+
+/// A refused request, carried as a `poem::Error` to the JSON error mapping.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct Unauthorized(pub Rejection);
+
+impl poem::error::ResponseError for Unauthorized {
+    fn status(&self) -> poem::http::StatusCode {
+        poem::http::StatusCode::UNAUTHORIZED
+    }
+}
+
+/// Puts the request's [`Caller`] in its extensions (the handlers take it as `Data<&Caller>`), or
+/// refuses it.
+pub(crate) async fn authenticate<E: Endpoint>(
+    ep: Arc<E>,
+    mut req: Request,
+    auth: Arc<Auth>,
+) -> poem::Result<Response> {
+    let caller = if is_public(req.uri().path()) {
+        Caller::Anyone
+    } else {
+        let authorization = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(|v| v.as_bytes());
+        auth.caller(authorization).map_err(Unauthorized)?
+    };
+    req.extensions_mut().insert(caller);
+    ep.call(req).await.map(IntoResponse::into_response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_health_and_the_documentation_are_public() {
+        for path in ["/health", "/health/", "/docs", "/openapi.json"] {
+            assert!(is_public(path), "{path}");
+        }
+        for path in [
+            "/",
+            "/pedidos",
+            "/pedidos/x",
+            "/healthz",
+            "/docs/x",
+            "/nowhere",
+        ] {
+            assert!(!is_public(path), "{path}");
+        }
+    }
+}
