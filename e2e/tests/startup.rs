@@ -126,3 +126,36 @@ fn json_logs_on_request_and_a_plain_exit_when_the_broker_is_unreachable() {
         );
     }
 }
+
+#[test]
+fn the_api_refuses_to_serve_anonymously_off_loopback() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    // No broker at all: the refusal comes before any connection is tried.
+    let bootstrap = format!("127.0.0.1:{}", testkit::free_port());
+    let out = run(
+        "api",
+        &[],
+        &[
+            ("PEDIDOS_API__LISTEN", "0.0.0.0:0"),
+            ("PEDIDOS_KAFKA__BOOTSTRAP_SERVERS", &bootstrap),
+        ],
+        &dir,
+    );
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let err = &out.stderr;
+    for words in [
+        "api.auth",
+        "0.0.0.0:0",
+        "not a loopback",
+        "api.allow_anonymous",
+    ] {
+        assert!(err.contains(words), "names {words}: {err}");
+    }
+    assert!(out.elapsed < Duration::from_secs(5), "immediate");
+
+    // jwt mode without a key is a configuration error, exit 2, naming what to set.
+    let out = run("api", &[], &[("PEDIDOS_API__AUTH", "jwt")], &dir);
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("api.jwt_secret"), "{}", out.stderr);
+}

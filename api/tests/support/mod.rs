@@ -75,6 +75,27 @@ impl TestApi {
         self.post_raw("application/json", body.to_string()).await
     }
 
+    /// `POST /pedidos` with `Authorization: Bearer <token>`.
+    pub async fn post_json_as(&self, token: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}/pedidos", self.url))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("POST /pedidos answered")
+    }
+
+    /// `GET path` with `Authorization: Bearer <token>`.
+    pub async fn get_as(&self, token: &str, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path} answered: {e}"))
+    }
+
     pub async fn post_raw(
         &self,
         content_type: &str,
