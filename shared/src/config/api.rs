@@ -228,6 +228,10 @@ mod tests {
         assert_eq!(c.api.write_timeout_ms, defaults.write_timeout_ms);
         assert_eq!(c.api.shutdown_timeout_ms, defaults.shutdown_timeout_ms);
         assert_eq!(c.api.publish_timeout_ms, defaults.publish_timeout_ms);
+        assert_eq!(c.api.auth, defaults.auth);
+        assert_eq!(c.api.allow_anonymous, defaults.allow_anonymous);
+        assert_eq!(c.api.jwt_ops_role, defaults.jwt_ops_role);
+        assert!(c.api.jwt_secret.is_none() && c.api.jwt_public_key_file.is_none());
     }
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
