@@ -1,8 +1,13 @@
-//! fraud: consumes `Pedidos`, decides each order with [`rules::decide`], and publishes the order
-//! with its verdict to `Pedidos_validos` or `Pedidos_recusados` plus an `Aprovado` / `Recusado`
-//! event to `Notificacoes`.
+//! fraud: consumes `Pedidos`, decides each order with [`rules::decide_after`] (given its
+//! customer's recent orders, [`velocity::Window`]), and publishes the order with its verdict to
+//! `Pedidos_validos` or `Pedidos_recusados` plus an `Aprovado` / `Recusado` event to
+//! `Notificacoes`.
 
 pub mod rules;
+pub mod velocity;
+
+use std::collections::HashMap;
+use std::time::Duration;
 
 use chrono::Utc;
 use shared::config::{Config, TopicsConfig};
@@ -11,12 +16,15 @@ use shared::pipeline::{self, Handled, Handler, InRecord, LoopOptions, PipelineEr
 use shared::validation;
 use tokio_util::sync::CancellationToken;
 
-pub use rules::{decide, Rules, Verdict};
+pub use rules::{decide, decide_after, Rules, Verdict};
+use velocity::{Recent, Window};
 
-/// The Kafka adapter around [`decide`]: record in, records out.
+/// The Kafka adapter around [`decide_after`]: record in, records out; with velocity on, one
+/// [`Window`] per partition, which the loop rebuilds from the log on assignment.
 pub struct FraudHandler {
     rules: Rules,
     topics: TopicsConfig,
+    windows: HashMap<(String, i32), Window>,
 }
 
 impl FraudHandler {
@@ -24,7 +32,28 @@ impl FraudHandler {
         Self {
             rules: Rules::new(&config.fraud),
             topics: config.topics.clone(),
+            windows: HashMap::new(),
         }
+    }
+
+    /// A record's order, if it is a valid one.
+    fn order(record: &InRecord<'_>) -> Result<Order, Poison> {
+        let order: Order = decode(record.payload).map_err(Poison::new)?;
+        validation::check_order(&order).map_err(|e| Poison::new(format!("invalid order: {e}")))?;
+        Ok(order)
+    }
+
+    /// What the customer placed within the window before `order` (nothing when velocity is
+    /// off); remembers the order.
+    fn observe(&mut self, record: &InRecord<'_>, order: &Order) -> Recent {
+        let Some(limits) = &self.rules.velocity else {
+            return Recent::default();
+        };
+        let key = (record.topic.to_string(), record.partition);
+        self.windows
+            .entry(key)
+            .or_default()
+            .observe(order, limits.window)
     }
 
     /// The records a verdict produces.
@@ -50,11 +79,30 @@ impl FraudHandler {
 
 impl Handler for FraudHandler {
     fn handle(&mut self, record: &InRecord<'_>) -> Result<Handled, Poison> {
-        let order: Order = decode(record.payload).map_err(Poison::new)?;
-        validation::check_order(&order).map_err(|e| Poison::new(format!("invalid order: {e}")))?;
-        let verdict = decide(&order, &self.rules);
+        let order = Self::order(record)?;
+        let recent = self.observe(record, &order);
+        let verdict = decide_after(&order, recent, &self.rules);
         tracing::debug!(pedido = %order.id, status = %verdict.status, motivo = %verdict.motivo, "verdict");
         Ok(Handled::publish(self.outputs(order, verdict)))
+    }
+
+    fn history_span(&self) -> Option<Duration> {
+        self.rules
+            .velocity
+            .as_ref()
+            .map(|limits| limits.history_span())
+    }
+
+    fn forget(&mut self, topic: &str, partition: i32) {
+        self.windows.remove(&(topic.to_string(), partition));
+    }
+
+    /// Refused orders count as much as approved ones: velocity measures attempts. Records that
+    /// are not valid orders were dead-lettered, and count for nothing.
+    fn remember(&mut self, record: &InRecord<'_>) {
+        if let Ok(order) = Self::order(record) {
+            self.observe(record, &order);
+        }
     }
 }
 
@@ -133,6 +181,67 @@ mod tests {
         );
         let event: StatusEvent = decode(Some(&handled.records[1].payload)).unwrap();
         assert_eq!(event.motivo.as_deref(), Some(evaluated.motivo.as_str()));
+    }
+
+    fn velocity_handler() -> FraudHandler {
+        let mut config = Config::default();
+        config.fraud.refusal_probability = 0.0;
+        config.fraud.velocity_max_orders = Some(3);
+        FraudHandler::new(&config)
+    }
+
+    fn motivo_of(handled: &Handled) -> String {
+        let evaluated: EvaluatedOrder = decode(Some(&handled.records[0].payload)).unwrap();
+        evaluated.motivo
+    }
+
+    #[test]
+    fn velocity_counts_per_partition_and_a_remembered_history_gives_the_same_verdict() {
+        let payloads: Vec<Vec<u8>> = (0..5).map(|_| order_json(1)).collect();
+        let record = |n: usize, partition| {
+            let mut record = InRecord::new("Pedidos", Some(&payloads[n]));
+            record.partition = partition;
+            record.offset = n as i64;
+            record
+        };
+        let mut first = velocity_handler();
+        assert_eq!(first.history_span(), Some(Duration::from_secs(3_720)));
+        let motivos: Vec<String> = (0..5)
+            .map(|n| motivo_of(&first.handle(&record(n, 0)).unwrap()))
+            .collect();
+        assert_eq!(motivos[..3], ["aprovado", "aprovado", "aprovado"]);
+        assert!(
+            motivos[3].starts_with("velocidade: 4 pedidos de ana"),
+            "{motivos:?}"
+        );
+        assert!(
+            motivos[4].starts_with("velocidade: 5 pedidos"),
+            "{motivos:?}"
+        );
+
+        // Another instance, assigned the partition at record 3: it remembers 0..3, then decides.
+        let mut second = velocity_handler();
+        second.handle(&record(0, 0)).unwrap(); // stale memory, dropped by the rebuild
+        second.forget("Pedidos", 0);
+        for n in 0..3 {
+            second.remember(&record(n, 0));
+        }
+        let again: Vec<String> = (3..5)
+            .map(|n| motivo_of(&second.handle(&record(n, 0)).unwrap()))
+            .collect();
+        assert_eq!(again, motivos[3..]);
+
+        // The same customer's orders on another partition are another window.
+        let mut other = velocity_handler();
+        for n in 0..3 {
+            other.handle(&record(n, n as i32)).unwrap();
+        }
+        assert_eq!(motivo_of(&other.handle(&record(3, 1)).unwrap()), "aprovado");
+    }
+
+    #[test]
+    fn without_velocity_there_is_no_history_to_keep() {
+        assert_eq!(handler().history_span(), None);
     }
 
     #[test]

@@ -10,6 +10,8 @@ use rust_decimal::Decimal;
 use shared::config::FraudConfig;
 use shared::events::{Order, Status};
 
+use crate::velocity::{Limits, Recent};
+
 /// The configured rules, prepared for fast lookups.
 #[derive(Debug, Clone)]
 pub struct Rules {
@@ -19,6 +21,8 @@ pub struct Rules {
     pub max_total: Option<Decimal>,
     blocked_users: HashSet<String>,
     blocked_products: HashSet<String>,
+    /// The velocity limits, when any is set.
+    pub velocity: Option<Limits>,
 }
 
 impl Rules {
@@ -31,6 +35,7 @@ impl Rules {
             max_total: config.max_total,
             blocked_users: normalise(&config.blocked_users),
             blocked_products: normalise(&config.blocked_products),
+            velocity: Limits::new(config),
         }
     }
 }
@@ -56,8 +61,18 @@ impl Verdict {
     }
 }
 
-/// Decides an order. Rules are checked in a fixed order and the first one that refuses wins.
+/// Decides an order that has no earlier order of its customer within the velocity window (so
+/// the velocity limits refuse it only when it alone exceeds them): [`decide_after`] with
+/// nothing before it.
 pub fn decide(order: &Order, rules: &Rules) -> Verdict {
+    decide_after(order, Recent::default(), rules)
+}
+
+/// Decides an order, given what its customer placed within the velocity window before it
+/// (`velocity::Window::observe`). Rules are checked in a fixed order and the first one that
+/// refuses wins: blocked user, blocked product, unit price, total, velocity, then the random
+/// refusal.
+pub fn decide_after(order: &Order, recent: Recent, rules: &Rules) -> Verdict {
     if rules.blocked_users.contains(&normalise(&order.usuario)) {
         return Verdict::refused(format!("usuário bloqueado: {}", order.usuario));
     }
@@ -77,6 +92,13 @@ pub fn decide(order: &Order, rules: &Rules) -> Verdict {
         if total > max {
             return Verdict::refused(format!("valor total {total} acima do limite de {max}"));
         }
+    }
+    if let Some(motivo) = rules
+        .velocity
+        .as_ref()
+        .and_then(|limits| limits.refusal(order, recent))
+    {
+        return Verdict::refused(motivo);
     }
     if draw(order, rules.seed) < rules.refusal_probability {
         return Verdict::refused("recusado pela análise de risco".into());
@@ -196,6 +218,50 @@ mod tests {
         assert!(v.motivo.starts_with("produto bloqueado"), "{}", v.motivo);
         let v = decide(&order("ana", "tv", 100, "5000"), &rules(|_| {}));
         assert!(v.motivo.starts_with("valor unitário"), "{}", v.motivo);
+    }
+
+    #[test]
+    fn velocity_refuses_after_the_per_order_rules_and_before_the_random_one() {
+        let limited = rules(|c| {
+            c.velocity_max_orders = Some(3);
+            c.velocity_max_total = Some("500".parse().unwrap());
+            c.refusal_probability = 1.0;
+        });
+        let ana = order("ana", "livro", 1, "10");
+        let busy = Recent {
+            orders: 3,
+            total: "30".parse().unwrap(),
+        };
+        let v = decide_after(&ana, busy, &limited);
+        assert_eq!(v.status, Status::Recusado);
+        assert_eq!(
+            v.motivo,
+            "velocidade: 4 pedidos de ana em 3600 s, acima do limite de 3"
+        );
+        let spent = Recent {
+            orders: 1,
+            total: "495".parse().unwrap(),
+        };
+        assert_eq!(
+            decide_after(&ana, spent, &limited).motivo,
+            "velocidade: total 505 de ana em 3600 s, acima do limite de 500"
+        );
+        // Within both limits the random rule decides; a per-order rule still comes first.
+        let calm = Recent {
+            orders: 2,
+            total: "490".parse().unwrap(),
+        };
+        assert_eq!(
+            decide_after(&ana, calm, &limited).motivo,
+            "recusado pela análise de risco"
+        );
+        let blocked = order("mallory", "livro", 1, "10");
+        assert!(decide_after(&blocked, busy, &limited)
+            .motivo
+            .starts_with("usuário bloqueado"));
+        // Off, the figures change nothing.
+        let off = rules(|_| {});
+        assert_eq!(decide_after(&ana, busy, &off), decide(&ana, &off));
     }
 
     #[test]

@@ -23,6 +23,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use super::dead_letter::DeadLetters;
 use super::error::PipelineError;
 use super::handler::{Handler, InRecord};
+use super::history::Recall;
 use super::options::LoopOptions;
 use crate::events::OutRecord;
 use crate::kafka::{enqueue, Consumer, Producer};
@@ -44,6 +45,7 @@ pub async fn run<H: Handler>(
     mut dead_letters: DeadLetters,
     shutdown: CancellationToken,
 ) -> Result<(), PipelineError> {
+    let mut recall = Recall::new(options.history_from.clone());
     options.subscribe(consumer, "at-least-once")?;
 
     let mut in_flight: FuturesOrdered<InFlight> = FuturesOrdered::new();
@@ -63,6 +65,9 @@ pub async fn run<H: Handler>(
                     }
                 };
                 let record = InRecord::from_message(&message);
+                if !recall.prepare(&mut handler, &record, &shutdown).await {
+                    break;
+                }
                 let handled = dead_letters.handle(&mut handler, &record);
                 let mut deliveries = Vec::with_capacity(handled.records.len());
                 for out in handled.records {

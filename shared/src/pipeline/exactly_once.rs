@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::dead_letter::DeadLetters;
 use super::error::PipelineError;
 use super::handler::{Handler, InRecord};
+use super::history::Recall;
 use super::options::LoopOptions;
 use crate::kafka::{enqueue, Consumer, Producer};
 
@@ -37,6 +38,7 @@ pub async fn run<H: Handler>(
     blocking(producer, |p| p.base().init_transactions(TXN_TIMEOUT))
         .await
         .map_err(PipelineError::TransactionsUnsupported)?;
+    let mut recall = Recall::new(options.history_from.clone());
     options.subscribe(consumer, "exactly-once (transactions)")?;
 
     loop {
@@ -62,6 +64,10 @@ pub async fn run<H: Handler>(
         let mut count = 0;
         while let Some(m) = message.take() {
             let record = InRecord::from_message(&m);
+            if !recall.prepare(&mut handler, &record, &shutdown).await {
+                // Shut down mid-batch: the open transaction is aborted when the producer goes.
+                return Ok(());
+            }
             let handled = dead_letters.handle(&mut handler, &record);
             for out in &handled.records {
                 // Delivery is confirmed by the commit below, which flushes the transaction.

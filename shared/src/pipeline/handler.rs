@@ -92,4 +92,19 @@ impl Poison {
 /// answer.
 pub trait Handler: Send + 'static {
     fn handle(&mut self, record: &InRecord<'_>) -> Result<Handled, Poison>;
+
+    /// For a handler whose answers depend on the earlier records of a partition (a window):
+    /// how far back before a record's timestamp its memory must reach. The loop then rebuilds
+    /// that memory from the log whenever it may be stale (see `pipeline::history`), through
+    /// [`Handler::forget`] and [`Handler::remember`]. `None`, the default: no memory to keep.
+    fn history_span(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// Drops what the handler knows of one partition, before it is rebuilt.
+    fn forget(&mut self, _topic: &str, _partition: i32) {}
+
+    /// An earlier record of a partition being rebuilt: update the memory exactly as
+    /// [`Handler::handle`] would, and produce nothing.
+    fn remember(&mut self, _record: &InRecord<'_>) {}
 }

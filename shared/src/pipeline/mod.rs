@@ -7,12 +7,15 @@
 //!   one Kafka transaction.
 //! - [`dead_letter`] serves both: a record the handler refuses goes to its topic's dead-letter
 //!   topic with the reason, and the loop goes on.
+//! - `history` serves both too: a handler with a memory of earlier records gets it rebuilt
+//!   from the log whenever it may be stale.
 
 pub mod at_least_once;
 pub mod dead_letter;
 mod error;
 pub mod exactly_once;
 mod handler;
+mod history;
 mod options;
 
 use std::time::Duration;
@@ -38,13 +41,14 @@ const MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
 /// topics, then runs the loop until `shutdown` is cancelled.
 pub async fn run_daemon<H: Handler>(
     config: &Config,
-    options: LoopOptions,
+    mut options: LoopOptions,
     handler: H,
     shutdown: CancellationToken,
 ) -> Result<(), PipelineError> {
     kafka::check_connectivity(&config.kafka).await?;
     kafka::ensure_topics(&config.kafka, &config.topics).await?;
     let dead_letters = DeadLetters::new(&config.topics.dlq_suffix, &options.group_id);
+    options.history_from = Some(config.kafka.clone());
     match &options.transactional_id {
         None => {
             let producer = kafka::producer(&config.kafka, MESSAGE_TIMEOUT)?;

@@ -3,6 +3,7 @@
 use rdkafka::consumer::Consumer as _;
 
 use super::error::PipelineError;
+use crate::config::KafkaConfig;
 use crate::kafka::Consumer;
 
 #[derive(Debug, Clone)]
@@ -17,6 +18,9 @@ pub struct LoopOptions {
     /// stay the same across restarts of one process so a restarted process fences its crashed
     /// predecessor.
     pub transactional_id: Option<String>,
+    /// The cluster a handler with history (`Handler::history_span`) reads its partitions back
+    /// from; `run_daemon` sets it to the daemon's own.
+    pub history_from: Option<KafkaConfig>,
 }
 
 impl LoopOptions {
@@ -27,6 +31,7 @@ impl LoopOptions {
             topics,
             max_in_flight,
             transactional_id: None,
+            history_from: None,
         }
     }
 
