@@ -30,5 +30,7 @@ mod records;
 mod tls;
 
 pub use broker::{free_port, free_ports, Broker};
-pub use records::{produce_raw, produce_raw_many, read_topic, ConsumedRecord};
+pub use records::{
+    produce_raw, produce_raw_many, read_topic, reset_group_to_earliest, ConsumedRecord,
+};
 pub use tls::TlsFiles;

@@ -247,3 +247,34 @@ pub async fn produce_raw_many(
     }
     positions
 }
+
+/// Commits `group`'s offsets on every partition of `topic` back to the earliest record kept,
+/// as `kafka-consumer-groups --reset-offsets --to-earliest --execute` does. The group must
+/// have no live member (stop its consumers first), or the broker refuses the commit.
+///
+/// # Panics
+/// If the topic does not exist within 10 s or the commit is refused.
+pub async fn reset_group_to_earliest(kafka: &KafkaConfig, group: &str, topic: &str) {
+    let (kafka, group, topic) = (kafka.clone(), group.to_string(), topic.to_string());
+    tokio::task::spawn_blocking(move || {
+        let consumer: Consumer = shared::kafka::consumer(&kafka, &group)
+            .unwrap_or_else(|e| panic!("cannot create a consumer in {group}: {e}"));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let partitions = partition_count(&consumer, &topic, deadline);
+        assert!(partitions > 0, "{topic} does not exist");
+        let mut earliest = TopicPartitionList::new();
+        for partition in 0..partitions {
+            let (low, _) = consumer
+                .fetch_watermarks(&topic, partition, Duration::from_secs(10))
+                .unwrap_or_else(|e| panic!("watermarks of {topic}[{partition}]: {e}"));
+            earliest
+                .add_partition_offset(&topic, partition, Offset::Offset(low))
+                .expect("valid partition offset");
+        }
+        consumer
+            .commit(&earliest, rdkafka::consumer::CommitMode::Sync)
+            .unwrap_or_else(|e| panic!("cannot reset {group} on {topic}: {e}"));
+    })
+    .await
+    .expect("the reset does not panic");
+}

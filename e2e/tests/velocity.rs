@@ -1,0 +1,220 @@
+//! The velocity rule end to end: its verdicts stay a pure function of the input log. One stream
+//! of orders, some customers fast enough to trip the rule, is decided by the mesh's fraud
+//! (undisturbed: the reference) and, on the same `Pedidos`, by two more fraud groups writing to
+//! topics of their own: one killed (-9) twice mid-stream, one of two instances that rebalance
+//! partitions between them. Afterwards the reference group is reset to the beginning and replays
+//! everything. In all three cases every order gets exactly the reference's verdict, and the
+//! refusals name velocity.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use e2e::ledger::{finish_and_check, Driver};
+use e2e::mesh::{Mesh, Options, WAIT};
+use e2e::{message, Daemon};
+use testkit::{read_topic, reset_group_to_earliest, Broker};
+use tokio::time::Instant;
+
+/// ~13 customers (`e2e::orders::order_body`) at 60 orders/s: each places ~4 orders a second, so
+/// a limit of 20 in 5 s is crossed now and then, not always.
+const TOTAL: usize = 2_400;
+const RATE: u32 = 60;
+const VELOCITY: [(&str, &str); 2] = [
+    ("PEDIDOS_FRAUD__VELOCITY_MAX_ORDERS", "20"),
+    ("PEDIDOS_FRAUD__VELOCITY_WINDOW_SECS", "5"),
+];
+
+/// Each order's verdicts, `(status, motivo)`, one per copy found.
+type Verdicts = HashMap<String, Vec<(String, String)>>;
+
+/// A fraud group of its own on the mesh's `Pedidos`, publishing to topics of its own.
+struct Variant {
+    daemons: Vec<Daemon>,
+    validos: String,
+    recusados: String,
+}
+
+impl Variant {
+    fn start(mesh: &Mesh, name: &str, instances: usize) -> Self {
+        let topics = &mesh.config.topics;
+        let (validos, recusados) = (
+            format!("{}-{name}", topics.pedidos_validos),
+            format!("{}-{name}", topics.pedidos_recusados),
+        );
+        let mut env = mesh.env.clone();
+        env.extend([
+            (
+                "PEDIDOS_FRAUD__GROUP_ID".to_string(),
+                format!("{}-{name}", mesh.config.fraud.group_id),
+            ),
+            ("PEDIDOS_TOPICS__PEDIDOS_VALIDOS".into(), validos.clone()),
+            (
+                "PEDIDOS_TOPICS__PEDIDOS_RECUSADOS".into(),
+                recusados.clone(),
+            ),
+            (
+                "PEDIDOS_TOPICS__NOTIFICACOES".into(),
+                format!("{}-{name}", topics.notificacoes),
+            ),
+        ]);
+        let daemons = (0..instances)
+            .map(|i| Daemon::spawn(&format!("fraud-{name}{i}"), "fraud", mesh.dir.path(), &env))
+            .collect();
+        Self {
+            daemons,
+            validos,
+            recusados,
+        }
+    }
+}
+
+/// Reads both verdict topics until every order of `ids` has at least one verdict (or `WAIT`
+/// runs out).
+async fn verdicts(mesh: &Mesh, validos: &str, recusados: &str, ids: &[String]) -> Verdicts {
+    let kafka = &mesh.config.kafka;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut records = read_topic(kafka, validos, 0, Duration::from_secs(5)).await;
+        records.extend(read_topic(kafka, recusados, 0, Duration::from_secs(5)).await);
+        let mut found: Verdicts = HashMap::new();
+        for record in &records {
+            let value = record.json();
+            let field = |name: &str| value[name].as_str().unwrap_or_default().to_string();
+            found
+                .entry(field("id"))
+                .or_default()
+                .push((field("status"), field("motivo")));
+        }
+        if ids.iter().all(|id| found.contains_key(id)) || Instant::now() > deadline {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Every order of `reference` has, in `other`, only copies of its reference verdict.
+fn assert_same_verdicts(reference: &Verdicts, other: &Verdicts, what: &str) {
+    let mut differing = Vec::new();
+    for (id, want) in reference {
+        match other.get(id) {
+            None => differing.push(format!("{id}: no verdict")),
+            Some(got) if got.iter().any(|v| v != &want[0]) => {
+                differing.push(format!("{id}: {:?}, reference {:?}", got, want[0]))
+            }
+            Some(_) => {}
+        }
+    }
+    assert!(
+        differing.is_empty(),
+        "{what}: {} of {} orders differ from the reference, e.g. {:?}",
+        differing.len(),
+        reference.len(),
+        &differing[..differing.len().min(5)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn velocity_verdicts_survive_replay_kill_9_and_a_second_instance() {
+    let options = Options::default().with_env(&VELOCITY);
+    let mut mesh = Mesh::start_with_options(Broker::shared(), options).await;
+    let mut killed = Variant::start(&mesh, "killed", 1);
+    let mut pair = Variant::start(&mesh, "pair", 2);
+
+    let driver = Driver::start(&mesh.api_url, TOTAL, RATE, 16);
+    for round in 1..=2 {
+        driver.wait_accepted(round * TOTAL / 3, WAIT).await;
+        killed.daemons[0].kill();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        killed.daemons[0].start();
+    }
+    let report = finish_and_check(&mut mesh, driver, "the velocity stream").await;
+    let (topics, kafka) = (mesh.config.topics.clone(), mesh.config.kafka.clone());
+    let ids: Vec<String> = {
+        let all = read_topic(&kafka, &topics.pedidos, report.accepted, WAIT).await;
+        all.iter()
+            .map(|r| r.json()["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let reference = verdicts(
+        &mesh,
+        &topics.pedidos_validos,
+        &topics.pedidos_recusados,
+        &ids,
+    )
+    .await;
+    assert_eq!(reference.len(), report.accepted);
+
+    // The rule was exercised: it refused some orders, and others of the same customers passed.
+    let velocity = reference
+        .values()
+        .filter(|v| v[0].1.starts_with("velocidade: "))
+        .count();
+    let approved = reference.values().filter(|v| v[0].0 == "Aprovado").count();
+    eprintln!(
+        "velocity: {} orders, {velocity} refused by velocity, {approved} approved",
+        reference.len()
+    );
+    assert!(velocity >= 50, "velocity refused only {velocity} orders");
+    assert!(approved >= 100, "only {approved} orders approved");
+
+    let after_kills = verdicts(&mesh, &killed.validos, &killed.recusados, &ids).await;
+    assert_same_verdicts(&reference, &after_kills, "kill -9 of fraud mid-stream");
+    let after_pair = verdicts(&mesh, &pair.validos, &pair.recusados, &ids).await;
+    assert_same_verdicts(&reference, &after_pair, "two fraud instances");
+    // Both variants got there by rebuilding their windows from the log: the killed one after
+    // each restart, the pair whenever a partition moved (each partition at least once).
+    let rebuilds = |daemons: &[Daemon]| -> usize {
+        daemons
+            .iter()
+            .flat_map(|d| d.log_events())
+            .filter(|e| message(e) == "handler state rebuilt from the log")
+            .count()
+    };
+    let (after_restarts, in_pair) = (rebuilds(&killed.daemons), rebuilds(&pair.daemons));
+    eprintln!("velocity: windows rebuilt {after_restarts} times by the killed fraud, {in_pair} by the pair");
+    assert!(
+        after_restarts >= 9,
+        "3 partitions × 3 starts, got {after_restarts}"
+    );
+    assert!(in_pair >= 3, "each partition at least once, got {in_pair}");
+
+    // The reference group, reset to the beginning, decides everything again: each order now has
+    // two copies of the same verdict.
+    let fraud = &mut mesh.frauds[0];
+    assert_eq!(
+        tokio::task::block_in_place(|| fraud.terminate(WAIT)),
+        Some(0)
+    );
+    reset_group_to_earliest(&kafka, &mesh.config.fraud.group_id, &topics.pedidos).await;
+    fraud.start();
+    let deadline = Instant::now() + WAIT;
+    let replayed = loop {
+        let found = verdicts(
+            &mesh,
+            &topics.pedidos_validos,
+            &topics.pedidos_recusados,
+            &ids,
+        )
+        .await;
+        if found.values().all(|v| v.len() >= 2) || Instant::now() > deadline {
+            break found;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let twice = replayed.values().filter(|v| v.len() >= 2).count();
+    assert_eq!(
+        twice,
+        reference.len(),
+        "every order decided again after the reset"
+    );
+    assert_same_verdicts(&reference, &replayed, "replay after resetting the group");
+
+    for daemon in killed.daemons.iter_mut().chain(pair.daemons.iter_mut()) {
+        assert!(
+            daemon.is_running(),
+            "{} exited:\n{}",
+            daemon.name,
+            daemon.log_text()
+        );
+    }
+}
