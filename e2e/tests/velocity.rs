@@ -1,8 +1,8 @@
 //! The velocity rule end to end: its verdicts stay a pure function of the input log. One stream
 //! of orders, some customers fast enough to trip the rule, is decided by the mesh's fraud
-//! (undisturbed: the reference) and, on the same `Pedidos`, by two more fraud groups writing to
-//! topics of their own: one killed (-9) twice mid-stream, one of two instances that rebalance
-//! partitions between them. Afterwards the reference group is reset to the beginning and replays
+//! (undisturbed: the reference) and, on the same `Pedidos`, by three more fraud groups writing to
+//! topics of their own: one killed (-9) twice mid-stream, one joined by a second instance
+//! mid-stream (partitions move between them), and one in exactly-once mode, killed twice too. Afterwards the reference group is reset to the beginning and replays
 //! everything. In all three cases every order gets exactly the reference's verdict, and the
 //! refusals name velocity.
 
@@ -29,13 +29,15 @@ type Verdicts = HashMap<String, Vec<(String, String)>>;
 
 /// A fraud group of its own on the mesh's `Pedidos`, publishing to topics of its own.
 struct Variant {
+    name: String,
+    env: Vec<(String, String)>,
     daemons: Vec<Daemon>,
     validos: String,
     recusados: String,
 }
 
 impl Variant {
-    fn start(mesh: &Mesh, name: &str, instances: usize) -> Self {
+    fn start(mesh: &Mesh, name: &str, instances: usize, extra: &[(&str, &str)]) -> Self {
         let topics = &mesh.config.topics;
         let (validos, recusados) = (
             format!("{}-{name}", topics.pedidos_validos),
@@ -57,14 +59,25 @@ impl Variant {
                 format!("{}-{name}", topics.notificacoes),
             ),
         ]);
-        let daemons = (0..instances)
-            .map(|i| Daemon::spawn(&format!("fraud-{name}{i}"), "fraud", mesh.dir.path(), &env))
-            .collect();
-        Self {
-            daemons,
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let mut variant = Self {
+            name: name.to_string(),
+            env,
+            daemons: Vec::new(),
             validos,
             recusados,
+        };
+        for _ in 0..instances {
+            variant.add_instance(mesh);
         }
+        variant
+    }
+
+    /// One more fraud process in the group: the group rebalances.
+    fn add_instance(&mut self, mesh: &Mesh) {
+        let name = format!("fraud-{}{}", self.name, self.daemons.len());
+        let daemon = Daemon::spawn(&name, "fraud", mesh.dir.path(), &self.env);
+        self.daemons.push(daemon);
     }
 }
 
@@ -117,15 +130,24 @@ fn assert_same_verdicts(reference: &Verdicts, other: &Verdicts, what: &str) {
 async fn velocity_verdicts_survive_replay_kill_9_and_a_second_instance() {
     let options = Options::default().with_env(&VELOCITY);
     let mut mesh = Mesh::start_with_options(Broker::shared(), options).await;
-    let mut killed = Variant::start(&mesh, "killed", 1);
-    let mut pair = Variant::start(&mesh, "pair", 2);
+    let mut killed = Variant::start(&mesh, "killed", 1, &[]);
+    let mut pair = Variant::start(&mesh, "pair", 1, &[]);
+    let transactional = [("PEDIDOS_FRAUD__TRANSACTIONAL", "true")];
+    let mut exactly_once = Variant::start(&mesh, "exactly-once", 1, &transactional);
 
     let driver = Driver::start(&mesh.api_url, TOTAL, RATE, 16);
     for round in 1..=2 {
         driver.wait_accepted(round * TOTAL / 3, WAIT).await;
-        killed.daemons[0].kill();
+        if round == 1 {
+            // The second instance joins mid-stream: partitions move, windows are rebuilt.
+            pair.add_instance(&mesh);
+        }
+        for victim in [&mut killed.daemons[0], &mut exactly_once.daemons[0]] {
+            victim.kill();
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
         killed.daemons[0].start();
+        exactly_once.daemons[0].start();
     }
     let report = finish_and_check(&mut mesh, driver, "the velocity stream").await;
     let (topics, kafka) = (mesh.config.topics.clone(), mesh.config.kafka.clone());
@@ -161,8 +183,16 @@ async fn velocity_verdicts_survive_replay_kill_9_and_a_second_instance() {
     assert_same_verdicts(&reference, &after_kills, "kill -9 of fraud mid-stream");
     let after_pair = verdicts(&mesh, &pair.validos, &pair.recusados, &ids).await;
     assert_same_verdicts(&reference, &after_pair, "two fraud instances");
+    let transacted = verdicts(&mesh, &exactly_once.validos, &exactly_once.recusados, &ids).await;
+    assert_same_verdicts(
+        &reference,
+        &transacted,
+        "exactly-once mode, killed -9 twice",
+    );
+    let copies = transacted.values().filter(|v| v.len() > 1).count();
+    assert_eq!(copies, 0, "exactly-once mode committed each verdict once");
     // Both variants got there by rebuilding their windows from the log: the killed one after
-    // each restart, the pair whenever a partition moved (each partition at least once).
+    // each restart, the pair at its start and again for the partitions that moved.
     let rebuilds = |daemons: &[Daemon]| -> usize {
         daemons
             .iter()
@@ -176,7 +206,10 @@ async fn velocity_verdicts_survive_replay_kill_9_and_a_second_instance() {
         after_restarts >= 9,
         "3 partitions × 3 starts, got {after_restarts}"
     );
-    assert!(in_pair >= 3, "each partition at least once, got {in_pair}");
+    assert!(
+        in_pair >= 4,
+        "3 partitions, then the one(s) that moved; got {in_pair}"
+    );
 
     // The reference group, reset to the beginning, decides everything again: each order now has
     // two copies of the same verdict.
@@ -209,7 +242,8 @@ async fn velocity_verdicts_survive_replay_kill_9_and_a_second_instance() {
     );
     assert_same_verdicts(&reference, &replayed, "replay after resetting the group");
 
-    for daemon in killed.daemons.iter_mut().chain(pair.daemons.iter_mut()) {
+    let mut variants = [killed.daemons, pair.daemons, exactly_once.daemons];
+    for daemon in variants.iter_mut().flatten() {
         assert!(
             daemon.is_running(),
             "{} exited:\n{}",
