@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod guard;
 pub mod http;
+pub mod idempotency;
 pub mod orders;
 pub mod publisher;
 pub mod read_model;
@@ -81,7 +82,8 @@ impl Application {
         );
         let book = Arc::new(RwLock::new(OrderBook::new(config.api.max_tracked_orders)));
         let reader_stop = CancellationToken::new();
-        let reader = read_model::follow(config, book.clone(), reader_stop.clone()).await?;
+        let (reader, catch_up) =
+            read_model::follow(config, book.clone(), reader_stop.clone()).await?;
         let acceptor = TcpListener::bind(config.api.listen.clone())
             .into_acceptor()
             .await
@@ -97,7 +99,7 @@ impl Application {
         Ok(Self {
             acceptor,
             address,
-            api: http::OrdersApi { publisher, book },
+            api: http::OrdersApi::new(publisher, book, catch_up, &config.api),
             auth,
             max_body_bytes: config.api.max_body_bytes,
             timeouts: HttpTimeouts::from_config(&config.api),

@@ -1,16 +1,103 @@
 //! Keeps the [`OrderBook`] up to date from `Pedidos` and `Notificacoes`: every partition, read
-//! from the beginning at start-up so a restarted API still knows every order.
+//! from the beginning at start-up so a restarted API still knows every order; and says, through
+//! [`CatchUp`], when it has read every order published before a given moment, by any instance.
 
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use rdkafka::consumer::Consumer as _;
+use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use shared::config::Config;
 use shared::events::{decode, Order, StatusEvent, HEADER_CORRELATION_ID};
-use shared::kafka::{self, StartupError};
+use shared::kafka::{self, Consumer, StartupError};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::orders::OrderBook;
+
+/// How far the book has applied each partition of `Pedidos`, for [`CatchUp::wait`].
+#[derive(Default)]
+struct Applied {
+    next: Mutex<HashMap<i32, i64>>,
+    changed: Notify,
+}
+
+impl Applied {
+    fn advance(&self, partition: i32, offset: i64) {
+        self.next.lock().unwrap().insert(partition, offset + 1);
+        self.changed.notify_waiters();
+    }
+
+    fn reached(&self, ends: &[(i32, i64)]) -> bool {
+        let next = self.next.lock().unwrap();
+        ends.iter()
+            .all(|(p, end)| *end <= 0 || next.get(p).is_some_and(|n| n >= end))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatchUpError {
+    #[error("cannot ask the broker where Pedidos ends: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("the order view did not catch up with Pedidos within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Waits for the book to hold every order on `Pedidos` up to now.
+#[derive(Clone)]
+pub struct CatchUp {
+    consumer: Arc<Consumer>,
+    topic: String,
+    partitions: Vec<i32>,
+    applied: Arc<Applied>,
+}
+
+impl CatchUp {
+    /// One that never connects (its reader points at nothing): for building documents in tests.
+    #[cfg(test)]
+    pub(crate) fn unconnected(config: &Config) -> Self {
+        Self {
+            consumer: Arc::new(kafka::reader(&config.kafka).expect("a reader")),
+            topic: config.topics.pedidos.clone(),
+            partitions: Vec::new(),
+            applied: Arc::default(),
+        }
+    }
+
+    /// Returns once the book has applied `Pedidos` up to where it ends now (one watermark
+    /// request per partition), or fails after `within`. Immediate when the reader is at the end
+    /// already; after a restart, it lasts until the book is rebuilt.
+    pub async fn wait(&self, within: Duration) -> Result<(), CatchUpError> {
+        let deadline = tokio::time::Instant::now() + within;
+        let (consumer, topic, partitions) = (
+            self.consumer.clone(),
+            self.topic.clone(),
+            self.partitions.clone(),
+        );
+        let ends = tokio::task::spawn_blocking(move || {
+            partitions
+                .iter()
+                .map(|&p| {
+                    let (_, high) = consumer.fetch_watermarks(&topic, p, within)?;
+                    Ok((p, high))
+                })
+                .collect::<Result<Vec<_>, KafkaError>>()
+        })
+        .await
+        .expect("fetch_watermarks does not panic")?;
+        loop {
+            let changed = self.applied.changed.notified();
+            if self.applied.reached(&ends) {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return Err(CatchUpError::Timeout(within));
+            }
+        }
+    }
+}
 
 /// Assigns all partitions of both topics at their beginning, then applies records until
 /// `shutdown`. Records that do not decode are skipped here: fraud and notification dead-letter them.
@@ -18,11 +105,12 @@ pub async fn follow(
     config: &Config,
     book: Arc<RwLock<OrderBook>>,
     shutdown: CancellationToken,
-) -> Result<tokio::task::JoinHandle<()>, StartupError> {
+) -> Result<(tokio::task::JoinHandle<()>, CatchUp), StartupError> {
     let consumer = Arc::new(kafka::reader(&config.kafka)?);
     let pedidos = config.topics.pedidos.clone();
     let notificacoes = config.topics.notificacoes.clone();
     let mut assignment = TopicPartitionList::new();
+    let mut pedidos_partitions = Vec::new();
     let metadata = {
         let (consumer, timeout) = (consumer.clone(), config.kafka.startup_timeout());
         tokio::task::spawn_blocking(move || consumer.fetch_metadata(None, timeout))
@@ -38,6 +126,9 @@ pub async fn follow(
     for topic in metadata.topics() {
         if topic.name() == pedidos || topic.name() == notificacoes {
             for p in topic.partitions() {
+                if topic.name() == pedidos {
+                    pedidos_partitions.push(p.id());
+                }
                 assignment
                     .add_partition_offset(topic.name(), p.id(), Offset::Beginning)
                     .expect("valid offset");
@@ -45,7 +136,14 @@ pub async fn follow(
         }
     }
     consumer.assign(&assignment).map_err(StartupError::Client)?;
-    Ok(tokio::spawn(async move {
+    let applied = Arc::new(Applied::default());
+    let catch_up = CatchUp {
+        consumer: consumer.clone(),
+        topic: pedidos.clone(),
+        partitions: pedidos_partitions,
+        applied: applied.clone(),
+    };
+    let task = tokio::spawn(async move {
         loop {
             let message = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -61,22 +159,24 @@ pub async fn follow(
             if message.topic() == pedidos {
                 // Most orders were posted to this process and are in the book already: skip
                 // decoding them again (JSON, decimal and date parsing for nothing).
-                if correlation_id(&message).is_some_and(|id| {
+                let known = correlation_id(&message).is_some_and(|id| {
                     book.read()
                         .unwrap()
                         .get(&id)
                         .is_some_and(|v| v.order.is_some())
-                }) {
-                    continue;
+                });
+                if !known {
+                    if let Ok(order) = decode::<Order>(message.payload()) {
+                        book.write().unwrap().apply_order(&order);
+                    }
                 }
-                if let Ok(order) = decode::<Order>(message.payload()) {
-                    book.write().unwrap().apply_order(&order);
-                }
+                applied.advance(message.partition(), message.offset());
             } else if let Ok(event) = decode::<StatusEvent>(message.payload()) {
                 book.write().unwrap().apply_status(&event);
             }
         }
-    }))
+    });
+    Ok((task, catch_up))
 }
 
 /// The order id a record's `correlation-id` header names, if it has a valid one.

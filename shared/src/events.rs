@@ -98,10 +98,11 @@ pub struct StatusEvent {
 }
 
 impl StatusEvent {
-    /// The `Analise` event the API publishes with a new order.
+    /// The `Analise` event of a new order. Its id is derived from the order id, like a
+    /// verdict's: an order published twice (a retried `Idempotency-Key`) is told once.
     pub fn received(order: &Order) -> Self {
         Self {
-            evento_id: Uuid::new_v4(),
+            evento_id: Uuid::new_v5(&order.id, Status::Analise.as_str().as_bytes()),
             pedido_id: order.id,
             usuario: order.usuario.clone(),
             status: Status::Analise,
@@ -305,17 +306,18 @@ mod tests {
     }
 
     #[test]
-    fn verdict_event_id_is_stable_for_the_same_order_and_status() {
+    fn status_event_ids_are_stable_for_the_same_order_and_status() {
         let o = order();
         let a = StatusEvent::verdict(&o, Status::Aprovado, "ok", Utc::now());
         let b = StatusEvent::verdict(&o, Status::Aprovado, "ok", Utc::now());
         let c = StatusEvent::verdict(&o, Status::Recusado, "no", Utc::now());
         assert_eq!(a.evento_id, b.evento_id);
         assert_ne!(a.evento_id, c.evento_id);
-        assert_ne!(
-            StatusEvent::received(&o).evento_id,
-            StatusEvent::received(&o).evento_id
-        );
+        let analise = StatusEvent::received(&o).evento_id;
+        assert_eq!(analise, StatusEvent::received(&o).evento_id);
+        assert!(analise != a.evento_id && analise != c.evento_id);
+        let other = Order::new("ana", "livro", 3, Decimal::new(1990, 2));
+        assert_ne!(analise, StatusEvent::received(&other).evento_id);
     }
 
     #[test]

@@ -78,10 +78,15 @@ pub(crate) fn test_document_with(bearer: bool) -> (Value, String) {
     config.kafka.bootstrap_servers = "127.0.0.1:1".into();
     let deadline = Duration::from_secs(1);
     let producer = shared::kafka::producer(&config.kafka, deadline).expect("a producer");
-    let api = OrdersApi {
-        publisher: crate::publisher::Publisher::new(producer, "Pedidos", "Notificacoes", deadline),
-        book: Arc::new(RwLock::new(crate::orders::OrderBook::new(1))),
-    };
+    // The stream consumer behind the catch-up needs a runtime to exist (it never connects).
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let _entered = runtime.enter();
+    let api = OrdersApi::new(
+        crate::publisher::Publisher::new(producer, "Pedidos", "Notificacoes", deadline),
+        Arc::new(RwLock::new(crate::orders::OrderBook::new(1))),
+        crate::read_model::CatchUp::unconnected(&config),
+        &config.api,
+    );
     documents(&service(api), bearer)
 }
 

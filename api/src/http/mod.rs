@@ -21,6 +21,7 @@ use poem::{get, Endpoint, EndpointExt, Response, Route};
 
 pub use self::error::ErrorBody;
 use self::middleware::{allow_header, read_body, AllowedMethods};
+pub use self::request::OrderRequest;
 pub use self::routes::OrdersApi;
 use crate::auth::Auth;
 

@@ -1,32 +1,44 @@
 //! The routes: each handler, and every status it can answer (as the OpenAPI document lists them).
 //! Doc comments on handlers and response variants are what clients read in the document.
 
-use std::sync::{Arc, RwLock};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
+use chrono::Utc;
 use poem::web::Data;
-use poem_openapi::param::{Path, Query};
+use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
+use shared::config::ApiConfig;
 use shared::events::{Order, StatusEvent};
+use uuid::Uuid;
 
 use super::dto::{AcceptedOrder, Health, OrderPage, OrderStatus};
 use super::error::ErrorBody;
 use super::extract::{OrderId, OrderRequestBody};
+use super::request::OrderRequest;
 use crate::auth::Caller;
+use crate::idempotency::{self, Replay};
 use crate::orders::OrderBook;
 use crate::publisher::Publisher;
+use crate::read_model::CatchUp;
 
 // 400, 401, 408, 413 and 415 are raised before the handler runs and answered by `json_error`;
 // they are listed here so the OpenAPI document tells clients about them.
 #[allow(dead_code)]
 #[derive(ApiResponse)]
 enum CreateResponse {
-    /// Accepted: the order and its `Analise` event are on the broker.
+    /// Accepted: the order and its `Analise` event are on the broker. A retry with the same
+    /// `Idempotency-Key` and body gets the same answer, and places nothing.
     #[oai(status = 202)]
     Accepted(Json<AcceptedOrder>, #[oai(header = "Location")] String),
-    /// Malformed JSON (or a malformed chunked body).
+    /// Malformed JSON (or a malformed chunked body), or a malformed `Idempotency-Key`.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
+    /// A request with this `Idempotency-Key` is still being answered: retry shortly.
+    #[oai(status = 409)]
+    InProgress(Json<ErrorBody>),
     /// No valid bearer token (only under `api.auth = "jwt"`); `WWW-Authenticate` says why.
     #[oai(status = 401)]
     Unauthorized(Json<ErrorBody>),
@@ -43,10 +55,13 @@ enum CreateResponse {
     /// 10 s by default).
     #[oai(status = 408)]
     RequestTimeout(Json<ErrorBody>),
-    /// A field is missing or breaks a rule; `field` and `rule` say which.
+    /// A field is missing or breaks a rule; `field` and `rule` say which. Also an
+    /// `Idempotency-Key` already used for another order, or longer ago than
+    /// `api.idempotency_ttl_secs`.
     #[oai(status = 422)]
     Invalid(Json<ErrorBody>),
-    /// The broker did not acknowledge the order in time; it was not accepted.
+    /// The broker did not acknowledge the order in time; it was not accepted (a retry with the
+    /// same `Idempotency-Key` is safe either way).
     #[oai(status = 503)]
     Unavailable(Json<ErrorBody>),
 }
@@ -95,8 +110,128 @@ enum HealthResponse {
 }
 
 pub struct OrdersApi {
-    pub publisher: Publisher,
-    pub book: Arc<RwLock<OrderBook>>,
+    publisher: Publisher,
+    book: Arc<RwLock<OrderBook>>,
+    catch_up: CatchUp,
+    /// How long a keyed request may wait for the book to catch up with `Pedidos`.
+    catch_up_timeout: Duration,
+    idempotency_ttl: Duration,
+    /// The order ids of keyed requests being answered right now, on this instance.
+    keys_in_flight: Mutex<HashSet<Uuid>>,
+}
+
+impl OrdersApi {
+    pub fn new(
+        publisher: Publisher,
+        book: Arc<RwLock<OrderBook>>,
+        catch_up: CatchUp,
+        api: &ApiConfig,
+    ) -> Self {
+        Self {
+            publisher,
+            book,
+            catch_up,
+            catch_up_timeout: Duration::from_millis(api.publish_timeout_ms),
+            idempotency_ttl: api.idempotency_ttl(),
+            keys_in_flight: Mutex::default(),
+        }
+    }
+
+    /// The answer to a keyed request whose key already stands for an order, if it does.
+    fn replayed(&self, id: Uuid, request: &OrderRequest) -> Option<CreateResponse> {
+        let book = self.book.read().unwrap();
+        let original = book.get(&id)?.order.as_ref()?;
+        let now = Utc::now();
+        let refused = |rule: &str| {
+            CreateResponse::Invalid(Json(
+                ErrorBody::new(
+                    "idempotency_key_reused",
+                    format!("{}: {rule}", idempotency::HEADER),
+                )
+                .field(idempotency::HEADER, rule),
+            ))
+        };
+        Some(
+            match idempotency::replay(original, request, now, self.idempotency_ttl) {
+                Replay::Same => accepted(original),
+                Replay::Conflict => {
+                    refused("was used for another order: a retry must repeat the same body")
+                }
+                Replay::Expired => {
+                    refused("was used longer ago than api.idempotency_ttl_secs: send a new key")
+                }
+            },
+        )
+    }
+
+    /// For a keyed request: the answer when its key already stands for an order, or — once no
+    /// instance can have published one under it — the claim to publish it here.
+    async fn claim_key(
+        &self,
+        id: Uuid,
+        request: &OrderRequest,
+    ) -> Result<KeyClaim<'_>, CreateResponse> {
+        if let Some(answer) = self.replayed(id, request) {
+            return Err(answer);
+        }
+        let claim =
+            KeyClaim::take(&self.keys_in_flight, id).ok_or_else(|| {
+                CreateResponse::InProgress(Json(
+                ErrorBody::new(
+                    "idempotency_key_in_progress",
+                    "a request with this Idempotency-Key is still being answered: retry shortly",
+                )
+                .field(idempotency::HEADER, "must not be in use by a request in progress"),
+            ))
+            })?;
+        // Another instance, or this one before a restart, may have published it: wait until the
+        // book holds everything on Pedidos up to now.
+        if let Err(e) = self.catch_up.wait(self.catch_up_timeout).await {
+            tracing::warn!(pedido = %id, error = %e, "cannot check an Idempotency-Key");
+            return Err(CreateResponse::Unavailable(Json(ErrorBody::new(
+                "broker_unavailable",
+                format!("cannot tell whether this Idempotency-Key was used, try again later: {e}"),
+            ))));
+        }
+        match self.replayed(id, request) {
+            Some(answer) => Err(answer),
+            None => Ok(claim),
+        }
+    }
+}
+
+/// An order id this instance is placing; released when the request ends, however it ends.
+struct KeyClaim<'a> {
+    set: &'a Mutex<HashSet<Uuid>>,
+    id: Uuid,
+}
+
+impl<'a> KeyClaim<'a> {
+    fn take(set: &'a Mutex<HashSet<Uuid>>, id: Uuid) -> Option<Self> {
+        set.lock().unwrap().insert(id).then_some(Self { set, id })
+    }
+}
+
+impl Drop for KeyClaim<'_> {
+    fn drop(&mut self) {
+        self.set.lock().unwrap().remove(&self.id);
+    }
+}
+
+/// A 400 naming the `Idempotency-Key` header and the rule it breaks.
+fn bad_key(rule: &str) -> CreateResponse {
+    CreateResponse::BadRequest(Json(
+        ErrorBody::new(
+            "invalid_idempotency_key",
+            format!("{}: {rule}", idempotency::HEADER),
+        )
+        .field(idempotency::HEADER, rule),
+    ))
+}
+
+fn accepted(order: &Order) -> CreateResponse {
+    let location = format!("/pedidos/{}", order.id);
+    CreateResponse::Accepted(Json(AcceptedOrder::new(order)), location)
 }
 
 #[OpenApi]
@@ -105,8 +240,33 @@ impl OrdersApi {
     ///
     /// Validates it, assigns `id` and `dataSolicitacao`, publishes it to `Pedidos` and an
     /// `Analise` event to `Notificacoes`, and answers only once the broker acknowledged both.
+    ///
+    /// With an `Idempotency-Key`, a retry (same customer, same key, same body) gets the
+    /// original answer and places nothing, on any instance and after a restart.
     #[oai(path = "/pedidos", method = "post")]
-    async fn create(&self, caller: Data<&Caller>, body: Json<OrderRequestBody>) -> CreateResponse {
+    async fn create(
+        &self,
+        caller: Data<&Caller>,
+        body: Json<OrderRequestBody>,
+        /// Makes a retry safe: 1–255 characters without control characters, unique per order
+        /// of a customer (a UUID does). Kept `api.idempotency_ttl_secs` (a day by default).
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: Header<Option<String>>,
+        http: &poem::Request,
+    ) -> CreateResponse {
+        // poem-openapi reads a value that is not text as no header at all: that client would
+        // believe its retry safe.
+        let unreadable =
+            idempotency_key.0.is_none() && http.headers().contains_key(idempotency::HEADER);
+        let key = match idempotency_key.0.as_deref().map(idempotency::check_key) {
+            None if unreadable => {
+                let rule = "must be text (visible ASCII or UTF-8)";
+                return bad_key(rule);
+            }
+            None => None,
+            Some(Ok(key)) => Some(key),
+            Some(Err(rule)) => return bad_key(rule),
+        };
         let request = match body.0 .0 {
             Ok(request) => request,
             Err(e) => return CreateResponse::Invalid(Json(ErrorBody::from_field_error(&e))),
@@ -120,12 +280,27 @@ impl OrdersApi {
                 .field("usuario", "must equal the token's subject (`sub`)"),
             ));
         }
-        let order = Order::new(
+        let mut _claim = None;
+        let id = match key {
+            None => None,
+            Some(key) => {
+                let id = idempotency::order_id(&request.usuario, key);
+                match self.claim_key(id, &request).await {
+                    Ok(claim) => _claim = Some(claim),
+                    Err(answer) => return answer,
+                }
+                Some(id)
+            }
+        };
+        let mut order = Order::new(
             request.usuario,
             request.produto,
             request.quantidade,
             request.valor,
         );
+        if let Some(id) = id {
+            order.id = id;
+        }
         let received = StatusEvent::received(&order);
         match self.publisher.publish(&order, &received).await {
             Ok(()) => {
@@ -136,8 +311,7 @@ impl OrdersApi {
                     book.apply_status(&received);
                 }
                 tracing::info!(pedido = %order.id, usuario = %order.usuario, "order accepted");
-                let location = format!("/pedidos/{}", order.id);
-                CreateResponse::Accepted(Json(AcceptedOrder::new(&order)), location)
+                accepted(&order)
             }
             Err(e) => {
                 tracing::warn!(pedido = %order.id, error = %e, "order not accepted: broker unavailable");

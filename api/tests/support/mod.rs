@@ -86,6 +86,18 @@ impl TestApi {
             .expect("POST /pedidos answered")
     }
 
+    /// `POST /pedidos` with an `Idempotency-Key` header (raw bytes: any value a client may send).
+    pub async fn post_json_keyed(&self, key: &[u8], body: &Value) -> reqwest::Response {
+        let key = reqwest::header::HeaderValue::from_bytes(key).expect("a sendable header value");
+        self.client
+            .post(format!("{}/pedidos", self.url))
+            .header("idempotency-key", key)
+            .json(body)
+            .send()
+            .await
+            .expect("POST /pedidos answered")
+    }
+
     /// `GET path` with `Authorization: Bearer <token>`.
     pub async fn get_as(&self, token: &str, path: &str) -> reqwest::Response {
         self.client

@@ -40,6 +40,9 @@ pub struct ApiConfig {
     /// On shutdown, how long in-flight requests may take to finish before their connections are
     /// cut.
     pub shutdown_timeout_ms: u64,
+    /// How long an `Idempotency-Key` stands for the order it created: a retry within it gets
+    /// that order back; a reuse after it is refused (422).
+    pub idempotency_ttl_secs: u64,
     /// `none` (the default) or `jwt`.
     pub auth: AuthMode,
     /// Under `auth = "none"`, serve on an address other than loopback anyway.
@@ -68,6 +71,7 @@ impl Default for ApiConfig {
             body_timeout_ms: 10_000,
             write_timeout_ms: 10_000,
             shutdown_timeout_ms: 10_000,
+            idempotency_ttl_secs: 24 * 3_600,
             auth: AuthMode::None,
             allow_anonymous: false,
             jwt_secret: None,
@@ -84,6 +88,13 @@ impl ApiConfig {
     pub const MAX_HTTP_TIMEOUT_MS: u64 = 3_600_000;
     /// The shortest HS256 secret: RFC 7518 §3.2 asks for a key as long as the hash, 256 bits.
     pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+    /// The longest `idempotency_ttl_secs`: 30 days.
+    pub const MAX_IDEMPOTENCY_TTL_SECS: u64 = 30 * 24 * 3_600;
+
+    pub fn idempotency_ttl(&self) -> Duration {
+        Duration::from_secs(self.idempotency_ttl_secs)
+    }
 
     /// The listen address (valid once the section has been validated).
     pub fn listen_addr(&self) -> Option<std::net::SocketAddr> {
@@ -129,6 +140,16 @@ impl ApiConfig {
                     ),
                 ));
             }
+        }
+        if !(1..=Self::MAX_IDEMPOTENCY_TTL_SECS).contains(&self.idempotency_ttl_secs) {
+            return Err(InvalidValue::new(
+                "idempotency_ttl_secs",
+                format!(
+                    "must be between 1 and {} (30 days), got {}",
+                    Self::MAX_IDEMPOTENCY_TTL_SECS,
+                    self.idempotency_ttl_secs
+                ),
+            ));
         }
         self.validate_auth()
     }
@@ -229,6 +250,7 @@ mod tests {
         assert_eq!(c.api.shutdown_timeout_ms, defaults.shutdown_timeout_ms);
         assert_eq!(c.api.publish_timeout_ms, defaults.publish_timeout_ms);
         assert_eq!(c.api.auth, defaults.auth);
+        assert_eq!(c.api.idempotency_ttl_secs, defaults.idempotency_ttl_secs);
         assert_eq!(c.api.allow_anonymous, defaults.allow_anonymous);
         assert_eq!(c.api.jwt_ops_role, defaults.jwt_ops_role);
         assert!(c.api.jwt_secret.is_none() && c.api.jwt_public_key_file.is_none());
@@ -301,6 +323,18 @@ mod tests {
         assert!(e.contains("api.auth"), "{e}");
         let e = err("", &[("PEDIDOS_API__JWT_ISSUER", " ")]);
         assert!(e.contains("api.jwt_issuer"), "{e}");
+    }
+
+    #[test]
+    fn idempotency_keys_are_kept_a_day_by_default_and_at_most_30_days() {
+        let c = Config::from_sources(None, Vec::new()).unwrap();
+        assert_eq!(c.api.idempotency_ttl(), Duration::from_secs(86_400));
+        let c = load("", &[("PEDIDOS_API__IDEMPOTENCY_TTL_SECS", "60")]).unwrap();
+        assert_eq!(c.api.idempotency_ttl_secs, 60);
+        for bad in ["0", "2592001"] {
+            let e = err(&format!("[api]\nidempotency_ttl_secs = {bad}\n"), &[]);
+            assert!(e.contains("api.idempotency_ttl_secs"), "{e}");
+        }
     }
 
     #[test]
