@@ -45,6 +45,9 @@ pub enum CatchUpError {
     Timeout(Duration),
 }
 
+/// Pause between two attempts to read where `Pedidos` ends.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
 /// Waits for the book to hold every order on `Pedidos` up to now.
 #[derive(Clone)]
 pub struct CatchUp {
@@ -66,27 +69,23 @@ impl CatchUp {
         }
     }
 
-    /// Returns once the book has applied `Pedidos` up to where it ends now (one watermark
-    /// request per partition), or fails after `within`. Immediate when the reader is at the end
+    /// Returns once the book has applied `Pedidos` up to where it ends now (one offsets request
+    /// for all partitions), or fails after `within`. Immediate when the reader is at the end
     /// already; after a restart, it lasts until the book is rebuilt.
     pub async fn wait(&self, within: Duration) -> Result<(), CatchUpError> {
         let deadline = tokio::time::Instant::now() + within;
-        let (consumer, topic, partitions) = (
-            self.consumer.clone(),
-            self.topic.clone(),
-            self.partitions.clone(),
-        );
-        let ends = tokio::task::spawn_blocking(move || {
-            partitions
-                .iter()
-                .map(|&p| {
-                    let (_, high) = consumer.fetch_watermarks(&topic, p, within)?;
-                    Ok((p, high))
-                })
-                .collect::<Result<Vec<_>, KafkaError>>()
-        })
-        .await
-        .expect("fetch_watermarks does not panic")?;
+        let ends = loop {
+            match self.ends(within).await {
+                Ok(ends) => break ends,
+                // Right after a topic is created or a leader moves, brokers answer "not leader"
+                // for a moment: ask again until the deadline.
+                Err(e) if tokio::time::Instant::now() + RETRY_PAUSE < deadline => {
+                    tracing::debug!(error = %e, "cannot read where Pedidos ends yet; retrying");
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         loop {
             let changed = self.applied.changed.notified();
             if self.applied.reached(&ends) {
@@ -96,6 +95,30 @@ impl CatchUp {
                 return Err(CatchUpError::Timeout(within));
             }
         }
+    }
+
+    /// Where each partition of `Pedidos` ends now: one ListOffsets request for all of them,
+    /// the "latest" timestamp (-1) asking for each partition's end.
+    async fn ends(&self, within: Duration) -> Result<Vec<(i32, i64)>, KafkaError> {
+        let (consumer, topic, partitions) = (
+            self.consumer.clone(),
+            self.topic.clone(),
+            self.partitions.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            let mut latest = TopicPartitionList::new();
+            for &p in &partitions {
+                latest.add_partition_offset(&topic, p, Offset::End)?;
+            }
+            let found = consumer.offsets_for_times(latest, within)?;
+            Ok(found
+                .elements()
+                .iter()
+                .map(|e| (e.partition(), e.offset().to_raw().unwrap_or(0)))
+                .collect())
+        })
+        .await
+        .expect("offsets_for_times does not panic")
     }
 }
 
