@@ -10,6 +10,7 @@
 //! loadgen token ana.souza --ops                 # a development JWT for api.auth = "jwt"
 //! ```
 
+mod auth;
 mod driver;
 mod orders;
 mod progress;
@@ -107,6 +108,16 @@ struct RunArgs {
     /// Distinct customers; a fifth of them place most orders.
     #[arg(long, default_value_t = 500)]
     users: usize,
+    /// JWT sent as `Authorization: Bearer <JWT>` with every order (`loadgen token NAME --ops`
+    /// makes one). Default: none, unless the configuration says api.auth = "jwt" with an
+    /// api.jwt_secret: then loadgen mints an operator token itself.
+    #[arg(
+        long,
+        value_name = "JWT",
+        env = "LOADGEN_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
     /// Do not read Kafka: measure POST -> 202 only.
     #[arg(long)]
     no_track: bool,
@@ -270,6 +281,23 @@ async fn run_main(args: RunArgs) -> ExitCode {
         Err(code) => return code,
     };
     let seed = args.common.seed.unwrap_or_else(rand::random);
+    let credentials = match auth::credentials(args.token.as_deref(), &config.api) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let auth::Credentials::SelfMinted(_) = credentials {
+        eprintln!(
+            "loadgen: api.auth = \"jwt\" in the configuration: sending a self-minted operator token \
+             (sub {:?}, role {:?}, valid {} h; --token to send another)",
+            auth::SELF_MINTED_SUBJECT,
+            config.api.jwt_ops_role,
+            auth::SELF_MINTED_TTL.as_secs() / 3600
+        );
+    }
+
     let tracker = if args.no_track {
         None
     } else {
@@ -298,6 +326,7 @@ async fn run_main(args: RunArgs) -> ExitCode {
         duration,
         count: args.count,
         timeout: args.timeout,
+        authorization: credentials.header().cloned(),
     };
     let driven = match driver::drive(
         &options,
@@ -361,10 +390,19 @@ async fn run_main(args: RunArgs) -> ExitCode {
             seed,
             users: args.users,
             tracked: tracked.is_some(),
+            auth: credentials.label(),
         },
         &totals,
     );
     print_report(args.common.json, &report, RunReport::to_text);
+    let refused = totals.errors.refused_credentials();
+    if refused > 0 {
+        eprintln!(
+            "loadgen: the API refused the credentials of {refused} requests (401/403; sent: {}): \
+             the token is missing, expired, not valid for this API, or not an operator's",
+            credentials.label()
+        );
+    }
     if totals.sent > 0 && totals.accepted == 0 {
         ExitCode::FAILURE
     } else {
@@ -460,5 +498,13 @@ mod tests {
             assert!(help.contains("not for production"), "{help}");
             assert!(help.contains("benchmarks"), "{help}");
         }
+    }
+
+    #[test]
+    fn runs_take_a_token() {
+        let cli =
+            Cli::try_parse_from(["loadgen", "--token", "aaa.bbb.ccc", "--count", "1"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.run.token.as_deref(), Some("aaa.bbb.ccc"));
     }
 }
