@@ -15,7 +15,9 @@
 #
 # BENCH_PHASES picks some of them (raw, max, rate, info; e.g. BENCH_PHASES=max for the idle mesh
 # and the full-speed run alone); the report then has those sections and targets only, and is
-# written nowhere unless BENCH_OUT is set.
+# written nowhere unless BENCH_OUT is set. BENCH_AUTH=jwt runs the API with api.auth = "jwt" and
+# an HS256 secret generated for the run (never printed), and loadgen sends an operator token
+# minted with `loadgen token bench --ops` (LOADGEN_TOKEN): the cost of verifying a token per order.
 #
 # It reports the CPU each process used during every run, checks the targets (end-to-end ≥ 25 % of
 # the pipeline's capacity; p99 POST → verdict ≤ 25 ms at 1,000 orders/s; the four idle daemons
@@ -30,7 +32,7 @@
 #   RAW_RECORDS=200000 [20000]  PIPELINE_UNITS=50000 [5000]  MAX_SECS=20 [3]  RATE_SECS=20 [3]
 #   IDLE_SECS=30 [5]  WARM_SECS=5 [1]  CONCURRENCY=64  RATE=1000  INFO_RUN=1 [0]
 #   BROKER_HEAP=512m  BENCH_OUT=BENCHMARKS.md [unset]  KEEP=0 (1: keep the temp dir: logs, JSON,
-#   the brokers' data)  BENCH_PHASES="raw max rate info"
+#   the brokers' data)  BENCH_PHASES="raw max rate info"  BENCH_AUTH=none (or jwt)
 # Needs Java 17+ (and Maven the first time, to fetch Kafka: see scripts/kafka.sh), Python 3, curl.
 set -euo pipefail
 cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
@@ -68,6 +70,8 @@ RATE=${RATE:-1000}
 INFO_RUN=${INFO_RUN:-$(pick 1 0)}
 BROKER_HEAP=${BROKER_HEAP:-512m}
 KEEP=${KEEP:-0}
+BENCH_AUTH=${BENCH_AUTH:-none}
+[[ $BENCH_AUTH == none || $BENCH_AUTH == jwt ]] || die "BENCH_AUTH must be none or jwt, not ${BENCH_AUTH@Q}"
 ALL_PHASES="raw max rate info"
 BENCH_PHASES=${BENCH_PHASES:-$ALL_PHASES}
 BENCH_PHASES=${BENCH_PHASES//,/ }
@@ -220,6 +224,16 @@ LOADGEN=$BIN/loadgen
 KAFKA_SH=$ROOT/scripts/kafka.sh
 "$KAFKA_SH" install >/dev/null # fetches the jars the first time; fails with the reason
 
+# BENCH_AUTH=jwt: one configuration for the whole mesh, as in a deployment, in the environment
+# (never on a command line, where `ps` would show it); loadgen's token minted once from it, and
+# checked below against the API before anything is measured.
+if [[ $BENCH_AUTH == jwt ]]; then
+  PEDIDOS_API__JWT_SECRET=$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')
+  export PEDIDOS_API__AUTH=jwt PEDIDOS_API__JWT_SECRET
+  LOADGEN_TOKEN=$(cd "$WORK" && "$LOADGEN" token bench --ops --ttl-secs 21600) || die "loadgen token failed"
+  export LOADGEN_TOKEN
+fi
+
 start_broker() { # start_broker TAG: a new, empty Kafka node on free ports, in $WORK/kafka-TAG
   local dir=$WORK/kafka-$1 controller_port i
   read -r KAFKA_PORT controller_port < <(free_ports 2)
@@ -287,6 +301,14 @@ start_mesh() { # start_mesh RUST_LOG_LEVEL TAG
     sleep 0.05
   done
   curl -fsS "$API_URL/health" >/dev/null || die "the API did not answer on $API_URL"
+  if [[ $BENCH_AUTH == jwt ]]; then
+    # The token's header from standard input, off curl's command line.
+    local with without
+    without=$(curl -s -o /dev/null -w '%{http_code}' "$API_URL/pedidos")
+    with=$(curl -s -o /dev/null -w '%{http_code}' -H @- "$API_URL/pedidos" <<<"Authorization: Bearer $LOADGEN_TOKEN")
+    [[ $without == 401 && $with == 200 ]] ||
+      die "api.auth = jwt: GET /pedidos answered $without without the token and $with with it (want 401, 200)"
+  fi
 }
 
 fresh_mesh() { # fresh_mesh RUST_LOG_LEVEL TAG: a new empty broker, the four daemons on it
@@ -333,7 +355,7 @@ run_loadgen() {
 
 # ---------------------------------------------------------------------------------------------
 cd "$WORK"
-log "phases: $BENCH_PHASES$([[ $INFO_RUN == 1 ]] || printf ' (INFO_RUN=0: no info)')"
+log "phases: $BENCH_PHASES$([[ $INFO_RUN == 1 ]] || printf ' (INFO_RUN=0: no info)'); api.auth = $BENCH_AUTH"
 if has_phase raw; then
   log "1. raw broker capacity: $RAW_RECORDS records, $PIPELINE_UNITS orders through the pipeline"
   start_broker raw
@@ -378,11 +400,11 @@ stop_broker
 log "results"
 cd "$ROOT"
 python3 - "$WORK" "$BENCH_OUT" "$RAW_RECORDS" "$MAX_SECS" "$CONCURRENCY" "$RATE" "$RATE_SECS" \
-  "$PIPELINE_UNITS" "$IDLE_SECS" "$WARM_SECS" "$SHORT" "$BENCH_PHASES" "$ALL_PHASES" <<'PY'
+  "$PIPELINE_UNITS" "$IDLE_SECS" "$WARM_SECS" "$SHORT" "$BENCH_PHASES" "$ALL_PHASES" "$BENCH_AUTH" <<'PY'
 import datetime, json, os, subprocess, sys
 
 (work, out_path, raw_records, max_secs, concurrency, rate, rate_secs, pipeline_units, idle_secs,
- warm_secs, short, phases, all_phases) = sys.argv[1:14]
+ warm_secs, short, phases, all_phases, auth) = sys.argv[1:15]
 load = lambda name: json.load(open(os.path.join(work, name)))
 have = lambda name: os.path.exists(os.path.join(work, name))
 DAEMONS = ["api", "fraud", "notification", "monitoring"]
@@ -460,9 +482,12 @@ L = []
 w = L.append
 w(f"Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}  ")
 flag = " --short" if short == "1" else ""
-extra = f" BENCH_PHASES=\"{phases}\"" if partial else ""
+extra = (f" BENCH_PHASES=\"{phases}\"" if partial else "") + (f" BENCH_AUTH={auth}" if auth != "none" else "")
 w(f"Command: `scripts/bench.sh{flag}` (RAW_RECORDS={raw_records} PIPELINE_UNITS={pipeline_units} MAX_SECS={max_secs} "
   f"CONCURRENCY={concurrency} RATE={rate} RATE_SECS={rate_secs} IDLE_SECS={idle_secs} WARM_SECS={warm_secs}{extra})  ")
+if auth == "jwt":
+    w("Auth: api.auth = \"jwt\", HS256 with a secret generated for the run; loadgen sends one operator token "
+      "(`loadgen token bench --ops`) with every order, so each request is verified by the API.  ")
 data_fs = sh(f"df -PT {work} | awk 'NR == 2 {{ print $2 }}'") or "?"
 build = f", commit {broker['commit']}" if broker.get("commit") else ""
 if not broker["version_source"].startswith("the broker's"):
