@@ -36,12 +36,21 @@ impl Credentials {
         }
     }
 
-    /// For the report: `none`, `token` or `self-minted`.
+    /// For the report: `none`, `given` or `self-minted`.
     pub fn label(&self) -> &'static str {
         match self {
             Self::Anonymous => "none",
-            Self::Given(_) => "token",
+            Self::Given(_) => "given",
             Self::SelfMinted(_) => "self-minted",
+        }
+    }
+
+    /// For messages: what was sent.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Self::Anonymous => "no token",
+            Self::Given(_) => "the token given",
+            Self::SelfMinted(_) => "a self-minted operator token",
         }
     }
 }
@@ -100,7 +109,7 @@ mod tests {
     #[test]
     fn a_given_token_is_sent_as_a_sensitive_bearer_header() {
         let c = credentials(Some("aaa.bbb.ccc"), &ApiConfig::default()).unwrap();
-        assert_eq!(c.label(), "token");
+        assert_eq!(c.label(), "given");
         let header = c.header().unwrap();
         assert_eq!(header.to_str().unwrap(), "Bearer aaa.bbb.ccc");
         assert!(header.is_sensitive());

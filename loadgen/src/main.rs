@@ -398,9 +398,9 @@ async fn run_main(args: RunArgs) -> ExitCode {
     let refused = totals.errors.refused_credentials();
     if refused > 0 {
         eprintln!(
-            "loadgen: the API refused the credentials of {refused} requests (401/403; sent: {}): \
-             the token is missing, expired, not valid for this API, or not an operator's",
-            credentials.label()
+            "loadgen: the API refused {refused} requests with 401/403, sent with {}: the token is \
+             missing, expired, not valid for this API, or not an operator's",
+            credentials.describe()
         );
     }
     if totals.sent > 0 && totals.accepted == 0 {

@@ -19,7 +19,7 @@ pub struct RunSettings {
     pub users: usize,
     /// Whether verdicts were tracked on Kafka.
     pub tracked: bool,
-    /// The `Authorization` sent: `none`, `token` (given) or `self-minted` (an operator token
+    /// The `Authorization` sent: `none`, `given` (`--token`) or `self-minted` (an operator token
     /// minted from the configuration).
     pub auth: &'static str,
 }
