@@ -13,6 +13,12 @@
 #   3. the mesh at a fixed RATE orders/s, for latency (p50/p99 POST → verdict);
 #   4. (INFO_RUN=1, the default) the full-speed run again with the daemons at RUST_LOG=info.
 #
+# BENCH_PHASES picks some of them (raw, max, rate, info; e.g. BENCH_PHASES=max for the idle mesh
+# and the full-speed run alone); the report then has those sections and targets only, and is
+# written nowhere unless BENCH_OUT is set. BENCH_AUTH=jwt runs the API with api.auth = "jwt" and
+# an HS256 secret generated for the run (never printed), and loadgen sends an operator token
+# minted with `loadgen token bench --ops` (LOADGEN_TOKEN): the cost of verifying a token per order.
+#
 # It reports the CPU each process used during every run, checks the targets (end-to-end ≥ 25 % of
 # the pipeline's capacity; p99 POST → verdict ≤ 25 ms at 1,000 orders/s; the four idle daemons
 # ≤ 2 % of one core together; idle RSS ≤ 30 MB per daemon), and writes the figures between the
@@ -26,7 +32,7 @@
 #   RAW_RECORDS=200000 [20000]  PIPELINE_UNITS=50000 [5000]  MAX_SECS=20 [3]  RATE_SECS=20 [3]
 #   IDLE_SECS=30 [5]  WARM_SECS=5 [1]  CONCURRENCY=64  RATE=1000  INFO_RUN=1 [0]
 #   BROKER_HEAP=512m  BENCH_OUT=BENCHMARKS.md [unset]  KEEP=0 (1: keep the temp dir: logs, JSON,
-#   the brokers' data)
+#   the brokers' data)  BENCH_PHASES="raw max rate info"  BENCH_AUTH=none (or jwt)
 # Needs Java 17+ (and Maven the first time, to fetch Kafka: see scripts/kafka.sh), Python 3, curl.
 set -euo pipefail
 cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
@@ -63,8 +69,22 @@ CONCURRENCY=${CONCURRENCY:-64}
 RATE=${RATE:-1000}
 INFO_RUN=${INFO_RUN:-$(pick 1 0)}
 BROKER_HEAP=${BROKER_HEAP:-512m}
-BENCH_OUT=${BENCH_OUT-$(pick BENCHMARKS.md "")}
 KEEP=${KEEP:-0}
+BENCH_AUTH=${BENCH_AUTH:-none}
+[[ $BENCH_AUTH == none || $BENCH_AUTH == jwt ]] || die "BENCH_AUTH must be none or jwt, not ${BENCH_AUTH@Q}"
+ALL_PHASES="raw max rate info"
+BENCH_PHASES=${BENCH_PHASES:-$ALL_PHASES}
+BENCH_PHASES=${BENCH_PHASES//,/ }
+for phase in $BENCH_PHASES; do
+  [[ " $ALL_PHASES " == *" $phase "* ]] || die "unknown phase ${phase@Q} in BENCH_PHASES (raw, max, rate, info)"
+done
+has_phase() { [[ " $BENCH_PHASES " == *" $1 "* ]]; }
+# Some phases only: their figures are no replacement for BENCHMARKS.md's full block.
+if [[ $BENCH_PHASES != "$ALL_PHASES" ]]; then
+  BENCH_OUT=${BENCH_OUT-}
+else
+  BENCH_OUT=${BENCH_OUT-$(pick BENCHMARKS.md "")}
+fi
 # A start takes 5-10 s on an idle machine; far longer when other jobs hold the cores.
 BROKER_START_SECS=120
 DAEMONS=(api fraud notification monitoring)
@@ -204,6 +224,16 @@ LOADGEN=$BIN/loadgen
 KAFKA_SH=$ROOT/scripts/kafka.sh
 "$KAFKA_SH" install >/dev/null # fetches the jars the first time; fails with the reason
 
+# BENCH_AUTH=jwt: one configuration for the whole mesh, as in a deployment, in the environment
+# (never on a command line, where `ps` would show it); loadgen's token minted once from it, and
+# checked below against the API before anything is measured.
+if [[ $BENCH_AUTH == jwt ]]; then
+  PEDIDOS_API__JWT_SECRET=$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')
+  export PEDIDOS_API__AUTH=jwt PEDIDOS_API__JWT_SECRET
+  LOADGEN_TOKEN=$(cd "$WORK" && "$LOADGEN" token bench --ops --ttl-secs 21600) || die "loadgen token failed"
+  export LOADGEN_TOKEN
+fi
+
 start_broker() { # start_broker TAG: a new, empty Kafka node on free ports, in $WORK/kafka-TAG
   local dir=$WORK/kafka-$1 controller_port i
   read -r KAFKA_PORT controller_port < <(free_ports 2)
@@ -219,6 +249,7 @@ start_broker() { # start_broker TAG: a new, empty Kafka node on free ports, in $
     sleep 0.1
   done
   grep -q 'Kafka Server started' "$dir.log" || die "the broker did not start within $BROKER_START_SECS s (log: $dir.log)"
+  [[ -s $WORK/broker.json ]] || broker_facts "${PIDS[broker]}" >"$WORK/broker.json"
   # Every process runs in $WORK (no conf.toml or .env there) with its settings in the environment.
   export PEDIDOS_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT
 }
@@ -270,6 +301,14 @@ start_mesh() { # start_mesh RUST_LOG_LEVEL TAG
     sleep 0.05
   done
   curl -fsS "$API_URL/health" >/dev/null || die "the API did not answer on $API_URL"
+  if [[ $BENCH_AUTH == jwt ]]; then
+    # The token's header from standard input, off curl's command line.
+    local with without
+    without=$(curl -s -o /dev/null -w '%{http_code}' "$API_URL/pedidos")
+    with=$(curl -s -o /dev/null -w '%{http_code}' -H @- "$API_URL/pedidos" <<<"Authorization: Bearer $LOADGEN_TOKEN")
+    [[ $without == 401 && $with == 200 ]] ||
+      die "api.auth = jwt: GET /pedidos answered $without without the token and $with with it (want 401, 200)"
+  fi
 }
 
 fresh_mesh() { # fresh_mesh RUST_LOG_LEVEL TAG: a new empty broker, the four daemons on it
@@ -316,33 +355,39 @@ run_loadgen() {
 
 # ---------------------------------------------------------------------------------------------
 cd "$WORK"
-log "1. raw broker capacity: $RAW_RECORDS records, $PIPELINE_UNITS orders through the pipeline"
-start_broker raw
-broker_facts "${PIDS[broker]}" >"$WORK/broker.json"
-# The warm-up pass deletes its topics and groups: the measured pass still finds an empty broker.
-raw_pass raw-warmup $((RAW_RECORDS / 4)) $((PIPELINE_UNITS / 4))
-raw_pass raw "$RAW_RECORDS" "$PIPELINE_UNITS"
+log "phases: $BENCH_PHASES$([[ $INFO_RUN == 1 ]] || printf ' (INFO_RUN=0: no info)'); api.auth = $BENCH_AUTH"
+if has_phase raw; then
+  log "1. raw broker capacity: $RAW_RECORDS records, $PIPELINE_UNITS orders through the pipeline"
+  start_broker raw
+  # The warm-up pass deletes its topics and groups: the measured pass still finds an empty broker.
+  raw_pass raw-warmup $((RAW_RECORDS / 4)) $((PIPELINE_UNITS / 4))
+  raw_pass raw "$RAW_RECORDS" "$PIPELINE_UNITS"
+fi
 
-log "2. the idle mesh for ${IDLE_SECS}s, then full speed: RUST_LOG=warn, ${MAX_SECS}s, $CONCURRENCY in flight"
-fresh_mesh warn warn
-procs_json rss_kb "${DAEMONS[@]}" broker >"$WORK/rss-idle.json"
-# Idle CPU after the warm-up: without it the broker's figure is mostly its start-up (JIT, the
-# daemons' topic creation and group joins), which settles within ~20 s.
-warm_up max 1
-CPU_CLOCK=ns cpu_snapshot >"$WORK/idle.cpu0.json"
-pause "$IDLE_SECS"
-CPU_CLOCK=ns cpu_snapshot >"$WORK/idle.cpu1.json"
-run_loadgen "$WORK/max.json" --concurrency "$CONCURRENCY" --duration "${MAX_SECS}s" --seed 2
-procs_json hwm_kb "${DAEMONS[@]}" broker >"$WORK/rss-peak.json"
-stop_mesh
+if has_phase max; then
+  log "2. the idle mesh for ${IDLE_SECS}s, then full speed: RUST_LOG=warn, ${MAX_SECS}s, $CONCURRENCY in flight"
+  fresh_mesh warn warn
+  procs_json rss_kb "${DAEMONS[@]}" broker >"$WORK/rss-idle.json"
+  # Idle CPU after the warm-up: without it the broker's figure is mostly its start-up (JIT, the
+  # daemons' topic creation and group joins), which settles within ~20 s.
+  warm_up max 1
+  CPU_CLOCK=ns cpu_snapshot >"$WORK/idle.cpu0.json"
+  pause "$IDLE_SECS"
+  CPU_CLOCK=ns cpu_snapshot >"$WORK/idle.cpu1.json"
+  run_loadgen "$WORK/max.json" --concurrency "$CONCURRENCY" --duration "${MAX_SECS}s" --seed 2
+  procs_json hwm_kb "${DAEMONS[@]}" broker >"$WORK/rss-peak.json"
+  stop_mesh
+fi
 
-log "3. the mesh at $RATE orders/s for ${RATE_SECS}s"
-fresh_mesh warn rate
-warm_up rate 6
-run_loadgen "$WORK/rate.json" --rate "$RATE" --duration "${RATE_SECS}s" --seed 3
-stop_mesh
+if has_phase rate; then
+  log "3. the mesh at $RATE orders/s for ${RATE_SECS}s"
+  fresh_mesh warn rate
+  warm_up rate 6
+  run_loadgen "$WORK/rate.json" --rate "$RATE" --duration "${RATE_SECS}s" --seed 3
+  stop_mesh
+fi
 
-if [[ $INFO_RUN == 1 ]]; then
+if [[ $INFO_RUN == 1 ]] && has_phase info; then
   log "4. the mesh at full speed again with RUST_LOG=info"
   fresh_mesh info info
   warm_up info 4
@@ -355,31 +400,45 @@ stop_broker
 log "results"
 cd "$ROOT"
 python3 - "$WORK" "$BENCH_OUT" "$RAW_RECORDS" "$MAX_SECS" "$CONCURRENCY" "$RATE" "$RATE_SECS" \
-  "$PIPELINE_UNITS" "$IDLE_SECS" "$WARM_SECS" "$SHORT" <<'PY'
+  "$PIPELINE_UNITS" "$IDLE_SECS" "$WARM_SECS" "$SHORT" "$BENCH_PHASES" "$ALL_PHASES" "$BENCH_AUTH" <<'PY'
 import datetime, json, os, subprocess, sys
 
 (work, out_path, raw_records, max_secs, concurrency, rate, rate_secs, pipeline_units, idle_secs,
- warm_secs, short) = sys.argv[1:12]
+ warm_secs, short, phases, all_phases, auth) = sys.argv[1:15]
 load = lambda name: json.load(open(os.path.join(work, name)))
 have = lambda name: os.path.exists(os.path.join(work, name))
 DAEMONS = ["api", "fraud", "notification", "monitoring"]
 ORDER = ["broker", *DAEMONS, "loadgen"]
 
-def cores(tag):
-    """Cores each process used between the snapshots TAG.cpu0.json and TAG.cpu1.json."""
+def cpu_seconds(tag):
+    """CPU seconds each process used between the snapshots TAG.cpu0.json and TAG.cpu1.json, and
+    the wall-clock seconds between them."""
     a, b = load(tag + ".cpu0.json"), load(tag + ".cpu1.json")
     wall, tck = b["t"] - a["t"], b["clk_tck"]
-    used = {k: (v - a["ticks"].get(k, 0)) / tck / wall for k, v in b["ticks"].items()}
-    return {k: used[k] for k in ORDER if k in used}
+    used = {k: (v - a["ticks"].get(k, 0)) / tck for k, v in b["ticks"].items()}
+    return {k: used[k] for k in ORDER if k in used}, wall
 
+def cores(tag):
+    """Cores each process used between the snapshots TAG.cpu0.json and TAG.cpu1.json."""
+    used, wall = cpu_seconds(tag)
+    return {k: v / wall for k, v in used.items()}
+
+# BENCH_PHASES: what was run; every section below is there only when its phase was.
+ran = phases.split()
+partial = ran != all_phases.split()
 broker = load("broker.json")
-raw, raw_cold = load("raw.json"), load("raw-warmup.json")
-keys = ["max", "rate"] + (["max-info"] if have("max-info.json") else [])
+has_raw = have("raw.json")
+if has_raw:
+    raw, raw_cold = load("raw.json"), load("raw-warmup.json")
+keys = [k for k in ["max", "rate", "max-info"] if have(k + ".json")]
 runs = {k: load(k + ".json") for k in keys}
 cpu = {k: cores(k + ".json") for k in keys}
-rss_idle = load("rss-idle.json")
-rss_peak = load("rss-peak.json")
-idle = cores("idle")
+cpu_secs = {k: cpu_seconds(k + ".json")[0] for k in keys}
+has_max = "max" in runs
+if has_max:
+    rss_idle = load("rss-idle.json")
+    rss_peak = load("rss-peak.json")
+    idle = cores("idle")
 
 # Records per order: produced (Pedidos, Notificacoes x2, Pedidos_validos|recusados) and consumed
 # as the issue counts them (fraud 1, notification 2, monitoring 4) ...
@@ -387,26 +446,31 @@ P, C = 4, 7
 # ... and as the mesh really reads them: the API's read model also follows Pedidos and
 # Notificacoes (3 more per order).
 C_ALL = 10
-rp, rc = raw["produced_per_s"], raw["consumed_per_s"]
+if has_raw:
+    rp, rc = raw["produced_per_s"], raw["consumed_per_s"]
 def mix_capacity(p, c):
     """Records/s the broker sustains for p produced + c consumed records (costs add up)."""
     return (p + c) / (p / rp + c / rc)
 
-mx = runs["max"]
-orders = mx["throughput"]["verdicted_per_s"] or 0.0
-mesh_records = orders * (P + C)
-# The capacity the mesh is compared with: the pipeline phase, the same records through the
-# same shape (4 produced, 7 consumed, live, by as many clients), without HTTP or daemons.
-shape_cap = raw["pipeline_records_per_s"]
-shape_orders = raw["pipeline_units_per_s"]
-ratio = mesh_records / shape_cap
-# The older estimate from the isolated produce and catch-up-read rates, kept for comparison.
-cap = mix_capacity(P, C)
-ratio_formula = mesh_records / cap
-ratio_all = orders * (P + C_ALL) / mix_capacity(P, C_ALL)
-p99 = runs["rate"]["latency_ms"]["post_verdict"]["p99_ms"]
-rate_ok = runs["rate"]["throughput"]["verdicted_per_s"] or 0.0
-idle_daemons = sum(idle[k] for k in DAEMONS)
+if has_max:
+    mx = runs["max"]
+    orders = mx["throughput"]["verdicted_per_s"] or 0.0
+    mesh_records = orders * (P + C)
+    idle_daemons = sum(idle[k] for k in DAEMONS)
+if has_raw:
+    # The capacity the mesh is compared with: the pipeline phase, the same records through the
+    # same shape (4 produced, 7 consumed, live, by as many clients), without HTTP or daemons.
+    shape_cap = raw["pipeline_records_per_s"]
+    shape_orders = raw["pipeline_units_per_s"]
+    # The older estimate from the isolated produce and catch-up-read rates, kept for comparison.
+    cap = mix_capacity(P, C)
+if has_raw and has_max:
+    ratio = mesh_records / shape_cap
+    ratio_formula = mesh_records / cap
+    ratio_all = orders * (P + C_ALL) / mix_capacity(P, C_ALL)
+if "rate" in runs:
+    p99 = runs["rate"]["latency_ms"]["post_verdict"]["p99_ms"]
+    rate_ok = runs["rate"]["throughput"]["verdicted_per_s"] or 0.0
 
 def sh(cmd):
     try:
@@ -418,8 +482,12 @@ L = []
 w = L.append
 w(f"Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}  ")
 flag = " --short" if short == "1" else ""
+extra = (f" BENCH_PHASES=\"{phases}\"" if partial else "") + (f" BENCH_AUTH={auth}" if auth != "none" else "")
 w(f"Command: `scripts/bench.sh{flag}` (RAW_RECORDS={raw_records} PIPELINE_UNITS={pipeline_units} MAX_SECS={max_secs} "
-  f"CONCURRENCY={concurrency} RATE={rate} RATE_SECS={rate_secs} IDLE_SECS={idle_secs} WARM_SECS={warm_secs})  ")
+  f"CONCURRENCY={concurrency} RATE={rate} RATE_SECS={rate_secs} IDLE_SECS={idle_secs} WARM_SECS={warm_secs}{extra})  ")
+if auth == "jwt":
+    w("Auth: api.auth = \"jwt\", HS256 with a secret generated for the run; loadgen sends one operator token "
+      "(`loadgen token bench --ops`) with every order, so each request is verified by the API.  ")
 data_fs = sh(f"df -PT {work} | awk 'NR == 2 {{ print $2 }}'") or "?"
 build = f", commit {broker['commit']}" if broker.get("commit") else ""
 if not broker["version_source"].startswith("the broker's"):
@@ -438,22 +506,23 @@ w("```")
 w(sh("free -h"))
 w("```")
 w("")
-w("### 1. Broker alone (`loadgen raw`)")
-w("")
-w(f"{raw['records']} records to a {raw['partitions']}-partition topic; key {raw['avg_key_bytes']:.0f} B, "
-  f"value {raw['avg_value_bytes']:.0f} B JSON, headers {raw['avg_headers_bytes']:.0f} B; "
-  "idempotent, acks=all, linger 1 ms, lz4 (`shared::kafka::producer`). Measured after a pass a quarter "
-  f"the size on the just-started JVM (not counted: its pipeline ran at {raw_cold['pipeline_records_per_s']:,.0f} records/s, "
-  f"produce at {raw_cold['produced_per_s']:,.0f}/s), whose topics and groups were deleted.")
-w("")
-w("| direction | records/s | seconds |")
-w("|---|---:|---:|")
-w(f"| produced (all acknowledged) | {rp:,.0f} | {raw['produce_seconds']:.2f} |")
-w(f"| consumed back (catch-up read from the start) | {rc:,.0f} | {raw['consume_seconds']:.2f} |")
-w(f"| live: produced while a consumer tails the topic, each record produced and read | {raw['live_per_s']:,.0f} | {raw['live_seconds']:.2f} |")
-w(f"| pipeline: {raw['pipeline_units']} orders through the mesh's shape (2 producers, 3 consumers, 4 topics; 4 produced + 7 consumed per order), no daemons | **{shape_cap:,.0f}** ({shape_orders:,.0f} orders/s) | {raw['pipeline_seconds']:.2f} |")
-w(f"| estimate from the isolated rates above, 4 produced + 7 consumed (earlier benchmarks' denominator) | {cap:,.0f} | |")
-w("")
+if has_raw:
+    w("### 1. Broker alone (`loadgen raw`)")
+    w("")
+    w(f"{raw['records']} records to a {raw['partitions']}-partition topic; key {raw['avg_key_bytes']:.0f} B, "
+      f"value {raw['avg_value_bytes']:.0f} B JSON, headers {raw['avg_headers_bytes']:.0f} B; "
+      "idempotent, acks=all, linger 1 ms, lz4 (`shared::kafka::producer`). Measured after a pass a quarter "
+      f"the size on the just-started JVM (not counted: its pipeline ran at {raw_cold['pipeline_records_per_s']:,.0f} records/s, "
+      f"produce at {raw_cold['produced_per_s']:,.0f}/s), whose topics and groups were deleted.")
+    w("")
+    w("| direction | records/s | seconds |")
+    w("|---|---:|---:|")
+    w(f"| produced (all acknowledged) | {rp:,.0f} | {raw['produce_seconds']:.2f} |")
+    w(f"| consumed back (catch-up read from the start) | {rc:,.0f} | {raw['consume_seconds']:.2f} |")
+    w(f"| live: produced while a consumer tails the topic, each record produced and read | {raw['live_per_s']:,.0f} | {raw['live_seconds']:.2f} |")
+    w(f"| pipeline: {raw['pipeline_units']} orders through the mesh's shape (2 producers, 3 consumers, 4 topics; 4 produced + 7 consumed per order), no daemons | **{shape_cap:,.0f}** ({shape_orders:,.0f} orders/s) | {raw['pipeline_seconds']:.2f} |")
+    w(f"| estimate from the isolated rates above, 4 produced + 7 consumed (earlier benchmarks' denominator) | {cap:,.0f} | |")
+    w("")
 
 def cpu_line(used):
     return ", ".join(f"{k} {v:.2f}" for k, v in used.items()) + f"; total {sum(used.values()):.2f}"
@@ -483,49 +552,63 @@ def run_table(title, key):
     w("")
     w(f"CPU used during the run (cores; the machine has {sh('nproc')}): {cpu_line(cpu[key])}.")
     w("")
+    if r["accepted"]:
+        # CPU time between the snapshots (the run and its drain) over the orders accepted.
+        per_order = {k: v / r["accepted"] * 1e6 for k, v in cpu_secs[key].items()}
+        daemons = sum(per_order.get(k, 0.0) for k in DAEMONS)
+        w("CPU per accepted order (µs; CPU time during the run ÷ orders accepted): "
+          + ", ".join(f"{k} {v:,.0f}" for k, v in per_order.items()) + f"; the four daemons {daemons:,.0f}.")
+        w("")
 
-run_table("2. The mesh at full speed (daemons at RUST_LOG=warn)", "max")
-run_table(f"3. The mesh at {rate} orders/s (RUST_LOG=warn)", "rate")
+if has_max:
+    run_table("2. The mesh at full speed (daemons at RUST_LOG=warn)", "max")
+if "rate" in runs:
+    run_table(f"3. The mesh at {rate} orders/s (RUST_LOG=warn)", "rate")
 if "max-info" in runs:
     run_table("4. The mesh at full speed with default logging (RUST_LOG=info)", "max-info")
 
-w("### The idle mesh, and memory")
-w("")
-w(f"Idle CPU: {idle_secs} s without traffic, after run 2's warm-up and a 3-s pause (so the broker's "
-  "start-up is not counted), in % of one core. Idle VmRSS: after start-up, before any order. "
-  "Peak VmHWM: after run 2.")
-w("")
-w("| process | idle CPU (% of one core) | idle VmRSS (MB) | peak VmHWM (MB) |")
-w("|---|---:|---:|---:|")
-mb = lambda kb: f"{kb / 1024:.1f}"
-for k in DAEMONS:
-    w(f"| {k} | {100 * idle[k]:.2f} | {mb(rss_idle[k])} | {mb(rss_peak[k])} |")
-w(f"| **the four daemons** | **{100 * idle_daemons:.2f}** | {mb(sum(rss_idle[k] for k in DAEMONS))} | |")
-w(f"| broker (Kafka JVM, heap {broker['heap']}) | {100 * idle['broker']:.2f} | {mb(rss_idle['broker'])} | {mb(rss_peak['broker'])} |")
-w("")
+if has_max:
+    w("### The idle mesh, and memory")
+    w("")
+    w(f"Idle CPU: {idle_secs} s without traffic, after run 2's warm-up and a 3-s pause (so the broker's "
+      "start-up is not counted), in % of one core. Idle VmRSS: after start-up, before any order. "
+      "Peak VmHWM: after run 2.")
+    w("")
+    w("| process | idle CPU (% of one core) | idle VmRSS (MB) | peak VmHWM (MB) |")
+    w("|---|---:|---:|---:|")
+    mb = lambda kb: f"{kb / 1024:.1f}"
+    for k in DAEMONS:
+        w(f"| {k} | {100 * idle[k]:.2f} | {mb(rss_idle[k])} | {mb(rss_peak[k])} |")
+    w(f"| **the four daemons** | **{100 * idle_daemons:.2f}** | {mb(sum(rss_idle[k] for k in DAEMONS))} | |")
+    w(f"| broker (Kafka JVM, heap {broker['heap']}) | {100 * idle['broker']:.2f} | {mb(rss_idle['broker'])} | {mb(rss_peak['broker'])} |")
+    w("")
 
-max_rss = max(rss_idle[k] for k in DAEMONS) / 1024
-verdict_note = ""
-if runs["rate"]["verdicts_missing"]:
-    verdict_note = f" ({runs['rate']['verdicts_missing']} verdicts missing)"
-targets = [
-    ("end-to-end throughput ≥ 25 % of the broker's pipeline capacity for the same records",
-     f"{orders:,.0f} orders/s × {P + C} = {mesh_records:,.0f} records/s = {ratio:.1%} of the pipeline's {shape_cap:,.0f} "
-     f"({ratio_formula:.1%} of the isolated-rates estimate {cap:,.0f}; counting the API read model's 3 reads too: {ratio_all:.1%})",
-     ratio >= 0.25),
-    (f"p99 POST → verdict ≤ 25 ms at {rate} orders/s",
-     f"{p99:.2f} ms (verdicted {rate_ok:,.1f} orders/s){verdict_note}", p99 <= 25.0 and rate_ok >= 0.95 * float(rate)),
-    ("the four idle daemons together ≤ 2 % of one core",
-     f"{100 * idle_daemons:.2f} % over {idle_secs} s (" + ", ".join(f"{k} {100 * idle[k]:.2f}" for k in DAEMONS)
-     + f"; the broker, not counted: {100 * idle['broker']:.2f} %)", idle_daemons <= 0.02),
-    ("idle RSS ≤ 30 MB per daemon", f"largest {max_rss:.1f} MB", max_rss <= 30.0),
-]
-w("### Targets")
-w("")
-w("| target | measured | met |")
-w("|---|---|---|")
-for name, measured, ok in targets:
-    w(f"| {name} | {measured} | {'yes' if ok else '**no**'} |")
+# The targets whose phases ran.
+targets = []
+if has_raw and has_max:
+    targets.append(("end-to-end throughput ≥ 25 % of the broker's pipeline capacity for the same records",
+        f"{orders:,.0f} orders/s × {P + C} = {mesh_records:,.0f} records/s = {ratio:.1%} of the pipeline's {shape_cap:,.0f} "
+        f"({ratio_formula:.1%} of the isolated-rates estimate {cap:,.0f}; counting the API read model's 3 reads too: {ratio_all:.1%})",
+        ratio >= 0.25))
+if "rate" in runs:
+    verdict_note = ""
+    if runs["rate"]["verdicts_missing"]:
+        verdict_note = f" ({runs['rate']['verdicts_missing']} verdicts missing)"
+    targets.append((f"p99 POST → verdict ≤ 25 ms at {rate} orders/s",
+        f"{p99:.2f} ms (verdicted {rate_ok:,.1f} orders/s){verdict_note}", p99 <= 25.0 and rate_ok >= 0.95 * float(rate)))
+if has_max:
+    max_rss = max(rss_idle[k] for k in DAEMONS) / 1024
+    targets.append(("the four idle daemons together ≤ 2 % of one core",
+        f"{100 * idle_daemons:.2f} % over {idle_secs} s (" + ", ".join(f"{k} {100 * idle[k]:.2f}" for k in DAEMONS)
+        + f"; the broker, not counted: {100 * idle['broker']:.2f} %)", idle_daemons <= 0.02))
+    targets.append(("idle RSS ≤ 30 MB per daemon", f"largest {max_rss:.1f} MB", max_rss <= 30.0))
+if targets:
+    w("### Targets")
+    w("")
+    w("| target | measured | met |")
+    w("|---|---|---|")
+    for name, measured, ok in targets:
+        w(f"| {name} | {measured} | {'yes' if ok else '**no**'} |")
 
 text = "\n".join(L) + "\n"
 print(text)

@@ -9,9 +9,18 @@
 # first use (needs python3 with venv: Debian's python3-venv). The API binary is the debug build in
 # cargo's target directory (`cargo build --workspace --bins` first: a no-op when up to date).
 #
+# SCHEMATHESIS_AUTH=jwt runs the API with `api.auth = "jwt"` instead: an HS256 secret generated
+# for this run (PEDIDOS_API__JWT_SECRET, never printed), an operator token minted with
+# `loadgen token schemathesis --ops` (the loadgen binary of the same build) and sent by
+# Schemathesis on every request, and the `ignored_auth` check on: every operation that declares
+# bearerAuth must answer 401 without the token. The token is masked in the output.
+#
 # Usage: scripts/schemathesis.sh [extra `st run` arguments, e.g. --seed 1 or --max-examples 200]
-# Environment: SCHEMATHESIS_MAX_EXAMPLES (default 200 per operation and phase),
-#              PEDIDOS_API_BIN (an API binary to test instead of building one).
+# Environment: SCHEMATHESIS_AUTH (none, the default, or jwt),
+#              SCHEMATHESIS_MAX_EXAMPLES (default 200 per operation and phase),
+#              PEDIDOS_API_BIN (an API binary to test instead of building one),
+#              PEDIDOS_LOADGEN_BIN (jwt: the loadgen that mints the token; default: the one
+#              beside PEDIDOS_API_BIN, or the one built here).
 set -euo pipefail
 cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
 
@@ -19,12 +28,14 @@ readonly VERSION=4.32.5
 readonly PYTHON=${PYTHON:-python3}
 readonly VENV="${XDG_CACHE_HOME:-$HOME/.cache}/pedidos/schemathesis-venv"
 readonly MAX_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-200}
+readonly AUTH=${SCHEMATHESIS_AUTH:-none}
 
 log() { printf 'schemathesis.sh: %s\n' "$*" >&2; }
 die() {
   log "error: $*"
   exit 1
 }
+[[ $AUTH == none || $AUTH == jwt ]] || die "SCHEMATHESIS_AUTH must be none or jwt, not ${AUTH@Q}"
 
 # --- Schemathesis, in its own virtualenv ------------------------------------------------------
 if ! [[ -x $VENV/bin/st ]] || [[ $("$VENV/bin/st" --version 2>/dev/null) != "st, version $VERSION" ]]; then
@@ -45,6 +56,7 @@ fi
 scripts/kafka.sh install >/dev/null
 if [[ -n ${PEDIDOS_API_BIN:-} ]]; then
   api_bin=$PEDIDOS_API_BIN
+  loadgen_bin=${PEDIDOS_LOADGEN_BIN:-$(dirname -- "$api_bin")/loadgen}
 else
   target_dir=$(cargo metadata --format-version 1 --no-deps |
     "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
@@ -52,8 +64,12 @@ else
   # dependency features and rebuild them).
   cargo build --quiet --workspace --bins
   api_bin=$target_dir/debug/api
+  loadgen_bin=${PEDIDOS_LOADGEN_BIN:-$target_dir/debug/loadgen}
 fi
 [[ -x $api_bin ]] || die "no API binary at $api_bin"
+if [[ $AUTH == jwt ]]; then
+  [[ -x $loadgen_bin ]] || die "no loadgen binary at $loadgen_bin to mint the token (PEDIDOS_LOADGEN_BIN)"
+fi
 
 free_port() {
   "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -93,35 +109,78 @@ kafka_port=$(free_port)
 broker_pid=$(scripts/kafka.sh start --dir "$work/broker" --port "$kafka_port" \
   --controller-port "$(free_port)" | tail -n 1) || die "the broker did not start"
 
+# jwt: the API's settings, exported in the subshells that start the API and loadgen (never on a
+# command line, where `ps` would show the secret).
+secret='' token='' st_auth=()
+if [[ $AUTH == jwt ]]; then
+  secret=$("$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(48))') # 64 characters
+fi
+with_auth() { # with_auth CMD...: CMD with this run's api.auth settings, in $work
+  cd "$work" # no conf.toml or .env from the checkout: only what is set here
+  if [[ $AUTH == jwt ]]; then
+    export PEDIDOS_API__AUTH=jwt PEDIDOS_API__JWT_SECRET=$secret
+  fi
+  exec env -u PEDIDOS_CONFIG "$@"
+}
+
 api_port=$(free_port)
 readonly base="http://127.0.0.1:$api_port"
 (
-  cd "$work" # no conf.toml or .env from the checkout: only what is set here
-  exec env -u PEDIDOS_CONFIG PEDIDOS_KAFKA__BOOTSTRAP_SERVERS="127.0.0.1:$kafka_port" \
+  with_auth PEDIDOS_KAFKA__BOOTSTRAP_SERVERS="127.0.0.1:$kafka_port" \
     PEDIDOS_API__LISTEN="127.0.0.1:$api_port" RUST_LOG="${RUST_LOG:-warn}" "$api_bin"
 ) >"$work/api.log" 2>&1 &
 api_pid=$!
 wait_until "curl -fs -o /dev/null '$base/health'" 60 "$api_pid" || die "the API did not answer $base/health"
-log "API $base (broker 127.0.0.1:$kafka_port); schemathesis $VERSION, $MAX_EXAMPLES examples per operation"
+if [[ $AUTH == jwt ]]; then
+  token=$(with_auth "$loadgen_bin" token schemathesis --ops --ttl-secs 3600) || die "loadgen token failed"
+  [[ -n $token ]] || die "loadgen token printed nothing"
+  # Before Schemathesis: the API refuses a request without the token and takes one with it (so
+  # that a wrong token cannot pass as "every answer a documented 401"). curl reads the header
+  # from its standard input, off its command line.
+  anonymous=$(curl -s -o /dev/null -w '%{http_code}' "$base/pedidos")
+  [[ $anonymous == 401 ]] || die "GET /pedidos without a token answered $anonymous, not 401: is api.auth jwt?"
+  authorized=$(curl -s -o /dev/null -w '%{http_code}' -H @- "$base/pedidos" <<<"Authorization: Bearer $token")
+  [[ $authorized == 200 ]] || die "GET /pedidos with the minted token answered $authorized, not 200"
+  st_auth=(--header "Authorization: Bearer $token")
+fi
+auth_note=$AUTH
+[[ $AUTH == none ]] || auth_note="jwt (an operator token; an HS256 secret made for this run)"
+log "API $base (broker 127.0.0.1:$kafka_port), api.auth $auth_note; schemathesis $VERSION, $MAX_EXAMPLES examples per operation"
+
+# The output with the token masked (Schemathesis sanitizes Authorization headers itself; this is
+# for anything it does not know to be secret). Plain bash: the token goes on no command line.
+mask_token() {
+  local line
+  while IFS= read -r line || [[ -n $line ]]; do
+    if [[ -n $token ]]; then line=${line//"$token"/'[token]'}; fi
+    printf '%s\n' "$line"
+  done
+}
 
 # --- the run ----------------------------------------------------------------------------------
 # Every check Schemathesis has, except those about features this API does not have:
-#   ignored_auth, object_level_authorization: the API has no authentication;
+#   ignored_auth (under api.auth = "none" only): no authentication to ignore;
+#   object_level_authorization: without authentication there are no objects of one's own; under
+#     jwt, the check needs several identities (a Web Fuzzing Commons auth file), and this run
+#     has one operator, who may read every order;
 #   use_after_free, ensure_resource_availability: it has no DELETE, and an order it accepted is
 #     only on the broker; nothing can free a resource.
-# (The four last ones would pass or be skipped anyway; excluding them says so.)
+# (The excluded ones would pass or be skipped anyway; excluding them says so.)
+excluded=object_level_authorization,use_after_free,ensure_resource_availability
+[[ $AUTH == none ]] && excluded=ignored_auth,$excluded
 started=$SECONDS
 set +e
 "$VENV/bin/st" run "$base/openapi.json" \
   --checks all \
-  --exclude-checks ignored_auth,object_level_authorization,use_after_free,ensure_resource_availability \
+  --exclude-checks "$excluded" \
+  "${st_auth[@]}" \
   --mode all \
   --max-examples "$MAX_EXAMPLES" \
   --workers 2 \
   --request-timeout 10 \
   --generation-database none \
   --no-color \
-  "$@" | tee "$work/st.out"
+  "$@" 2>&1 | mask_token | tee "$work/st.out"
 status=${PIPESTATUS[0]}
 set -e
 log "finished in $((SECONDS - started)) s"
@@ -144,9 +203,12 @@ summary = f"{generated - failed - errored - skipped} passed, {failed + errored} 
 print(summary + (f", {skipped} skipped" if skipped else ""))
 EOF
 )
+# "schemathesis:" for api.auth = "none", "schemathesis-jwt:" for jwt: one word before the counts.
+label=schemathesis
+[[ $AUTH == none ]] || label=schemathesis-$AUTH
 if ((status != 0)); then
-  echo "schemathesis: ${summary:-no test case count}; exit status $status"
+  echo "$label: ${summary:-no test case count}; exit status $status"
   exit "$status"
 fi
 [[ -n $summary ]] || die "cannot find Schemathesis's test case count in its output"
-echo "schemathesis: $summary"
+echo "$label: $summary"

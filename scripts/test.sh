@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (what CI runs): formatting, lints, a build of the daemons, the API
-# against its own OpenAPI document (Schemathesis), then every test of the workspace, the
-# integration tests against real Apache Kafka brokers (one node, three nodes, SASL_SSL).
+# against its own OpenAPI document (Schemathesis, once with api.auth = "none" and once with
+# "jwt"), then every test of the workspace, the integration tests against real Apache Kafka
+# brokers (one node, three nodes, SASL_SSL).
 #
 # Usage: ./scripts/test.sh [extra `cargo test` arguments]
 #   e.g. ./scripts/test.sh -- --nocapture      ./scripts/test.sh -p fraud (only that crate's tests)
@@ -22,8 +23,11 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "daemon binaries (cargo build --bins), spawned by the end-to-end tests"
 cargo build --workspace --bins
 
-step "API contract (scripts/schemathesis.sh: property-based tests from /openapi.json)"
+step "API contract, api.auth = \"none\" (scripts/schemathesis.sh: property-based tests from /openapi.json)"
 scripts/schemathesis.sh
+
+step "API contract, api.auth = \"jwt\" (SCHEMATHESIS_AUTH=jwt scripts/schemathesis.sh: with an operator token)"
+SCHEMATHESIS_AUTH=jwt scripts/schemathesis.sh
 
 # Every crate, unless the arguments pick packages (`--workspace` would override `-p`).
 scope=(--workspace)

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use reqwest::header::CONTENT_TYPE;
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::StatusCode;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
@@ -31,6 +31,8 @@ pub struct DriveOptions {
     pub count: Option<u64>,
     /// Per-request timeout.
     pub timeout: Duration,
+    /// `Bearer <token>`, built once ([`crate::auth::bearer`]) and sent with every request.
+    pub authorization: Option<HeaderValue>,
 }
 
 impl DriveOptions {
@@ -157,7 +159,14 @@ pub async fn drive(
     stop: CancellationToken,
 ) -> Result<Driven, DriveError> {
     let concurrency = options.concurrency.max(1);
+    // The client's default headers: the one value is cloned into each request (a reference
+    // count), not formatted again.
+    let mut headers = HeaderMap::new();
+    if let Some(value) = &options.authorization {
+        headers.insert(AUTHORIZATION, value.clone());
+    }
     let client = reqwest::Client::builder()
+        .default_headers(headers)
         .timeout(options.timeout)
         .pool_max_idle_per_host(concurrency)
         .tcp_nodelay(true)
@@ -289,9 +298,134 @@ mod tests {
             duration: None,
             count: Some(1),
             timeout: Duration::from_secs(1),
+            authorization: None,
         };
         assert_eq!(o.endpoint(), "http://127.0.0.1:8000/pedidos");
         o.url = "http://127.0.0.1:8000".into();
         assert_eq!(o.endpoint(), "http://127.0.0.1:8000/pedidos");
+    }
+
+    /// A loopback HTTP/1.1 server answering every request with `status` (202 with an order id,
+    /// anything else with `{}`), keeping each request's `Authorization` header, keep-alive.
+    async fn serve(status: u16) -> (String, Arc<Mutex<Vec<Option<String>>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    loop {
+                        let head_end = loop {
+                            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                                break i + 4;
+                            }
+                            let mut chunk = [0u8; 4096];
+                            match conn.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        };
+                        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+                        let header = |name: &str| {
+                            head.lines().find_map(|line| {
+                                let (k, v) = line.split_once(':')?;
+                                k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+                            })
+                        };
+                        let length: usize =
+                            header("content-length").map_or(0, |v| v.parse().unwrap());
+                        log.lock().unwrap().push(header("authorization"));
+                        while buf.len() < head_end + length {
+                            let mut chunk = [0u8; 4096];
+                            match conn.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        buf.drain(..head_end + length);
+                        let body = if status == 202 {
+                            format!("{{\"id\":\"{}\"}}", Uuid::new_v4())
+                        } else {
+                            "{}".to_string()
+                        };
+                        let response = format!(
+                            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if conn.write_all(response.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (url, seen)
+    }
+
+    async fn drive_count(
+        url: String,
+        count: u64,
+        authorization: Option<HeaderValue>,
+    ) -> (Driven, Arc<Counters>) {
+        let options = DriveOptions {
+            url,
+            rate: None,
+            concurrency: 2,
+            duration: None,
+            count: Some(count),
+            timeout: Duration::from_secs(5),
+            authorization,
+        };
+        let counters = Arc::new(Counters::default());
+        let driven = drive(
+            &options,
+            OrderGen::new(1, 10),
+            None,
+            counters.clone(),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        (driven, counters)
+    }
+
+    #[tokio::test]
+    async fn every_request_carries_the_bearer_token() {
+        let (url, seen) = serve(202).await;
+        let token = crate::auth::bearer("aaa.bbb.ccc").unwrap();
+        let (driven, counters) = drive_count(url, 6, Some(token)).await;
+        assert_eq!(driven.errors.total(), 0);
+        assert_eq!(counters.accepted.load(Ordering::Relaxed), 6);
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 6);
+        assert!(
+            seen.iter()
+                .all(|h| h.as_deref() == Some("Bearer aaa.bbb.ccc")),
+            "{seen:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn no_token_sends_no_authorization_header() {
+        let (url, seen) = serve(202).await;
+        let (driven, _) = drive_count(url, 2, None).await;
+        assert_eq!(driven.errors.total(), 0);
+        assert_eq!(*seen.lock().unwrap(), vec![None, None]);
+    }
+
+    #[tokio::test]
+    async fn refused_credentials_are_counted_as_errors() {
+        for status in [401, 403] {
+            let (url, _) = serve(status).await;
+            let (driven, counters) = drive_count(url, 3, None).await;
+            assert_eq!(counters.accepted.load(Ordering::Relaxed), 0);
+            assert_eq!(counters.errors.load(Ordering::Relaxed), 3);
+            assert_eq!(driven.errors.refused_credentials(), 3);
+            assert_eq!(driven.errors.by_label()[&format!("http_{status}")], 3);
+        }
     }
 }

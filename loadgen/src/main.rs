@@ -7,8 +7,10 @@
 //! loadgen --rate 1000 --duration 20s --json     # fixed rate, machine-readable report
 //! loadgen raw --records 200000                  # the broker's raw capacity
 //! loadgen raw --pipeline-units 20000            # ... and for the mesh's shape, 20,000 orders
+//! loadgen token ana.souza --ops                 # a development JWT for api.auth = "jwt"
 //! ```
 
+mod auth;
 mod driver;
 mod orders;
 mod progress;
@@ -53,6 +55,14 @@ enum Command {
     /// producer settings, consume them back, report records/s; then put orders through the
     /// mesh's shape (four topics, two producers, three consumers, no daemons).
     Raw(RawArgs),
+    /// Print a development JWT for USUARIO: for local runs and benchmarks, not for production
+    /// issuance.
+    ///
+    /// Signed with the configured api.jwt_secret (HS256), with api.jwt_issuer and
+    /// api.jwt_audience when set; --ops adds the operator role. Only the token and a newline are
+    /// printed, so that `TOKEN=$(loadgen token ana)` works. Real tokens come from an identity
+    /// provider, whose public key the API is given (api.jwt_public_key_file).
+    Token(TokenArgs),
 }
 
 #[derive(Debug, Args)]
@@ -98,6 +108,16 @@ struct RunArgs {
     /// Distinct customers; a fifth of them place most orders.
     #[arg(long, default_value_t = 500)]
     users: usize,
+    /// JWT sent as `Authorization: Bearer <JWT>` with every order (`loadgen token NAME --ops`
+    /// makes one). Default: none, unless the configuration says api.auth = "jwt" with an
+    /// api.jwt_secret: then loadgen mints an operator token itself.
+    #[arg(
+        long,
+        value_name = "JWT",
+        env = "LOADGEN_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
     /// Do not read Kafka: measure POST -> 202 only.
     #[arg(long)]
     no_track: bool,
@@ -130,6 +150,23 @@ struct RawArgs {
     common: Common,
 }
 
+#[derive(Debug, Args)]
+struct TokenArgs {
+    /// The customer the token speaks for (its `sub`): the `usuario` of the orders it may post.
+    usuario: String,
+    /// Add the operator role (api.jwt_ops_role): may post and read orders of every customer.
+    #[arg(long)]
+    ops: bool,
+    /// How long the token is valid, in seconds.
+    #[arg(long, value_name = "N", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    ttl_secs: u64,
+    /// Configuration file with the [api] JWT settings (same loader as the daemons; default
+    /// ./conf.toml if present, PEDIDOS_CONFIG, PEDIDOS_* variables such as
+    /// PEDIDOS_API__JWT_SECRET).
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+}
+
 fn duration_arg(text: &str) -> Result<Duration, String> {
     stats::parse_duration(text)
 }
@@ -156,6 +193,7 @@ async fn main() -> ExitCode {
     init_logging();
     match cli.command {
         Some(Command::Raw(args)) => raw_main(args).await,
+        Some(Command::Token(args)) => token_main(&args),
         None => run_main(cli.run).await,
     }
 }
@@ -191,6 +229,30 @@ async fn raw_main(args: RawArgs) -> ExitCode {
     }
 }
 
+fn token_main(args: &TokenArgs) -> ExitCode {
+    if args.usuario.trim().is_empty() {
+        eprintln!(
+            "loadgen token: USUARIO must not be empty (the API refuses a token without `sub`)"
+        );
+        return ExitCode::from(2);
+    }
+    let config = match load_config(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let ttl = Duration::from_secs(args.ttl_secs);
+    match api::auth::mint_dev_token(&config.api, &args.usuario, args.ops, ttl) {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("loadgen token: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 async fn run_main(args: RunArgs) -> ExitCode {
     let rate = args.rate.filter(|r| *r > 0.0);
     if args.rate.is_some_and(|r| !r.is_finite() || r < 0.0) {
@@ -219,6 +281,22 @@ async fn run_main(args: RunArgs) -> ExitCode {
         Err(code) => return code,
     };
     let seed = args.common.seed.unwrap_or_else(rand::random);
+    let credentials = match auth::credentials(args.token.as_deref(), &config.api) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let auth::Credentials::SelfMinted(_) = credentials {
+        eprintln!(
+            "loadgen: api.auth = \"jwt\" in the configuration: sending a self-minted operator token \
+             (sub {:?}, role {:?}, valid {} h; --token to send another)",
+            auth::SELF_MINTED_SUBJECT,
+            config.api.jwt_ops_role,
+            auth::SELF_MINTED_TTL.as_secs() / 3600
+        );
+    }
 
     let tracker = if args.no_track {
         None
@@ -248,6 +326,7 @@ async fn run_main(args: RunArgs) -> ExitCode {
         duration,
         count: args.count,
         timeout: args.timeout,
+        authorization: credentials.header().cloned(),
     };
     let driven = match driver::drive(
         &options,
@@ -311,10 +390,19 @@ async fn run_main(args: RunArgs) -> ExitCode {
             seed,
             users: args.users,
             tracked: tracked.is_some(),
+            auth: credentials.label(),
         },
         &totals,
     );
     print_report(args.common.json, &report, RunReport::to_text);
+    let refused = totals.errors.refused_credentials();
+    if refused > 0 {
+        eprintln!(
+            "loadgen: the API refused {refused} requests with 401/403, sent with {}: the token is \
+             missing, expired, not valid for this API, or not an operator's",
+            credentials.describe()
+        );
+    }
     if totals.sent > 0 && totals.accepted == 0 {
         ExitCode::FAILURE
     } else {
@@ -350,5 +438,73 @@ fn print_report<R: serde::Serialize>(json: bool, report: &R, to_text: impl FnOnc
         );
     } else {
         print!("{}", to_text(report));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn token_args(argv: &[&str]) -> Result<TokenArgs, clap::Error> {
+        let cli = Cli::try_parse_from(argv)?;
+        match cli.command {
+            Some(Command::Token(args)) => Ok(args),
+            other => panic!("not the token command: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn token_defaults_to_a_customer_token_for_an_hour() {
+        let args = token_args(&["loadgen", "token", "ana.souza"]).unwrap();
+        assert_eq!(args.usuario, "ana.souza");
+        assert!(!args.ops);
+        assert_eq!(args.ttl_secs, 3600);
+        assert!(args.config.is_none());
+    }
+
+    #[test]
+    fn token_takes_ops_ttl_and_config() {
+        let args = token_args(&[
+            "loadgen",
+            "token",
+            "bench",
+            "--ops",
+            "--ttl-secs",
+            "60",
+            "--config",
+            "x.toml",
+        ])
+        .unwrap();
+        assert!(args.ops);
+        assert_eq!(args.ttl_secs, 60);
+        assert_eq!(args.config.as_deref(), Some(std::path::Path::new("x.toml")));
+    }
+
+    #[test]
+    fn token_needs_a_usuario_and_a_positive_ttl() {
+        assert!(token_args(&["loadgen", "token"]).is_err());
+        assert!(token_args(&["loadgen", "token", "ana", "--ttl-secs", "0"]).is_err());
+        assert!(token_args(&["loadgen", "token", "ana", "--ttl-secs", "-5"]).is_err());
+    }
+
+    #[test]
+    fn token_help_says_it_is_not_for_production() {
+        let mut cli = Cli::command();
+        let token = cli.find_subcommand_mut("token").unwrap();
+        // `-h` (the first paragraph) and `--help` both.
+        for help in [token.render_help(), token.render_long_help()] {
+            let help = help.to_string();
+            assert!(help.contains("not for production"), "{help}");
+            assert!(help.contains("benchmarks"), "{help}");
+        }
+    }
+
+    #[test]
+    fn runs_take_a_token() {
+        let cli =
+            Cli::try_parse_from(["loadgen", "--token", "aaa.bbb.ccc", "--count", "1"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.run.token.as_deref(), Some("aaa.bbb.ccc"));
     }
 }

@@ -112,6 +112,19 @@ impl ErrorCounts {
     pub fn total(&self) -> u64 {
         self.counts.values().sum()
     }
+    /// Answers 401 and 403: the API refused the credentials (or their lack), which no retry
+    /// fixes; counted here so that a run against `api.auth = "jwt"` cannot fail quietly.
+    pub fn refused_credentials(&self) -> u64 {
+        [401, 403]
+            .iter()
+            .map(|code| {
+                self.counts
+                    .get(&ErrorKind::Http(*code))
+                    .copied()
+                    .unwrap_or(0)
+            })
+            .sum()
+    }
     pub fn by_label(&self) -> BTreeMap<String, u64> {
         self.counts.iter().map(|(k, n)| (k.label(), *n)).collect()
     }
@@ -229,6 +242,12 @@ mod tests {
         assert_eq!(labels["timeout"], 1);
         assert_eq!(labels["connection"], 1);
         assert_eq!(ErrorKind::InvalidResponse.label(), "invalid_response");
+        assert_eq!(e.refused_credentials(), 0);
+        e.add(ErrorKind::Http(401));
+        e.add(ErrorKind::Http(403));
+        e.add(ErrorKind::Http(403));
+        assert_eq!(e.refused_credentials(), 3);
+        assert_eq!(e.by_label()["http_401"], 1);
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub struct RunSettings {
     pub users: usize,
     /// Whether verdicts were tracked on Kafka.
     pub tracked: bool,
+    /// The `Authorization` sent: `none`, `given` (`--token`) or `self-minted` (an operator token
+    /// minted from the configuration).
+    pub auth: &'static str,
 }
 
 /// The raw material of a run's report.
@@ -131,9 +134,13 @@ impl RunReport {
             Some(rate) => format!("{rate} orders/s (at most {} in flight)", s.concurrency),
             None => format!("max speed ({} in flight)", s.concurrency),
         };
+        let auth = match s.auth {
+            "none" => String::new(),
+            other => format!(", bearer token ({other})"),
+        };
         let _ = writeln!(
             out,
-            "loadgen: {:.1} s at {pace} against {}, seed {}, {} users",
+            "loadgen: {:.1} s at {pace} against {}, seed {}, {} users{auth}",
             self.send_seconds, s.url, s.seed, s.users
         );
         let t = &self.throughput;
@@ -242,6 +249,7 @@ mod tests {
             seed: 7,
             users: 500,
             tracked,
+            auth: "none",
         }
     }
 
@@ -304,6 +312,24 @@ mod tests {
         assert_eq!(v["latency_ms"]["post_verdict"]["count"], 1);
         assert!(v["latency_ms"]["post_verdict"]["p99_ms"].as_f64().unwrap() > 3.9);
         assert_eq!(v["settings"]["seed"], 7);
+    }
+
+    #[test]
+    fn report_says_which_credentials_were_sent() {
+        let plain = RunReport::new(settings(true), &totals());
+        assert!(!plain.to_text().contains("bearer"), "{}", plain.to_text());
+        let minted = RunReport::new(
+            RunSettings {
+                auth: "self-minted",
+                ..settings(true)
+            },
+            &totals(),
+        );
+        assert!(minted.to_text().contains("bearer token (self-minted)"));
+        assert_eq!(
+            serde_json::to_value(&minted).unwrap()["settings"]["auth"],
+            "self-minted"
+        );
     }
 
     #[test]
