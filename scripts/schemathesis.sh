@@ -15,6 +15,9 @@
 # Schemathesis on every request, and the `ignored_auth` check on: every operation that declares
 # bearerAuth must answer 401 without the token. The token is masked in the output.
 #
+# scripts/schemathesis_hooks.py drops the one failure that is the API keeping its word: a reused
+# Idempotency-Key refused with 422 (see there).
+#
 # Usage: scripts/schemathesis.sh [extra `st run` arguments, e.g. --seed 1 or --max-examples 200]
 # Environment: SCHEMATHESIS_AUTH (none, the default, or jwt),
 #              SCHEMATHESIS_MAX_EXAMPLES (default 200 per operation and phase),
@@ -169,14 +172,18 @@ mask_token() {
 excluded=object_level_authorization,use_after_free,ensure_resource_availability
 [[ $AUTH == none ]] && excluded=ignored_auth,$excluded
 started=$SECONDS
+# One worker: with two threads, Debian's CPython 3.11.7 now and then dies in the coverage phase
+# with "SystemError: AST constructor recursion depth mismatch" (a CPython bug fixed in 3.11.8),
+# which is no verdict on the API.
 set +e
+SCHEMATHESIS_HOOKS=schemathesis_hooks PYTHONPATH="$PWD/scripts${PYTHONPATH:+:$PYTHONPATH}" \
 "$VENV/bin/st" run "$base/openapi.json" \
   --checks all \
   --exclude-checks "$excluded" \
   "${st_auth[@]}" \
   --mode all \
   --max-examples "$MAX_EXAMPLES" \
-  --workers 2 \
+  --workers 1 \
   --request-timeout 10 \
   --generation-database none \
   --no-color \

@@ -1,5 +1,6 @@
 //! The OpenAPI document and the Swagger UI page that shows it, both completed with what
-//! poem-openapi cannot express: [`schema::forbid_other_fields`], and under `api.auth = "jwt"`
+//! poem-openapi cannot express: [`schema::forbid_other_fields`],
+//! [`schema::constrain_idempotency_key`], and under `api.auth = "jwt"`
 //! the bearer scheme ([`require_bearer`]), which the gate in `http::auth` applies outside the
 //! handlers.
 
@@ -25,6 +26,7 @@ pub(crate) fn documents(service: &OpenApiService<OrdersApi, ()>, bearer: bool) -
     let generated = service.spec();
     let mut spec: Value = serde_json::from_str(&generated).expect("poem-openapi writes JSON");
     schema::forbid_other_fields(&mut spec);
+    schema::constrain_idempotency_key(&mut spec);
     if bearer {
         require_bearer(&mut spec);
     }

@@ -102,6 +102,28 @@ pub(crate) fn forbid_other_fields(spec: &mut Value) {
     body["additionalProperties"] = Value::Bool(false);
 }
 
+/// What the `Idempotency-Key` header may hold, as `idempotency::check_key` judges it: 1 to
+/// `MAX_KEY_CHARS` characters, none a control character (Unicode's Cc: C0, DEL and C1).
+pub(crate) const IDEMPOTENCY_KEY_PATTERN: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$";
+
+/// Completes the `Idempotency-Key` parameter of `POST /pedidos` with its rules (poem-openapi
+/// documents a header as a bare string; the handler checks it, to name it in its 400).
+pub(crate) fn constrain_idempotency_key(spec: &mut Value) {
+    let parameters = spec["paths"]["/pedidos"]["post"]["parameters"]
+        .as_array_mut()
+        .expect("POST /pedidos has parameters");
+    let key = parameters
+        .iter_mut()
+        .find(|p| p["name"] == crate::idempotency::HEADER)
+        .expect("POST /pedidos documents Idempotency-Key");
+    key["schema"] = serde_json::json!({
+        "type": "string",
+        "minLength": 1,
+        "maxLength": crate::idempotency::MAX_KEY_CHARS,
+        "pattern": IDEMPOTENCY_KEY_PATTERN,
+    });
+}
+
 /// The schema as clients read it in `/openapi.json`, held to the rules a request is judged by:
 /// every test goes through `parse_order_request`, what a `POST /pedidos` answers.
 #[cfg(test)]
@@ -116,6 +138,46 @@ mod tests {
 
     fn schema() -> Value {
         test_document().0["components"]["schemas"][ORDER_REQUEST].clone()
+    }
+
+    #[test]
+    fn the_idempotency_key_schema_is_check_key() {
+        let spec = test_document().0;
+        let parameter = spec["paths"]["/pedidos"]["post"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "Idempotency-Key")
+            .unwrap()
+            .clone();
+        assert_eq!(parameter["in"], "header");
+        assert_eq!(parameter["required"], false);
+        let schema = &parameter["schema"];
+        assert_eq!(schema["maxLength"], crate::idempotency::MAX_KEY_CHARS);
+        // The document's regex dialect (ECMA-262) spells code points \uXXXX; Rust's \x{XXXX}.
+        let ecma = schema["pattern"].as_str().unwrap();
+        let escapes = Regex::new(r"\\u([0-9A-Fa-f]{4})").unwrap();
+        let pattern = Regex::new(&escapes.replace_all(ecma, r"\x{$1}")).unwrap();
+        let long = "k".repeat(256);
+        for key in [
+            "k",
+            "order-1",
+            "é ü 中",
+            "with space",
+            "",
+            "a\tb",
+            "\u{7f}",
+            "a\u{85}",
+            &long,
+        ] {
+            let by_schema = pattern.is_match(key)
+                && (1..=crate::idempotency::MAX_KEY_CHARS).contains(&key.chars().count());
+            assert_eq!(
+                by_schema,
+                crate::idempotency::check_key(key).is_ok(),
+                "{key:?}"
+            );
+        }
     }
 
     fn valid() -> Value {
