@@ -87,21 +87,87 @@ impl Limits {
     }
 }
 
+/// An order kept for the figures of later ones.
 #[derive(Debug, Clone)]
-struct Seen {
+struct Kept {
     id: Uuid,
     at_ms: i64,
     total: Decimal,
-    /// The figure this order got, kept for a duplicate of it.
-    recent: Recent,
+}
+
+/// One customer's kept orders and the window ending at the latest of them, kept up to date so
+/// that an order in time order costs O(log n), not a scan of everything kept.
+#[derive(Debug, Default)]
+struct Customer {
+    /// Sorted by `dataSolicitacao`; among equal times, in log order.
+    kept: VecDeque<Kept>,
+    /// The figure each kept order got, for a duplicate of it.
+    figures: HashMap<Uuid, Recent>,
+    /// The latest `dataSolicitacao` kept.
+    latest_ms: i64,
+    /// `kept[from..]` are the orders in `(latest − window, latest]`, adding up to `in_window`.
+    from: usize,
+    in_window: Recent,
+}
+
+impl Customer {
+    /// What was kept in `(at − window, at]`, for a new order at `at`.
+    fn figure(&mut self, at_ms: i64, window_ms: i64) -> Recent {
+        if self.kept.is_empty() {
+            (self.latest_ms, self.from, self.in_window) = (at_ms, 0, Recent::default());
+        }
+        if at_ms >= self.latest_ms {
+            // In time order (nearly always): slide the window forward.
+            self.latest_ms = at_ms;
+            while self.from < self.kept.len() && self.kept[self.from].at_ms <= at_ms - window_ms {
+                let left = &self.kept[self.from];
+                self.in_window.orders -= 1;
+                self.in_window.total -= left.total;
+                self.from += 1;
+            }
+            return self.in_window;
+        }
+        // Earlier than the latest kept: add up its own window.
+        let start = self.kept.partition_point(|k| k.at_ms <= at_ms - window_ms);
+        let end = self.kept.partition_point(|k| k.at_ms <= at_ms);
+        let mut recent = Recent::default();
+        for kept in self.kept.range(start..end) {
+            recent.orders += 1;
+            recent.total += kept.total;
+        }
+        recent
+    }
+
+    /// Keeps an order (after [`Customer::figure`]), then forgets what is older than `keep_ms`
+    /// before the latest.
+    fn keep(&mut self, kept: Kept, recent: Recent, window_ms: i64, keep_ms: i64) {
+        let at = self.kept.partition_point(|k| k.at_ms <= kept.at_ms);
+        if kept.at_ms > self.latest_ms - window_ms {
+            self.in_window.orders += 1;
+            self.in_window.total += kept.total;
+        } else {
+            self.from += 1;
+        }
+        self.figures.insert(kept.id, recent);
+        self.kept.insert(at, kept);
+        while self
+            .kept
+            .front()
+            .is_some_and(|k| k.at_ms <= self.latest_ms - keep_ms)
+        {
+            let gone = self.kept.pop_front().expect("a front to pop");
+            self.figures.remove(&gone.id);
+            // Older than the window, so before `from`.
+            self.from = self.from.saturating_sub(1);
+        }
+    }
 }
 
 /// One partition's memory.
 #[derive(Debug, Default)]
 pub struct Window {
-    /// Each customer's kept orders, in log order.
-    by_usuario: HashMap<String, VecDeque<Seen>>,
-    /// The latest `dataSolicitacao` recorded.
+    by_usuario: HashMap<String, Customer>,
+    /// The latest `dataSolicitacao` recorded, any customer.
     latest_ms: Option<i64>,
     recorded: u64,
 }
@@ -116,6 +182,7 @@ impl Window {
     pub fn observe(&mut self, order: &Order, window: Duration) -> Recent {
         let at_ms = millis(order.data_solicitacao);
         let window_ms = window.as_millis() as i64;
+        let keep_ms = (window + LATENESS).as_millis() as i64;
         if self
             .latest_ms
             .is_some_and(|latest| at_ms < latest - LATENESS.as_millis() as i64)
@@ -126,49 +193,38 @@ impl Window {
                 "order more than {LATENESS:?} out of order: its velocity figure counts only what is kept"
             );
         }
-        let kept = self.by_usuario.entry(order.usuario.clone()).or_default();
-        if let Some(seen) = kept.iter().find(|s| s.id == order.id) {
-            return seen.recent;
+        let customer = match self.by_usuario.get_mut(&order.usuario) {
+            Some(customer) => customer,
+            None => self.by_usuario.entry(order.usuario.clone()).or_default(),
+        };
+        if let Some(recent) = customer.figures.get(&order.id) {
+            return *recent;
         }
-        let mut recent = Recent::default();
-        for seen in kept.iter() {
-            if seen.at_ms <= at_ms && seen.at_ms > at_ms - window_ms {
-                recent.orders += 1;
-                recent.total += seen.total;
-            }
-        }
-        kept.push_back(Seen {
+        let recent = customer.figure(at_ms, window_ms);
+        let kept = Kept {
             id: order.id,
             at_ms,
             total: order.total(),
-            recent,
-        });
+        };
+        customer.keep(kept, recent, window_ms, keep_ms);
         let latest = self.latest_ms.map_or(at_ms, |l| l.max(at_ms));
         self.latest_ms = Some(latest);
-        let cutoff = latest - window_ms - LATENESS.as_millis() as i64;
-        while kept.front().is_some_and(|s| s.at_ms <= cutoff) {
-            kept.pop_front();
-        }
         self.recorded += 1;
         if self.recorded.is_multiple_of(SWEEP_EVERY) {
-            self.sweep(cutoff);
+            self.sweep(latest - keep_ms);
         }
         recent
     }
 
-    /// Forgets customers whose kept orders are all older than `cutoff`.
+    /// Forgets customers whose kept orders are all at or before `cutoff`.
     fn sweep(&mut self, cutoff: i64) {
-        self.by_usuario.retain(|_, kept| {
-            while kept.front().is_some_and(|s| s.at_ms <= cutoff) {
-                kept.pop_front();
-            }
-            !kept.is_empty()
-        });
+        self.by_usuario
+            .retain(|_, customer| customer.kept.back().is_some_and(|k| k.at_ms > cutoff));
     }
 
     /// Orders kept, all customers together.
     pub fn len(&self) -> usize {
-        self.by_usuario.values().map(VecDeque::len).sum()
+        self.by_usuario.values().map(|c| c.kept.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -144,6 +144,33 @@ fn log() -> Vec<Order> {
     orders
 }
 
+/// The definition, by brute force: the earlier orders of the same customer in `(t − W, t]`.
+fn by_definition(orders: &[Order]) -> Vec<Recent> {
+    orders
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let t = millis(o.data_solicitacao);
+            let window = WINDOW.as_millis() as i64;
+            let mut recent = Recent::default();
+            for earlier in &orders[..i] {
+                let at = millis(earlier.data_solicitacao);
+                if earlier.usuario == o.usuario && at <= t && at > t - window {
+                    recent.orders += 1;
+                    recent.total += earlier.total();
+                }
+            }
+            recent
+        })
+        .collect()
+}
+
+#[test]
+fn figures_are_the_definition_on_a_long_log_out_of_order_in_places() {
+    let orders = log();
+    assert_eq!(figures(&orders), by_definition(&orders));
+}
+
 #[test]
 fn a_window_rebuilt_from_the_span_before_any_record_gives_the_same_figures() {
     // What `pipeline::history` does at an assignment: start fresh at record k, having replayed
