@@ -24,7 +24,8 @@ use velocity::{Recent, Window};
 pub struct FraudHandler {
     rules: Rules,
     topics: TopicsConfig,
-    windows: HashMap<(String, i32), Window>,
+    /// By partition of `Pedidos`.
+    windows: HashMap<i32, Window>,
 }
 
 impl FraudHandler {
@@ -49,9 +50,9 @@ impl FraudHandler {
         let Some(limits) = &self.rules.velocity else {
             return Recent::default();
         };
-        let key = (record.topic.to_string(), record.partition);
+        // fraud reads one topic: a partition number names a window.
         self.windows
-            .entry(key)
+            .entry(record.partition)
             .or_default()
             .observe(order, limits.window)
     }
@@ -93,8 +94,8 @@ impl Handler for FraudHandler {
             .map(|limits| limits.history_span())
     }
 
-    fn forget(&mut self, topic: &str, partition: i32) {
-        self.windows.remove(&(topic.to_string(), partition));
+    fn forget(&mut self, _topic: &str, partition: i32) {
+        self.windows.remove(&partition);
     }
 
     /// Refused orders count as much as approved ones: velocity measures attempts. Records that

@@ -67,10 +67,17 @@ impl Recall {
                 return false;
             }
         }
-        self.next
-            .entry(record.topic.to_string())
-            .or_default()
-            .insert(record.partition, record.offset + 1);
+        let next = record.offset + 1;
+        match self.next.get_mut(record.topic) {
+            Some(partitions) => {
+                partitions.insert(record.partition, next);
+            }
+            // A topic's first record: the only allocation.
+            None => {
+                let partitions = HashMap::from([(record.partition, next)]);
+                self.next.insert(record.topic.to_string(), partitions);
+            }
+        }
         true
     }
 }
