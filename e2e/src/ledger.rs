@@ -243,10 +243,16 @@ impl Report {
 /// unaudited) and that every daemon still runs; prints the report as the ledger after `what`.
 pub async fn finish_and_check(mesh: &mut Mesh, driver: Driver, what: &str) -> Report {
     let sent = driver.finish().await;
+    check_sent(mesh, &sent, what).await
+}
+
+/// Checks `mesh`'s ledger against what was `sent` (by a [`Driver`] or by hand), as
+/// [`finish_and_check`] does.
+pub async fn check_sent(mesh: &mut Mesh, sent: &Sent, what: &str) -> Report {
     let notification = &mesh.notification;
     let report = check(
         &mesh.config,
-        &sent,
+        sent,
         || notification.log_events(),
         &mesh.audit_file,
         WAIT,

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use e2e::ledger::{check, Sent};
+use e2e::ledger::{check_sent, Sent};
 use e2e::mesh::{Mesh, WAIT};
 use e2e::orders::order_body;
 use e2e::{eventually, message};
@@ -97,21 +97,15 @@ async fn retries_after_a_kill_9_of_the_api_get_the_same_orders_and_the_ledger_on
         ..Sent::default()
     };
     assert_eq!(sent.accepted.len(), ORDERS, "one order per key");
-    let notification = &mesh.notification;
-    let report = check(
-        &mesh.config,
+    let report = check_sent(
+        &mut mesh,
         &sent,
-        || notification.log_events(),
-        &mesh.audit_file,
-        WAIT,
+        "kill -9 of the api and retrying every key",
     )
     .await;
-    eprintln!("ledger after kill -9 of the api and retrying every key: {report}");
-    report.assert_sound();
     assert_eq!(
         report.verdict_records, ORDERS,
         "exactly one verdict per key: {report}"
     );
     assert_eq!(report.notification_repeats, 0, "{report}");
-    mesh.assert_all_running();
 }
