@@ -142,15 +142,8 @@ impl OrdersApi {
         let book = self.book.read().unwrap();
         let original = book.get(&id)?.order.as_ref()?;
         let now = Utc::now();
-        let refused = |rule: &str| {
-            CreateResponse::Invalid(Json(
-                ErrorBody::new(
-                    "idempotency_key_reused",
-                    format!("{}: {rule}", idempotency::HEADER),
-                )
-                .field(idempotency::HEADER, rule),
-            ))
-        };
+        let refused =
+            |rule: &str| CreateResponse::Invalid(Json(key_error("idempotency_key_reused", rule)));
         Some(
             match idempotency::replay(original, request, now, self.idempotency_ttl) {
                 Replay::Same => accepted(original),
@@ -218,15 +211,15 @@ impl Drop for KeyClaim<'_> {
     }
 }
 
-/// A 400 naming the `Idempotency-Key` header and the rule it breaks.
+/// An error naming the `Idempotency-Key` header and the rule it breaks.
+fn key_error(kind: &str, rule: &str) -> ErrorBody {
+    ErrorBody::new(kind, format!("{}: {rule}", idempotency::HEADER))
+        .field(idempotency::HEADER, rule)
+}
+
+/// A 400 for a malformed `Idempotency-Key`.
 fn bad_key(rule: &str) -> CreateResponse {
-    CreateResponse::BadRequest(Json(
-        ErrorBody::new(
-            "invalid_idempotency_key",
-            format!("{}: {rule}", idempotency::HEADER),
-        )
-        .field(idempotency::HEADER, rule),
-    ))
+    CreateResponse::BadRequest(Json(key_error("invalid_idempotency_key", rule)))
 }
 
 fn accepted(order: &Order) -> CreateResponse {
@@ -259,10 +252,7 @@ impl OrdersApi {
         let unreadable =
             idempotency_key.0.is_none() && http.headers().contains_key(idempotency::HEADER);
         let key = match idempotency_key.0.as_deref().map(idempotency::check_key) {
-            None if unreadable => {
-                let rule = "must be text (visible ASCII or UTF-8)";
-                return bad_key(rule);
-            }
+            None if unreadable => return bad_key("must be text (visible ASCII or UTF-8)"),
             None => None,
             Some(Ok(key)) => Some(key),
             Some(Err(rule)) => return bad_key(rule),
@@ -280,16 +270,15 @@ impl OrdersApi {
                 .field("usuario", "must equal the token's subject (`sub`)"),
             ));
         }
-        let mut _claim = None;
-        let id = match key {
+        // Held until the answer is out: the key is this request's meanwhile.
+        let claim = match key {
             None => None,
             Some(key) => {
                 let id = idempotency::order_id(&request.usuario, key);
                 match self.claim_key(id, &request).await {
-                    Ok(claim) => _claim = Some(claim),
+                    Ok(claim) => Some(claim),
                     Err(answer) => return answer,
                 }
-                Some(id)
             }
         };
         let mut order = Order::new(
@@ -298,8 +287,8 @@ impl OrdersApi {
             request.quantidade,
             request.valor,
         );
-        if let Some(id) = id {
-            order.id = id;
+        if let Some(claim) = &claim {
+            order.id = claim.id;
         }
         let received = StatusEvent::received(&order);
         match self.publisher.publish(&order, &received).await {
