@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use shared::config::KafkaConfig;
 use shared::Config;
 use testkit::{read_topic, ConsumedRecord};
 
@@ -275,17 +276,15 @@ pub async fn check(
 ) -> Report {
     let (kafka, topics) = (&config.kafka, &config.topics);
     let deadline = Instant::now() + within;
-    let quick = Duration::from_secs(2);
     // Wait until every accepted order has a verdict (or time runs out: then it is lost).
-    let verdicts = loop {
-        let mut all = read_topic(kafka, &topics.pedidos_validos, 0, quick).await;
-        all.extend(read_topic(kafka, &topics.pedidos_recusados, 0, quick).await);
-        let ids: HashSet<String> = all.iter().map(|r| field(r, "id")).collect();
-        if sent.accepted.keys().all(|id| ids.contains(id)) || Instant::now() > deadline {
-            break all;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let verdicts = read_verdicts(
+        kafka,
+        &topics.pedidos_validos,
+        &topics.pedidos_recusados,
+        sent.accepted.keys(),
+        within,
+    )
+    .await;
     let mut report = Report {
         sent: sent.sent,
         accepted: sent.accepted.len(),
@@ -389,6 +388,28 @@ pub async fn check(
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     report
+}
+
+/// Every record of the verdict topics `validos` and `recusados`, read again until each order of
+/// `ids` has one there, or `within` runs out (then whatever is there: the rest are lost).
+pub async fn read_verdicts<'a>(
+    kafka: &KafkaConfig,
+    validos: &str,
+    recusados: &str,
+    ids: impl Iterator<Item = &'a String> + Clone,
+    within: Duration,
+) -> Vec<ConsumedRecord> {
+    let deadline = Instant::now() + within;
+    let quick = Duration::from_secs(2);
+    loop {
+        let mut all = read_topic(kafka, validos, 0, quick).await;
+        all.extend(read_topic(kafka, recusados, 0, quick).await);
+        let found: HashSet<String> = all.iter().map(|r| field(r, "id")).collect();
+        if ids.clone().all(|id| found.contains(id)) || Instant::now() > deadline {
+            return all;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 fn field(record: &ConsumedRecord, name: &str) -> String {

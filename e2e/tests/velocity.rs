@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use e2e::ledger::{finish_and_check, Driver};
+use e2e::ledger::{finish_and_check, read_verdicts, Driver};
 use e2e::mesh::{Mesh, Options, WAIT};
 use e2e::{message, Daemon};
 use testkit::{read_topic, reset_group_to_earliest, Broker};
@@ -81,28 +81,20 @@ impl Variant {
     }
 }
 
-/// Reads both verdict topics until every order of `ids` has at least one verdict (or `WAIT`
-/// runs out).
+/// Each order's verdicts on `validos` and `recusados`, once every order of `ids` has one (or
+/// `WAIT` ran out).
 async fn verdicts(mesh: &Mesh, validos: &str, recusados: &str, ids: &[String]) -> Verdicts {
-    let kafka = &mesh.config.kafka;
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let mut records = read_topic(kafka, validos, 0, Duration::from_secs(5)).await;
-        records.extend(read_topic(kafka, recusados, 0, Duration::from_secs(5)).await);
-        let mut found: Verdicts = HashMap::new();
-        for record in &records {
-            let value = record.json();
-            let field = |name: &str| value[name].as_str().unwrap_or_default().to_string();
-            found
-                .entry(field("id"))
-                .or_default()
-                .push((field("status"), field("motivo")));
-        }
-        if ids.iter().all(|id| found.contains_key(id)) || Instant::now() > deadline {
-            return found;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    let records = read_verdicts(&mesh.config.kafka, validos, recusados, ids.iter(), WAIT).await;
+    let mut found: Verdicts = HashMap::new();
+    for record in &records {
+        let value = record.json();
+        let field = |name: &str| value[name].as_str().unwrap_or_default().to_string();
+        found
+            .entry(field("id"))
+            .or_default()
+            .push((field("status"), field("motivo")));
     }
+    found
 }
 
 /// Every order of `reference` has, in `other`, only copies of its reference verdict.
