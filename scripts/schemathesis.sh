@@ -60,6 +60,7 @@ scripts/kafka.sh install >/dev/null
 if [[ -n ${PEDIDOS_API_BIN:-} ]]; then
   api_bin=$PEDIDOS_API_BIN
   loadgen_bin=${PEDIDOS_LOADGEN_BIN:-$(dirname -- "$api_bin")/loadgen}
+  fraud_bin=${PEDIDOS_FRAUD_BIN:-$(dirname -- "$api_bin")/fraud}
 else
   target_dir=$(cargo metadata --format-version 1 --no-deps |
     "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
@@ -68,8 +69,10 @@ else
   cargo build --quiet --workspace --bins
   api_bin=$target_dir/debug/api
   loadgen_bin=${PEDIDOS_LOADGEN_BIN:-$target_dir/debug/loadgen}
+  fraud_bin=${PEDIDOS_FRAUD_BIN:-$target_dir/debug/fraud}
 fi
 [[ -x $api_bin ]] || die "no API binary at $api_bin"
+[[ -x $fraud_bin ]] || die "no fraud binary at $fraud_bin (PEDIDOS_FRAUD_BIN)"
 if [[ $AUTH == jwt ]]; then
   [[ -x $loadgen_bin ]] || die "no loadgen binary at $loadgen_bin to mint the token (PEDIDOS_LOADGEN_BIN)"
 fi
@@ -90,12 +93,13 @@ wait_until() {
 }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/pedidos-schemathesis.XXXXXX")
-broker_pid='' api_pid=''
+broker_pid='' api_pid='' fraud_pid=''
 cleanup() {
   local status=$? pid
   set +e
-  # Only the processes this script started, by pid: the API first, then its broker.
+  # Only the processes this script started, by pid: the daemons first, then their broker.
   if [[ -n $api_pid ]] && kill "$api_pid" 2>/dev/null; then wait "$api_pid" 2>/dev/null; fi
+  if [[ -n $fraud_pid ]] && kill "$fraud_pid" 2>/dev/null; then wait "$fraud_pid" 2>/dev/null; fi
   [[ -n $broker_pid ]] && scripts/kafka.sh stop "$broker_pid"
   if ((status != 0)) && [[ -s $work/api.log ]]; then
     log "last lines of the API's log:"
@@ -134,6 +138,12 @@ readonly base="http://127.0.0.1:$api_port"
 ) >"$work/api.log" 2>&1 &
 api_pid=$!
 wait_until "curl -fs -o /dev/null '$base/health'" 60 "$api_pid" || die "the API did not answer $base/health"
+# fraud decides the orders Schemathesis places, so a long-poll (`?wait=`) or an event stream on
+# one of them ends at its verdict, as it does in the mesh, instead of at the request timeout.
+(
+  with_auth PEDIDOS_KAFKA__BOOTSTRAP_SERVERS="127.0.0.1:$kafka_port" RUST_LOG="${RUST_LOG:-warn}" "$fraud_bin"
+) >"$work/fraud.log" 2>&1 &
+fraud_pid=$!
 if [[ $AUTH == jwt ]]; then
   token=$(with_auth "$loadgen_bin" token schemathesis --ops --ttl-secs 3600) || die "loadgen token failed"
   [[ -n $token ]] || die "loadgen token printed nothing"

@@ -11,6 +11,10 @@ cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# The API tests hold a thousand long-polling clients and their server in one process: lift the
+# soft file-descriptor limit (1,024 on many machines) to the hard one.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
 step "Apache Kafka (scripts/kafka.sh install)"
 echo "Kafka jars in $(scripts/kafka.sh install | tail -n 1)"
 

@@ -1,6 +1,6 @@
 //! The Pedidos API: `POST /pedidos` publishes an order; `GET /pedidos/{id}` answers its status.
 //!
-//! Naming: Rust names are English (`OrderRequest`, `OrderBook`, `OrdersApi`); what crosses the
+//! Naming: Rust names are English (`OrderRequest`, `OrderView`, `OrdersApi`); what crosses the
 //! wire keeps the Portuguese domain words of the original project: JSON fields, topic names,
 //! statuses, and the OpenAPI schema names clients see (`Pedido`, `PedidoNovo`). A struct whose
 //! fields are JSON fields one to one names them as the JSON does (`usuario`, `valor`), so it
@@ -10,12 +10,13 @@ pub mod auth;
 pub mod guard;
 pub mod http;
 pub mod idempotency;
+pub mod live;
 pub mod orders;
 pub mod publisher;
 pub mod read_model;
+pub mod store;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
@@ -26,8 +27,9 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::{Auth, AuthSetupError};
 use crate::guard::GuardedAcceptor;
 pub use crate::guard::HttpTimeouts;
-use crate::orders::OrderBook;
 use crate::publisher::Publisher;
+use crate::read_model::{View, ViewError};
+use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -42,6 +44,8 @@ pub enum ApiError {
     Auth(#[from] AuthSetupError),
     #[error(transparent)]
     Kafka(#[from] StartupError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -61,15 +65,15 @@ pub struct Application {
     timeouts: HttpTimeouts,
     /// How long in-flight requests may take to finish once `run_until` is told to stop.
     shutdown_timeout: Duration,
-    reader: tokio::task::JoinHandle<()>,
-    reader_stop: CancellationToken,
+    view: View,
 }
 
 impl Application {
-    /// Checks who may call it, checks the cluster, creates missing topics, starts the read
-    /// model and binds the port.
+    /// Checks who may call it, opens the store, checks the cluster, creates missing topics,
+    /// starts the order view and binds the port.
     pub async fn build(config: &Config) -> Result<Self, ApiError> {
         let auth = authentication(&config.api)?;
+        let store = Store::open(&config.api).await?;
         kafka::check_connectivity(&config.kafka).await?;
         kafka::ensure_topics(&config.kafka, &config.topics).await?;
         let deadline = Duration::from_millis(config.api.publish_timeout_ms);
@@ -80,10 +84,11 @@ impl Application {
             &config.topics.notificacoes,
             deadline,
         );
-        let book = Arc::new(RwLock::new(OrderBook::new(config.api.max_tracked_orders)));
-        let reader_stop = CancellationToken::new();
-        let (reader, catch_up) =
-            read_model::follow(config, book.clone(), reader_stop.clone()).await?;
+        let view = View::start(config, store).await.map_err(|e| match e {
+            ViewError::Kafka(e) => ApiError::Kafka(e),
+            ViewError::Store(e) => ApiError::Store(e),
+        })?;
+        read_model::report_catch_up(view.handle.catch_up.clone(), config.kafka.startup_timeout());
         let acceptor = TcpListener::bind(config.api.listen.clone())
             .into_acceptor()
             .await
@@ -99,13 +104,12 @@ impl Application {
         Ok(Self {
             acceptor,
             address,
-            api: http::OrdersApi::new(publisher, book, catch_up, &config.api),
+            api: http::OrdersApi::new(publisher, view.handle.clone(), &config.api),
             auth,
             max_body_bytes: config.api.max_body_bytes,
             timeouts: HttpTimeouts::from_config(&config.api),
             shutdown_timeout: config.api.shutdown_timeout(),
-            reader,
-            reader_stop,
+            view,
         })
     }
 
@@ -135,8 +139,7 @@ impl Application {
                 Some(self.shutdown_timeout),
             )
             .await;
-        self.reader_stop.cancel();
-        let _ = self.reader.await;
+        self.view.stop().await;
         served.map_err(ApiError::Serve)
     }
 }

@@ -1,33 +1,43 @@
-//! Keeps the [`OrderBook`] up to date from `Pedidos` and `Notificacoes`: every partition, read
-//! from the beginning at start-up so a restarted API still knows every order; and says, through
-//! [`CatchUp`], when it has read every order published before a given moment, by any instance.
+//! Keeps the order view in the [`Store`] up to date from `Pedidos` and `Notificacoes`: every
+//! partition, resumed from the offsets the store holds (from the beginning only the first time);
+//! and says, through [`CatchUp`], when the store holds every order published before a given
+//! moment, by any instance.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use futures::FutureExt as _;
 use rdkafka::consumer::Consumer as _;
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use shared::config::Config;
-use shared::events::{decode, Order, StatusEvent, HEADER_CORRELATION_ID};
+use shared::events::{decode, Order, StatusEvent};
 use shared::kafka::{self, Consumer, StartupError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::orders::OrderBook;
+use crate::live::Live;
+use crate::store::{Changes, Store, StoreError, Writer};
 
-/// How far the book has applied each partition of `Pedidos`, for [`CatchUp::wait`].
+/// Most records read into one batch for the writer.
+const MAX_BATCH_RECORDS: usize = 1_000;
+
+/// How far the store holds each partition of `Pedidos`, for [`CatchUp::wait`].
 #[derive(Default)]
 struct Applied {
     next: Mutex<HashMap<i32, i64>>,
     changed: Notify,
+    /// Records the view has taken in since this process started.
+    records: AtomicU64,
 }
 
 impl Applied {
-    fn advance(&self, partition: i32, offset: i64) {
-        self.next.lock().unwrap().insert(partition, offset + 1);
-        self.changed.notify_waiters();
+    fn advance(&self, partition: i32, next: i64) {
+        let mut known = self.next.lock().unwrap();
+        let at = known.entry(partition).or_insert(next);
+        *at = (*at).max(next);
     }
 
     fn reached(&self, ends: &[(i32, i64)]) -> bool {
@@ -48,7 +58,7 @@ pub enum CatchUpError {
 /// Pause between two attempts to read where `Pedidos` ends.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
-/// Waits for the book to hold every order on `Pedidos` up to now.
+/// Waits for the store to hold every order on `Pedidos` up to now.
 #[derive(Clone)]
 pub struct CatchUp {
     consumer: Arc<Consumer>,
@@ -69,9 +79,9 @@ impl CatchUp {
         }
     }
 
-    /// Returns once the book has applied `Pedidos` up to where it ends now (one offsets request
+    /// Returns once the store holds `Pedidos` up to where it ends now (one offsets request
     /// for all partitions), or fails after `within`. Immediate when the reader is at the end
-    /// already; after a restart, it lasts until the book is rebuilt.
+    /// already; after a restart, it lasts until the view has read what it missed.
     pub async fn wait(&self, within: Duration) -> Result<(), CatchUpError> {
         let deadline = tokio::time::Instant::now() + within;
         let ends = loop {
@@ -122,16 +132,93 @@ impl CatchUp {
     }
 }
 
-/// Assigns all partitions of both topics at their beginning, then applies records until
-/// `shutdown`. Records that do not decode are skipped here: fraud and notification dead-letter them.
-pub async fn follow(
+#[derive(Debug, thiserror::Error)]
+pub enum ViewError {
+    #[error(transparent)]
+    Kafka(#[from] StartupError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What the routes use of the view. Cheap to clone.
+#[derive(Clone)]
+pub struct ViewHandle {
+    pub store: Store,
+    pub writer: Writer,
+    pub live: Arc<Live>,
+    pub catch_up: CatchUp,
+}
+
+/// The running view: its reader and its writer.
+pub struct View {
+    pub handle: ViewHandle,
+    reader: tokio::task::JoinHandle<()>,
+    reader_stop: CancellationToken,
+    writer_task: tokio::task::JoinHandle<()>,
+    writer_stop: CancellationToken,
+}
+
+impl View {
+    /// Starts the writer, then the reader at the offsets the store holds.
+    pub async fn start(config: &Config, store: Store) -> Result<Self, ViewError> {
+        let live = Arc::new(Live::default());
+        let applied = Arc::new(Applied::default());
+        let pedidos = config.topics.pedidos.clone();
+        let on_commit = {
+            let applied = applied.clone();
+            Box::new(move |changes: &Changes| {
+                for (topic, partition, next) in changes.offsets() {
+                    if topic == pedidos {
+                        applied.advance(partition, next);
+                    }
+                }
+                applied.changed.notify_waiters();
+            })
+        };
+        let writer_stop = CancellationToken::new();
+        let (writer, writer_task) =
+            Writer::start(store.clone(), live.clone(), on_commit, writer_stop.clone());
+        let reader_stop = CancellationToken::new();
+        let (reader, catch_up) =
+            follow(config, &store, writer.clone(), applied, reader_stop.clone()).await?;
+        Ok(Self {
+            handle: ViewHandle {
+                store,
+                writer,
+                live,
+                catch_up,
+            },
+            reader,
+            reader_stop,
+            writer_task,
+            writer_stop,
+        })
+    }
+
+    /// Stops reading, writes what was read, then stops writing.
+    pub async fn stop(self) {
+        self.reader_stop.cancel();
+        let _ = self.reader.await;
+        self.writer_stop.cancel();
+        let _ = self.writer_task.await;
+    }
+}
+
+/// Assigns all partitions of both topics at the offsets the store holds (the beginning for a
+/// partition it has never read), then hands records to the writer in batches until `shutdown`.
+/// Records that do not decode are skipped here (fraud and notification dead-letter them), but
+/// their offsets are kept like any other's.
+async fn follow(
     config: &Config,
-    book: Arc<RwLock<OrderBook>>,
+    store: &Store,
+    writer: Writer,
+    applied: Arc<Applied>,
     shutdown: CancellationToken,
-) -> Result<(tokio::task::JoinHandle<()>, CatchUp), StartupError> {
+) -> Result<(tokio::task::JoinHandle<()>, CatchUp), ViewError> {
     let consumer = Arc::new(kafka::reader(&config.kafka)?);
     let pedidos = config.topics.pedidos.clone();
     let notificacoes = config.topics.notificacoes.clone();
+    let stored = store.offsets().await?;
     let mut assignment = TopicPartitionList::new();
     let mut pedidos_partitions = Vec::new();
     let metadata = {
@@ -146,20 +233,32 @@ pub async fn follow(
                 reason: e.to_string(),
             })?
     };
+    let mut resumed = 0;
     for topic in metadata.topics() {
         if topic.name() == pedidos || topic.name() == notificacoes {
             for p in topic.partitions() {
+                let next = stored.get(&(topic.name().to_string(), p.id())).copied();
                 if topic.name() == pedidos {
                     pedidos_partitions.push(p.id());
+                    if let Some(next) = next {
+                        applied.advance(p.id(), next);
+                    }
                 }
+                resumed += usize::from(next.is_some());
+                let offset = next.map_or(Offset::Beginning, Offset::Offset);
                 assignment
-                    .add_partition_offset(topic.name(), p.id(), Offset::Beginning)
+                    .add_partition_offset(topic.name(), p.id(), offset)
                     .expect("valid offset");
             }
         }
     }
+    tracing::info!(
+        store = %config.api.store_label(),
+        partitions = assignment.count(),
+        resumed,
+        "order view: reading from the offsets the store holds"
+    );
     consumer.assign(&assignment).map_err(StartupError::Client)?;
-    let applied = Arc::new(Applied::default());
     let catch_up = CatchUp {
         consumer: consumer.clone(),
         topic: pedidos.clone(),
@@ -168,41 +267,53 @@ pub async fn follow(
     };
     let task = tokio::spawn(async move {
         loop {
-            let message = tokio::select! {
+            let first = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 m = consumer.recv() => m,
             };
-            let message = match message {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!(error = %e, "read model consumer error");
-                    continue;
-                }
-            };
-            if message.topic() == pedidos {
-                // Most orders were posted to this process and are in the book already: skip
-                // decoding them again (JSON, decimal and date parsing for nothing).
-                let known = correlation_id(&message).is_some_and(|id| {
-                    book.read()
-                        .unwrap()
-                        .get(&id)
-                        .is_some_and(|v| v.order.is_some())
-                });
-                if !known {
-                    if let Ok(order) = decode::<Order>(message.payload()) {
-                        book.write().unwrap().apply_order(&order);
+            let mut changes = Changes::default();
+            let mut records = 0u64;
+            let mut next = Some(first);
+            // Whatever else is ready now joins the batch: one commit for many records.
+            while let Some(message) = next.take() {
+                match message {
+                    Ok(m) => {
+                        records += 1;
+                        if m.topic() == pedidos {
+                            if let Ok(order) = decode::<Order>(m.payload()) {
+                                changes.order(&order);
+                            }
+                        } else if let Ok(event) = decode::<StatusEvent>(m.payload()) {
+                            changes.status(&event);
+                        }
+                        changes.read_up_to(m.topic(), m.partition(), m.offset());
                     }
+                    Err(e) => tracing::warn!(error = %e, "order view reader error"),
                 }
-                applied.advance(message.partition(), message.offset());
-            } else if let Ok(event) = decode::<StatusEvent>(message.payload()) {
-                book.write().unwrap().apply_status(&event);
+                if records < MAX_BATCH_RECORDS as u64 {
+                    next = consumer.recv().now_or_never();
+                }
+            }
+            applied.records.fetch_add(records, Ordering::Relaxed);
+            if !changes.is_empty() && writer.send(changes).await.is_err() {
+                break;
             }
         }
     });
     Ok((task, catch_up))
 }
 
-/// The order id a record's `correlation-id` header names, if it has a valid one.
-fn correlation_id(message: &impl Message) -> Option<uuid::Uuid> {
-    uuid::Uuid::try_parse_ascii(kafka::header_value(message, HEADER_CORRELATION_ID)?).ok()
+/// Logs once the view holds everything published before start-up, and what it took.
+pub fn report_catch_up(catch_up: CatchUp, within: Duration) {
+    let started = Instant::now();
+    tokio::spawn(async move {
+        match catch_up.wait(within).await {
+            Ok(()) => tracing::info!(
+                records = catch_up.applied.records.load(Ordering::Relaxed),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "order view caught up"
+            ),
+            Err(e) => tracing::warn!(error = %e, "order view has not caught up yet"),
+        }
+    });
 }

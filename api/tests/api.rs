@@ -462,6 +462,10 @@ async fn an_unreachable_broker_is_a_plain_startup_error() {
     let port = testkit::free_port();
     config.kafka.bootstrap_servers = format!("127.0.0.1:{port}");
     config.kafka.startup_timeout_secs = 2;
+    // The store opens first (and is fine): a file of this test's own, not the default one.
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("view.db");
+    config.api.store_url = shared::config::Secret::new(format!("sqlite:{}", store.display()));
     config.api.listen = "127.0.0.1:0".into();
     let started = Instant::now();
     let error = match api::Application::build(&config).await {

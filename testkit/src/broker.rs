@@ -387,6 +387,8 @@ impl Broker {
         config.monitoring.group_id.push_str(&suffix);
         config.api.listen = "127.0.0.1:0".into();
         config.monitoring.audit_file = self.dir().join(format!("t{n}-{AUDIT_FILE}"));
+        let view = self.dir().join(format!("t{n}-pedidos-api.db"));
+        config.api.store_url = shared::config::Secret::new(format!("sqlite:{}", view.display()));
         config.fraud.seed = 7;
         config
     }

@@ -7,6 +7,8 @@
 //!   [`ConsumedRecord`]s.
 //! * [`produce_raw`], [`produce_raw_many`]: write arbitrary bytes (garbage included) into a
 //!   topic.
+//! * [`Postgres`]: a real PostgreSQL server (Debian's `postgresql` package) in a temporary
+//!   directory, each test in a database of its own.
 //! * [`free_port`]: a TCP port on 127.0.0.1 that was free a moment ago.
 //!
 //! ```no_run
@@ -25,11 +27,13 @@
 
 mod broker;
 mod kafka;
+mod postgres;
 mod process;
 mod records;
 mod tls;
 
 pub use broker::{free_port, free_ports, Broker};
+pub use postgres::Postgres;
 pub use records::{
     produce_raw, produce_raw_many, read_topic, reset_group_to_earliest, ConsumedRecord,
 };

@@ -1,6 +1,6 @@
 //! The OpenAPI document and the Swagger UI page that shows it, both completed with what
 //! poem-openapi cannot express: [`schema::forbid_other_fields`],
-//! [`schema::constrain_idempotency_key`], and under `api.auth = "jwt"`
+//! [`schema::constrain_idempotency_key`], [`describe_event_stream`], and under `api.auth = "jwt"`
 //! the bearer scheme ([`require_bearer`]), which the gate in `http::auth` applies outside the
 //! handlers.
 
@@ -27,6 +27,7 @@ pub(crate) fn documents(service: &OpenApiService<OrdersApi, ()>, bearer: bool) -
     let mut spec: Value = serde_json::from_str(&generated).expect("poem-openapi writes JSON");
     schema::forbid_other_fields(&mut spec);
     schema::constrain_idempotency_key(&mut spec);
+    describe_event_stream(&mut spec);
     if bearer {
         require_bearer(&mut spec);
     }
@@ -35,6 +36,40 @@ pub(crate) fn documents(service: &OpenApiService<OrdersApi, ()>, bearer: bool) -
     let page = service.swagger_ui_html();
     assert!(page.contains(&generated), "Swagger UI embeds the document");
     (spec, page.replacen(&generated, &patched, 1))
+}
+
+/// poem-openapi documents an event stream as an array of its items; in OpenAPI 3.0 and 3.1 a
+/// `text/event-stream` schema describes each event instead (`data`, `event`, `id`), so that is
+/// what clients and Schemathesis are told: `data` is an `Evento` in JSON.
+fn describe_event_stream(spec: &mut Value) {
+    let Some(paths) = spec["paths"].as_object_mut() else {
+        return;
+    };
+    let media_types = paths
+        .values_mut()
+        .filter_map(Value::as_object_mut)
+        .flat_map(|operations| operations.values_mut())
+        .filter_map(|operation| operation["responses"].as_object_mut())
+        .flat_map(|responses| responses.values_mut())
+        .filter_map(|response| response["content"].get_mut("text/event-stream"));
+    for media_type in media_types {
+        let Some(item) = media_type["schema"].get("items").cloned() else {
+            continue;
+        };
+        media_type["schema"] = json!({
+            "type": "object",
+            "required": ["data"],
+            "properties": {
+                "data": {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": item,
+                },
+                "event": { "type": "string", "enum": ["status"] },
+                "id": { "type": "string", "format": "uuid" },
+            },
+        });
+    }
 }
 
 /// Declares the JWT bearer scheme and requires it on every operation outside the public paths,
@@ -73,20 +108,36 @@ pub(crate) fn test_document() -> (Value, String) {
 /// The same, with the bearer scheme of `api.auth = "jwt"` when `bearer`.
 #[cfg(test)]
 pub(crate) fn test_document_with(bearer: bool) -> (Value, String) {
-    use std::sync::{Arc, RwLock};
+    use std::sync::Arc;
     use std::time::Duration;
 
     let mut config = shared::Config::default();
     config.kafka.bootstrap_servers = "127.0.0.1:1".into();
+    config.api.store_url = shared::config::Secret::new("sqlite::memory:");
     let deadline = Duration::from_secs(1);
     let producer = shared::kafka::producer(&config.kafka, deadline).expect("a producer");
     // The stream consumer behind the catch-up needs a runtime to exist (it never connects).
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     let _entered = runtime.enter();
+    let store = runtime
+        .block_on(crate::store::Store::open(&config.api))
+        .expect("an in-memory store");
+    let live = Arc::new(crate::live::Live::default());
+    let (writer, _) = crate::store::Writer::start(
+        store.clone(),
+        live.clone(),
+        Box::new(|_| {}),
+        tokio_util::sync::CancellationToken::new(),
+    );
+    let view = crate::read_model::ViewHandle {
+        store,
+        writer,
+        live,
+        catch_up: crate::read_model::CatchUp::unconnected(&config),
+    };
     let api = OrdersApi::new(
         crate::publisher::Publisher::new(producer, "Pedidos", "Notificacoes", deadline),
-        Arc::new(RwLock::new(crate::orders::OrderBook::new(1))),
-        crate::read_model::CatchUp::unconnected(&config),
+        view,
         &config.api,
     );
     documents(&service(api), bearer)
@@ -99,6 +150,20 @@ mod tests {
     /// Writes the document to `$OPENAPI_OUT` and the page beside it (`.html`) when set
     /// (`OPENAPI_OUT=/tmp/openapi.json cargo test -p api --lib swagger_page`), to diff what
     /// clients see across a change.
+    #[test]
+    fn an_event_stream_is_described_event_by_event() {
+        let (spec, _) = test_document();
+        let stream = &spec["paths"]["/pedidos/{id}/eventos"]["get"]["responses"]["200"]["content"]
+            ["text/event-stream"]["schema"];
+        assert_eq!(stream["type"], "object", "{stream}");
+        let data = &stream["properties"]["data"];
+        assert_eq!(
+            data["contentSchema"]["$ref"], "#/components/schemas/Evento",
+            "{stream}"
+        );
+        assert_eq!(stream["properties"]["event"]["enum"][0], "status");
+    }
+
     #[test]
     fn the_swagger_page_shows_the_completed_document() {
         let (spec, page) = test_document();
@@ -143,7 +208,12 @@ mod tests {
         secured.sort();
         assert_eq!(
             secured,
-            ["get /pedidos", "get /pedidos/{id}", "post /pedidos"]
+            [
+                "get /pedidos",
+                "get /pedidos/{id}",
+                "get /pedidos/{id}/eventos",
+                "post /pedidos"
+            ]
         );
     }
 

@@ -54,6 +54,12 @@ pub(crate) struct HistoryEvent {
     data_evento: String,
 }
 
+impl HistoryEvent {
+    pub(crate) fn evento_id(&self) -> Uuid {
+        self.evento_id
+    }
+}
+
 impl From<&HistoryEntry> for HistoryEvent {
     fn from(h: &HistoryEntry) -> Self {
         Self {
@@ -106,7 +112,7 @@ impl From<&OrderView> for OrderStatus {
 #[derive(Debug, Object)]
 #[oai(rename = "PaginaPedidos")]
 pub(crate) struct OrderPage {
-    /// Orders known to this API process.
+    /// Orders in the view (one customer's, when filtered).
     pub(crate) total: u64,
     pub(crate) offset: u64,
     pub(crate) limit: u64,
@@ -117,8 +123,9 @@ pub(crate) struct OrderPage {
 #[derive(Debug, Object)]
 pub(crate) struct Health {
     pub(crate) status: String,
-    /// Orders in the read model.
-    pub(crate) pedidos: u64,
+    /// Orders in the view; absent when the store cannot be read.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) pedidos: Option<u64>,
 }
 
 /// Timestamps exactly as the events on the topics spell them (`...Z`).
@@ -134,7 +141,16 @@ mod tests {
     use shared::events::StatusEvent;
 
     use super::*;
-    use crate::orders::OrderBook;
+    use crate::orders::{HistoryEntry, OrderView};
+
+    fn entry(e: &StatusEvent) -> HistoryEntry {
+        HistoryEntry {
+            evento_id: e.evento_id,
+            status: e.status,
+            motivo: e.motivo.clone(),
+            data_evento: e.data_evento,
+        }
+    }
 
     fn order() -> Order {
         Order {
@@ -163,15 +179,11 @@ mod tests {
     #[test]
     fn a_status_carries_the_verdict_and_its_history_oldest_first() {
         let order = order();
-        let mut book = OrderBook::new(4);
-        book.apply_order(&order);
-        book.apply_status(&StatusEvent::received(&order));
         let at = "2026-01-02T03:04:06Z".parse().unwrap();
         let verdict = StatusEvent::verdict(&order, Status::Recusado, "limite", at);
-        book.apply_status(&verdict);
-        let status = OrderStatus::from(book.get(&order.id).unwrap())
-            .to_json()
-            .unwrap();
+        let events = [entry(&StatusEvent::received(&order)), entry(&verdict)];
+        let view = OrderView::assemble(order.id, "ana".into(), Some(order.clone()), events);
+        let status = OrderStatus::from(&view).to_json().unwrap();
         assert_eq!(status["status"], "Recusado");
         assert_eq!(status["motivo"], "limite");
         assert_eq!(status["valor"], "19.90");
@@ -194,11 +206,9 @@ mod tests {
     #[test]
     fn a_status_known_only_from_an_event_omits_what_only_the_order_says() {
         let order = order();
-        let mut book = OrderBook::new(4);
-        book.apply_status(&StatusEvent::received(&order));
-        let status = OrderStatus::from(book.get(&order.id).unwrap())
-            .to_json()
-            .unwrap();
+        let events = [entry(&StatusEvent::received(&order))];
+        let view = OrderView::assemble(order.id, "ana".into(), None, events);
+        let status = OrderStatus::from(&view).to_json().unwrap();
         for absent in ["produto", "quantidade", "valor", "motivo"] {
             assert!(status.get(absent).is_none(), "{absent}: {status}");
         }

@@ -11,6 +11,7 @@ mod middleware;
 mod request;
 mod routes;
 mod schema;
+mod stream;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,27 +2,33 @@
 //! Doc comments on handlers and response variants are what clients read in the document.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::Utc;
+use futures::stream::BoxStream;
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
-use poem_openapi::payload::Json;
+use poem_openapi::payload::{EventStream, Json};
 use poem_openapi::{ApiResponse, OpenApi};
 use shared::config::ApiConfig;
 use shared::events::{Order, StatusEvent};
 use uuid::Uuid;
 
-use super::dto::{AcceptedOrder, Health, OrderPage, OrderStatus};
+use super::dto::{AcceptedOrder, Health, HistoryEvent, OrderPage, OrderStatus};
 use super::error::ErrorBody;
 use super::extract::{OrderId, OrderRequestBody};
 use super::request::OrderRequest;
+use super::stream;
 use crate::auth::Caller;
 use crate::idempotency::{self, Replay};
-use crate::orders::OrderBook;
+use crate::orders::OrderView;
 use crate::publisher::Publisher;
-use crate::read_model::CatchUp;
+use crate::read_model::ViewHandle;
+use crate::store::{Changes, StoreError};
+
+/// The longest `?wait=` a GET may ask for, in seconds.
+pub(crate) const MAX_WAIT_SECS: u64 = 30;
 
 // 400, 401, 408, 413 and 415 are raised before the handler runs and answered by `json_error`;
 // they are listed here so the OpenAPI document tells clients about them.
@@ -83,6 +89,33 @@ enum GetResponse {
     /// customer's order is not found either, so ids cannot be probed.
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
+    /// The order store cannot be read right now.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+// The 401 is raised by the authentication gate before the handler runs, listed so the document
+// tells clients about it.
+#[allow(dead_code)]
+#[derive(ApiResponse)]
+enum EventsResponse {
+    /// Server-sent events, one per status change (`id` is its `eventoId`, `event` is
+    /// `status`): the history so far, then each change as it happens; the stream ends after
+    /// the verdict. A reconnecting client sends `Last-Event-ID` and gets only what followed.
+    #[oai(status = 200)]
+    Stream(EventStream<BoxStream<'static, HistoryEvent>>),
+    /// The id is not a UUID.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// No valid bearer token (only under `api.auth = "jwt"`); `WWW-Authenticate` says why.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>),
+    /// No order with this id is known to this caller.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// The order store cannot be read right now.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
 }
 
 // The 400 and 401 are raised before the handler runs (answered by `json_error`), listed so the
@@ -101,6 +134,9 @@ enum ListResponse {
     /// `usuario` names another customer, and the token has no operator role.
     #[oai(status = 403)]
     Forbidden(Json<ErrorBody>),
+    /// The order store cannot be read right now.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
 }
 
 #[derive(ApiResponse)]
@@ -111,9 +147,9 @@ enum HealthResponse {
 
 pub struct OrdersApi {
     publisher: Publisher,
-    book: Arc<RwLock<OrderBook>>,
-    catch_up: CatchUp,
-    /// How long a keyed request may wait for the book to catch up with `Pedidos`.
+    view: ViewHandle,
+    /// How long a keyed request may wait for the view to catch up with `Pedidos`, and a POST
+    /// for its order to be in the store.
     catch_up_timeout: Duration,
     idempotency_ttl: Duration,
     /// The order ids of keyed requests being answered right now, on this instance.
@@ -121,16 +157,10 @@ pub struct OrdersApi {
 }
 
 impl OrdersApi {
-    pub fn new(
-        publisher: Publisher,
-        book: Arc<RwLock<OrderBook>>,
-        catch_up: CatchUp,
-        api: &ApiConfig,
-    ) -> Self {
+    pub fn new(publisher: Publisher, view: ViewHandle, api: &ApiConfig) -> Self {
         Self {
             publisher,
-            book,
-            catch_up,
+            view,
             catch_up_timeout: Duration::from_millis(api.publish_timeout_ms),
             idempotency_ttl: api.idempotency_ttl(),
             keys_in_flight: Mutex::default(),
@@ -138,9 +168,12 @@ impl OrdersApi {
     }
 
     /// The answer to a keyed request whose key already stands for an order, if it does.
-    fn replayed(&self, id: Uuid, request: &OrderRequest) -> Option<CreateResponse> {
-        let book = self.book.read().unwrap();
-        let original = book.get(&id)?.order.as_ref()?;
+    async fn replayed(&self, id: Uuid, request: &OrderRequest) -> Option<CreateResponse> {
+        let view = match self.view.store.get(id).await {
+            Ok(view) => view?,
+            Err(e) => return Some(CreateResponse::Unavailable(Json(store_error(&e)))),
+        };
+        let original = view.order.as_ref()?;
         let now = Utc::now();
         let refused =
             |rule: &str| CreateResponse::Invalid(Json(key_error("idempotency_key_reused", rule)));
@@ -164,7 +197,7 @@ impl OrdersApi {
         id: Uuid,
         request: &OrderRequest,
     ) -> Result<KeyClaim<'_>, CreateResponse> {
-        if let Some(answer) = self.replayed(id, request) {
+        if let Some(answer) = self.replayed(id, request).await {
             return Err(answer);
         }
         let claim =
@@ -178,19 +211,68 @@ impl OrdersApi {
             ))
             })?;
         // Another instance, or this one before a restart, may have published it: wait until the
-        // book holds everything on Pedidos up to now.
-        if let Err(e) = self.catch_up.wait(self.catch_up_timeout).await {
+        // store holds everything on Pedidos up to now.
+        if let Err(e) = self.view.catch_up.wait(self.catch_up_timeout).await {
             tracing::warn!(pedido = %id, error = %e, "cannot check an Idempotency-Key");
             return Err(CreateResponse::Unavailable(Json(ErrorBody::new(
                 "broker_unavailable",
                 format!("cannot tell whether this Idempotency-Key was used, try again later: {e}"),
             ))));
         }
-        match self.replayed(id, request) {
+        match self.replayed(id, request).await {
             Some(answer) => Err(answer),
             None => Ok(claim),
         }
     }
+
+    /// The order's view if this caller may see it, waiting up to `wait` for its verdict.
+    async fn view_of(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        wait: Option<Duration>,
+    ) -> Result<Option<OrderView>, StoreError> {
+        let Some(wait) = wait.filter(|w| !w.is_zero()) else {
+            return Ok(self
+                .view
+                .store
+                .get(id)
+                .await?
+                .filter(|v| caller.may_act_for(&v.usuario)));
+        };
+        let deadline = tokio::time::Instant::now() + wait;
+        let watch = self.view.live.watch(id);
+        loop {
+            let changed = watch.armed();
+            let view = self.view.store.get(id).await?;
+            let view = view.filter(|v| caller.may_act_for(&v.usuario));
+            // An unknown order is not waited for: the instance that took it wrote it before
+            // its 202.
+            if view.as_ref().is_none_or(OrderView::is_final) {
+                return Ok(view);
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return Ok(view);
+            }
+        }
+    }
+}
+
+/// A 503 naming the store's failure.
+fn store_error(e: &StoreError) -> ErrorBody {
+    tracing::warn!(error = %e, "order store unavailable");
+    ErrorBody::new(
+        "store_unavailable",
+        format!("the order store cannot answer right now, try again later: {e}"),
+    )
+}
+
+fn not_found(id: Uuid) -> ErrorBody {
+    ErrorBody::new("not_found", format!("no order with id {id}"))
+}
+
+fn invalid_id() -> ErrorBody {
+    ErrorBody::new("invalid_id", "the order id must be a UUID").field("id", "must be a UUID")
 }
 
 /// An order id this instance is placing; released when the request ends, however it ends.
@@ -293,11 +375,14 @@ impl OrdersApi {
         let received = StatusEvent::received(&order);
         match self.publisher.publish(&order, &received).await {
             Ok(()) => {
-                {
-                    // Our own write is visible to GET at once, before the reader catches up.
-                    let mut book = self.book.write().unwrap();
-                    book.apply_order(&order);
-                    book.apply_status(&received);
+                // In the store before the answer: a GET that follows the 202 finds the order, on
+                // any instance sharing the store. The order is on the broker whatever happens
+                // here, so a failure still answers 202; the reader writes it later.
+                let mut changes = Changes::default();
+                changes.order(&order);
+                changes.status(&received);
+                if let Err(e) = self.view.writer.write(changes, self.catch_up_timeout).await {
+                    tracing::warn!(pedido = %order.id, error = %e, "accepted order not in the store yet");
                 }
                 tracing::info!(pedido = %order.id, usuario = %order.usuario, "order accepted");
                 accepted(&order)
@@ -313,21 +398,60 @@ impl OrdersApi {
     }
 
     /// An order's current status and history.
+    ///
+    /// With `wait`, a long-poll: the answer comes as soon as the order has its verdict, or
+    /// after `wait` seconds with the status it has then.
     #[oai(path = "/pedidos/:id", method = "get")]
-    async fn get(&self, caller: Data<&Caller>, id: Path<OrderId>) -> GetResponse {
+    async fn get(
+        &self,
+        caller: Data<&Caller>,
+        id: Path<OrderId>,
+        /// Seconds to wait for the verdict, 0–30 (default 0: answer at once).
+        #[oai(validator(minimum(value = "0"), maximum(value = "30")))]
+        wait: Query<Option<u64>>,
+    ) -> GetResponse {
         let Some(id) = id.0 .0 else {
-            return GetResponse::BadRequest(Json(
-                ErrorBody::new("invalid_id", "the order id must be a UUID")
-                    .field("id", "must be a UUID"),
-            ));
+            return GetResponse::BadRequest(Json(invalid_id()));
         };
-        match self.book.read().unwrap().get(&id) {
-            Some(view) if caller.may_act_for(&view.usuario) => GetResponse::Ok(Json(view.into())),
-            _ => GetResponse::NotFound(Json(ErrorBody::new(
-                "not_found",
-                format!("no order with id {id}"),
-            ))),
+        let wait = wait.0.map(|s| Duration::from_secs(s.min(MAX_WAIT_SECS)));
+        match self.view_of(&caller, id, wait).await {
+            Ok(Some(view)) => GetResponse::Ok(Json((&view).into())),
+            Ok(None) => GetResponse::NotFound(Json(not_found(id))),
+            Err(e) => GetResponse::Unavailable(Json(store_error(&e))),
         }
+    }
+
+    /// An order's status changes, live (server-sent events).
+    ///
+    /// Sends the history so far, then each change as it happens, and ends after the verdict.
+    /// `curl -N http://127.0.0.1:8000/pedidos/<id>/eventos`
+    #[oai(path = "/pedidos/:id/eventos", method = "get")]
+    async fn events(
+        &self,
+        caller: Data<&Caller>,
+        id: Path<OrderId>,
+        /// The `id` of the last event received, when reconnecting: only later ones are sent.
+        #[oai(name = "Last-Event-ID")]
+        last_event_id: Header<Option<String>>,
+    ) -> EventsResponse {
+        let Some(id) = id.0 .0 else {
+            return EventsResponse::BadRequest(Json(invalid_id()));
+        };
+        let view = match self.view_of(&caller, id, None).await {
+            Ok(Some(view)) => view,
+            Ok(None) => return EventsResponse::NotFound(Json(not_found(id))),
+            Err(e) => return EventsResponse::Unavailable(Json(store_error(&e))),
+        };
+        let after = last_event_id
+            .0
+            .as_deref()
+            .and_then(|s| Uuid::try_parse(s.trim()).ok());
+        let events = stream::status_changes(self.view.clone(), view, after);
+        EventsResponse::Stream(
+            EventStream::new(events)
+                .keep_alive(stream::KEEP_ALIVE)
+                .to_event(stream::to_sse),
+        )
     }
 
     /// Recent orders, newest first: every customer's, or one's.
@@ -359,18 +483,18 @@ impl OrdersApi {
             (Some(own), _) => Some(own.to_string()),
             (None, asked) => asked,
         };
-        let book = self.book.read().unwrap();
-        let skip = usize::try_from(offset).unwrap_or(usize::MAX);
-        let (total, page) = match &usuario {
-            Some(usuario) => (
-                book.len_of(usuario),
-                book.page_of(usuario, skip, limit as usize),
-            ),
-            None => (book.len(), book.page(skip, limit as usize)),
+        let (total, page) = match self
+            .view
+            .store
+            .page(usuario.as_deref(), offset, limit)
+            .await
+        {
+            Ok(found) => found,
+            Err(e) => return ListResponse::Unavailable(Json(store_error(&e))),
         };
-        let pedidos = page.into_iter().map(OrderStatus::from).collect();
+        let pedidos = page.iter().map(OrderStatus::from).collect();
         ListResponse::Ok(Json(OrderPage {
-            total: total as u64,
+            total,
             offset,
             limit,
             pedidos,
@@ -382,7 +506,7 @@ impl OrdersApi {
     async fn health(&self) -> HealthResponse {
         HealthResponse::Ok(Json(Health {
             status: "ok".into(),
-            pedidos: self.book.read().unwrap().len() as u64,
+            pedidos: self.view.store.count().await.ok(),
         }))
     }
 }

@@ -71,6 +71,11 @@ impl TestApi {
         }
     }
 
+    /// A client of its own, for requests that may take longer than the default 10 s.
+    pub fn client_with_timeout(&self, timeout: Duration) -> reqwest::Client {
+        reqwest::Client::builder().timeout(timeout).build().unwrap()
+    }
+
     pub async fn post_json(&self, body: &Value) -> reqwest::Response {
         self.post_raw("application/json", body.to_string()).await
     }

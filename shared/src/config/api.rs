@@ -18,6 +18,25 @@ pub enum AuthMode {
     Jwt,
 }
 
+/// The engines `api.store_url` may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    Sqlite,
+    Postgres,
+}
+
+impl StoreKind {
+    pub fn of(url: &str) -> Option<Self> {
+        if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Self::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ApiConfig {
@@ -25,8 +44,10 @@ pub struct ApiConfig {
     /// Longest wait for the broker to acknowledge an order before answering 503.
     pub publish_timeout_ms: u64,
     pub max_body_bytes: usize,
-    /// Orders kept in memory for `GET /pedidos` (oldest forgotten first).
-    pub max_tracked_orders: usize,
+    /// Where the order view lives: `sqlite:<file>` (embedded, the default) or
+    /// `postgres://user:password@host/db` (shared by several API instances). A `Secret`: a
+    /// PostgreSQL URL may carry a password.
+    pub store_url: Secret,
     /// How long a client has to send a complete request head (request line and headers),
     /// counted from the moment its connection opens or the end of the previous response: also
     /// the keep-alive idle timeout. A client that misses it is disconnected without an answer.
@@ -66,7 +87,7 @@ impl Default for ApiConfig {
             listen: "127.0.0.1:8000".into(),
             publish_timeout_ms: 5_000,
             max_body_bytes: 16 * 1024,
-            max_tracked_orders: 200_000,
+            store_url: Secret::new("sqlite:pedidos-api.db"),
             head_timeout_ms: 10_000,
             body_timeout_ms: 10_000,
             write_timeout_ms: 10_000,
@@ -151,7 +172,47 @@ impl ApiConfig {
                 ),
             ));
         }
+        self.validate_store()?;
         self.validate_auth()
+    }
+
+    /// Which kind of store `store_url` names.
+    pub fn store_kind(&self) -> Option<StoreKind> {
+        StoreKind::of(self.store_url.expose())
+    }
+
+    /// `store_url` without its credentials or query, for messages and logs.
+    pub fn store_label(&self) -> String {
+        let url = self.store_url.expose();
+        match url.split_once("://") {
+            Some((scheme, rest)) => {
+                let rest = rest.split('?').next().unwrap_or_default();
+                let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+                let user = rest
+                    .rsplit_once('@')
+                    .and_then(|(userinfo, _)| userinfo.split(':').next())
+                    .map(|user| format!("{user}@"))
+                    .unwrap_or_default();
+                format!("{scheme}://{user}{host}")
+            }
+            None => url.to_string(),
+        }
+    }
+
+    fn validate_store(&self) -> Result<(), InvalidValue> {
+        let Some(kind) = self.store_kind() else {
+            return Err(InvalidValue::new(
+                "store_url",
+                "must be sqlite:<file> or postgres://user:password@host/database",
+            ));
+        };
+        if kind == StoreKind::Sqlite && self.store_url.expose()["sqlite:".len()..].is_empty() {
+            return Err(InvalidValue::new(
+                "store_url",
+                "names no file: use sqlite:<file>, e.g. sqlite:pedidos-api.db",
+            ));
+        }
+        Ok(())
     }
 
     fn validate_auth(&self) -> Result<(), InvalidValue> {
@@ -254,6 +315,33 @@ mod tests {
         assert_eq!(c.api.allow_anonymous, defaults.allow_anonymous);
         assert_eq!(c.api.jwt_ops_role, defaults.jwt_ops_role);
         assert!(c.api.jwt_secret.is_none() && c.api.jwt_public_key_file.is_none());
+        assert_eq!(c.api.store_url, defaults.store_url);
+    }
+
+    #[test]
+    fn the_store_is_embedded_by_default_and_postgres_on_request() {
+        let c = Config::from_sources(None, Vec::new()).unwrap();
+        assert_eq!(c.api.store_kind(), Some(StoreKind::Sqlite));
+        let url = "postgres://pedidos:hunter2-pg@db:5432/pedidos";
+        let c = load("", &[("PEDIDOS_API__STORE_URL", url)]).unwrap();
+        assert_eq!(c.api.store_kind(), Some(StoreKind::Postgres));
+        assert_eq!(c.api.store_url.expose(), url);
+        assert!(
+            !format!("{c:?}").contains("hunter2"),
+            "the password stays out of Debug"
+        );
+        assert_eq!(c.api.store_label(), "postgres://pedidos@db:5432/pedidos");
+        let c = load(
+            "",
+            &[("PEDIDOS_API__STORE_URL", "postgres://db/p?password=x")],
+        )
+        .unwrap();
+        assert_eq!(c.api.store_label(), "postgres://db/p");
+        for bad in ["", "sqlite:", "mysql://db/pedidos", "pedidos.db"] {
+            let e = err(&format!("[api]\nstore_url = {bad:?}\n"), &[]);
+            assert!(e.contains("api.store_url"), "{bad:?}: {e}");
+            assert!(!e.contains("hunter2"), "{e}");
+        }
     }
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";

@@ -28,7 +28,7 @@ use serde::Deserialize;
 
 use sources::Sources;
 
-pub use api::{ApiConfig, AuthMode};
+pub use api::{ApiConfig, AuthMode, StoreKind};
 pub use fraud::FraudConfig;
 pub use kafka::{KafkaConfig, SecurityProtocol};
 pub use monitoring::MonitoringConfig;
@@ -114,6 +114,7 @@ impl Config {
         key.strip_prefix("kafka.")
             .is_some_and(KafkaConfig::holds_secret)
             || key == "api.jwt_secret"
+            || key == "api.store_url"
     }
 
     /// Every section checks its own values; `[telemetry]` has nothing to check.

@@ -1,0 +1,366 @@
+//! The order view's store: SQLite (embedded, the default) or PostgreSQL (shared by several API
+//! instances), through sqlx's `Any` driver so one set of queries serves both. The view's rows
+//! and the offsets they were read up to are written in one transaction ([`Store::write`]), so a
+//! restart resumes where the view stands and never re-reads the topics from the start.
+
+mod changes;
+mod writer;
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::DateTime;
+use rust_decimal::Decimal;
+use shared::config::{ApiConfig, StoreKind};
+use shared::events::{Order, Status};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor as _, Row as _};
+use uuid::Uuid;
+
+pub use changes::{Changes, OrderRow};
+pub use writer::{Writer, WriterError};
+
+use crate::orders::{HistoryEntry, OrderView};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the order store {store} (api.store_url): {source}")]
+    Open { store: String, source: sqlx::Error },
+    #[error("cannot migrate the order store {store} (api.store_url): {source}")]
+    Migrate {
+        store: String,
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error("order store: {0}")]
+    Query(#[from] sqlx::Error),
+    #[error("order store holds a malformed row: {0}")]
+    Malformed(String),
+}
+
+/// How long opening the store, or any one query's wait for a connection, may take.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Rows per `INSERT` statement: well under SQLite's 32,766 bound parameters.
+const ROWS_PER_STATEMENT: usize = 400;
+
+static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// A connection pool to the view's store. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    kind: StoreKind,
+}
+
+impl Store {
+    /// Connects (creating an SQLite file if missing) and runs the pending migrations.
+    pub async fn open(api: &ApiConfig) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let store = api.store_label();
+        let open = |source| StoreError::Open {
+            store: store.clone(),
+            source,
+        };
+        let kind = api.store_kind().expect("api.store_url was validated");
+        let mut url = api.store_url.expose().to_string();
+        if kind == StoreKind::Sqlite && !url.contains('?') {
+            url.push_str("?mode=rwc");
+        }
+        let options = AnyConnectOptions::from_str(&url).map_err(open)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if kind == StoreKind::Sqlite {
+                        // WAL: readers never wait for the writer. NORMAL: a commit survives the
+                        // process being killed; only a power cut may lose the last ones, and
+                        // their offsets with them, so they are read again.
+                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(open)?;
+        let migrator = match kind {
+            StoreKind::Sqlite => &SQLITE,
+            StoreKind::Postgres => &POSTGRES,
+        };
+        migrator
+            .run(&pool)
+            .await
+            .map_err(|source| StoreError::Migrate { store, source })?;
+        Ok(Self { pool, kind })
+    }
+
+    /// One order's view, if the store knows it.
+    pub async fn get(&self, id: Uuid) -> Result<Option<OrderView>, StoreError> {
+        let row = sqlx::query(&format!("{SELECT_ORDERS} WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(self.assemble(vec![row]).await?.pop())
+    }
+
+    /// A page of orders, newest first: everyone's, or one customer's; and how many there are.
+    pub async fn page(
+        &self,
+        usuario: Option<&str>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(u64, Vec<OrderView>), StoreError> {
+        let (filter, count) = match usuario {
+            Some(_) => (
+                "WHERE usuario = $1 ORDER BY recebido DESC, id DESC LIMIT $2 OFFSET $3",
+                "SELECT COUNT(*) AS n FROM pedidos WHERE usuario = $1",
+            ),
+            None => (
+                "ORDER BY recebido DESC, id DESC LIMIT $1 OFFSET $2",
+                "SELECT COUNT(*) AS n FROM pedidos",
+            ),
+        };
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let (rows, total) = match usuario {
+            Some(u) => (
+                sqlx::query(&format!("{SELECT_ORDERS} {filter}"))
+                    .bind(u.to_string())
+                    .bind(limit)
+                    .bind(offset)
+                    .fetch_all(&self.pool)
+                    .await?,
+                sqlx::query(count)
+                    .bind(u.to_string())
+                    .fetch_one(&self.pool)
+                    .await?,
+            ),
+            None => (
+                sqlx::query(&format!("{SELECT_ORDERS} {filter}"))
+                    .bind(limit)
+                    .bind(offset)
+                    .fetch_all(&self.pool)
+                    .await?,
+                sqlx::query(count).fetch_one(&self.pool).await?,
+            ),
+        };
+        let total: i64 = total.try_get("n")?;
+        Ok((total.max(0) as u64, self.assemble(rows).await?))
+    }
+
+    /// How many orders the view holds.
+    pub async fn count(&self) -> Result<u64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM pedidos")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>("n")?.max(0) as u64)
+    }
+
+    /// The next offset to read of every partition the view has read, by (topic, partition).
+    pub async fn offsets(&self) -> Result<HashMap<(String, i32), i64>, StoreError> {
+        let rows = sqlx::query("SELECT topic, part, next_offset FROM offsets")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let part: i64 = r.try_get("part")?;
+                Ok((
+                    (r.try_get("topic")?, part as i32),
+                    r.try_get("next_offset")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Writes a batch in one transaction: rows, events and offsets together, or none of them.
+    /// Idempotent: a replayed batch changes nothing, and offsets only move forward.
+    pub async fn write(&self, changes: &Changes) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let rows: Vec<&OrderRow> = changes.rows().collect();
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO pedidos (id, usuario, produto, quantidade, valor, data_solicitacao, \
+                 recebido) VALUES {} ON CONFLICT (id) DO UPDATE SET \
+                 produto = COALESCE(pedidos.produto, excluded.produto), \
+                 quantidade = COALESCE(pedidos.quantidade, excluded.quantidade), \
+                 valor = COALESCE(pedidos.valor, excluded.valor), \
+                 data_solicitacao = COALESCE(pedidos.data_solicitacao, excluded.data_solicitacao), \
+                 recebido = COALESCE(pedidos.data_solicitacao, excluded.data_solicitacao, \
+                 {least}(pedidos.recebido, excluded.recebido))",
+                placeholders(chunk.len(), 7),
+                least = self.function("least"),
+            );
+            let mut query = sqlx::query(&sql);
+            for row in chunk {
+                let order = row.order.as_ref();
+                query = query
+                    .bind(row.id.to_string())
+                    .bind(row.usuario.clone())
+                    .bind(order.map(|o| o.produto.clone()))
+                    .bind(order.map(|o| i64::from(o.quantidade)))
+                    .bind(order.map(|o| o.valor.to_string()))
+                    .bind(order.map(|o| nanos(o.data_solicitacao)))
+                    .bind(nanos(row.recebido));
+            }
+            query.execute(&mut *tx).await?;
+        }
+        let events: Vec<_> = changes.events().collect();
+        for chunk in events.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO eventos (evento_id, pedido_id, status, motivo, data_evento) \
+                 VALUES {} ON CONFLICT (evento_id) DO NOTHING",
+                placeholders(chunk.len(), 5)
+            );
+            let mut query = sqlx::query(&sql);
+            for e in chunk {
+                query = query
+                    .bind(e.evento_id.to_string())
+                    .bind(e.pedido_id.to_string())
+                    .bind(e.status.as_str())
+                    .bind(e.motivo.clone())
+                    .bind(nanos(e.data_evento));
+            }
+            query.execute(&mut *tx).await?;
+        }
+        let offsets: Vec<_> = changes.offsets().collect();
+        for chunk in offsets.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO offsets (topic, part, next_offset) VALUES {} \
+                 ON CONFLICT (topic, part) DO UPDATE SET \
+                 next_offset = {greatest}(offsets.next_offset, excluded.next_offset)",
+                placeholders(chunk.len(), 3),
+                greatest = self.function("greatest"),
+            );
+            let mut query = sqlx::query(&sql);
+            for (topic, partition, next) in chunk {
+                query = query
+                    .bind(topic.to_string())
+                    .bind(i64::from(*partition))
+                    .bind(*next);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// SQLite's two-argument `min`/`max` are PostgreSQL's `least`/`greatest`.
+    fn function(&self, postgres: &'static str) -> &'static str {
+        match (self.kind, postgres) {
+            (StoreKind::Postgres, f) => f,
+            (StoreKind::Sqlite, "least") => "min",
+            (StoreKind::Sqlite, _) => "max",
+        }
+    }
+
+    /// The views of these order rows, with their events (one more query for all of them).
+    async fn assemble(&self, rows: Vec<AnyRow>) -> Result<Vec<OrderView>, StoreError> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = rows
+            .iter()
+            .map(|r| r.try_get("id"))
+            .collect::<Result<_, _>>()?;
+        let sql = format!(
+            "SELECT evento_id, pedido_id, status, motivo, data_evento FROM eventos \
+             WHERE pedido_id IN ({})",
+            (1..=ids.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for id in &ids {
+            query = query.bind(id.clone());
+        }
+        let mut history: HashMap<String, Vec<HistoryEntry>> = HashMap::new();
+        for e in query.fetch_all(&self.pool).await? {
+            let status: String = e.try_get("status")?;
+            let entry = HistoryEntry {
+                evento_id: uuid(&e.try_get::<String, _>("evento_id")?)?,
+                status: status_of(&status)?,
+                motivo: e.try_get("motivo")?,
+                data_evento: DateTime::from_timestamp_nanos(e.try_get("data_evento")?),
+            };
+            history
+                .entry(e.try_get("pedido_id")?)
+                .or_default()
+                .push(entry);
+        }
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get("id")?;
+                let usuario: String = r.try_get("usuario")?;
+                let order = match (
+                    r.try_get::<Option<String>, _>("produto")?,
+                    r.try_get::<Option<i64>, _>("quantidade")?,
+                    r.try_get::<Option<String>, _>("valor")?,
+                    r.try_get::<Option<i64>, _>("data_solicitacao")?,
+                ) {
+                    (Some(produto), Some(quantidade), Some(valor), Some(at)) => Some(Order {
+                        id: uuid(&id)?,
+                        usuario: usuario.clone(),
+                        produto,
+                        quantidade: u32::try_from(quantidade).map_err(|_| {
+                            StoreError::Malformed(format!("quantidade {quantidade}"))
+                        })?,
+                        valor: Decimal::from_str(&valor)
+                            .map_err(|_| StoreError::Malformed(format!("valor {valor:?}")))?,
+                        data_solicitacao: DateTime::from_timestamp_nanos(at),
+                    }),
+                    _ => None,
+                };
+                let entries = history.remove(&id).unwrap_or_default();
+                Ok(OrderView::assemble(uuid(&id)?, usuario, order, entries))
+            })
+            .collect()
+    }
+}
+
+const SELECT_ORDERS: &str =
+    "SELECT id, usuario, produto, quantidade, valor, data_solicitacao FROM pedidos";
+
+/// `($1, $2), ($3, $4)` for two rows of two columns: numbered, as PostgreSQL needs, and in
+/// ascending order, which SQLite reads the same way.
+fn placeholders(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let row: Vec<String> = (1..=columns)
+                .map(|c| format!("${}", r * columns + c))
+                .collect();
+            format!("({})", row.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn nanos(at: DateTime<chrono::Utc>) -> i64 {
+    at.timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+fn uuid(text: &str) -> Result<Uuid, StoreError> {
+    Uuid::try_parse(text).map_err(|_| StoreError::Malformed(format!("id {text:?}")))
+}
+
+fn status_of(text: &str) -> Result<Status, StoreError> {
+    [Status::Analise, Status::Aprovado, Status::Recusado]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+        .ok_or_else(|| StoreError::Malformed(format!("status {text:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_across_rows() {
+        assert_eq!(placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(placeholders(1, 1), "($1)");
+    }
+}
