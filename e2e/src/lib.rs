@@ -165,6 +165,27 @@ impl Daemon {
         }
     }
 
+    /// The process's resident memory (`VmRSS`), in bytes, while it runs.
+    pub fn rss_bytes(&self) -> Option<u64> {
+        self.memory("VmRSS")
+    }
+
+    /// One memory figure of `/proc/<pid>/status` (`VmRSS`, `RssAnon`, `RssFile`, `RssShmem`),
+    /// in bytes, while the process runs.
+    pub fn memory(&self, figure: &str) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix(figure)?.strip_prefix(':'))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse::<u64>()
+            .ok()?;
+        Some(kib * 1024)
+    }
+
     /// The whole log as text (for assertion messages and greps).
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

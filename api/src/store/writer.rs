@@ -14,7 +14,7 @@ use crate::live::Live;
 /// Most rows one transaction writes; what is still waiting goes into the next one.
 const MAX_ROWS_PER_COMMIT: usize = 5_000;
 /// Batches waiting for the writer: beyond this, the reader waits (backpressure).
-const QUEUE: usize = 64;
+const QUEUE: usize = 8;
 /// Pause after a failed commit before the same batch is tried again.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
