@@ -239,4 +239,5 @@ pub mod exit;
 pub mod ledger;
 pub mod mesh;
 pub mod orders;
+pub mod otlp;
 pub mod secure;

@@ -23,6 +23,7 @@ use crate::idempotency::{self, Replay};
 use crate::orders::OrderBook;
 use crate::publisher::Publisher;
 use crate::read_model::CatchUp;
+use shared::telemetry::trace_context;
 
 // 400, 401, 408, 413 and 415 are raised before the handler runs and answered by `json_error`;
 // they are listed here so the OpenAPI document tells clients about them.
@@ -291,7 +292,19 @@ impl OrdersApi {
             order.id = claim.id;
         }
         let received = StatusEvent::received(&order);
-        match self.publisher.publish(&order, &received).await {
+        // The order's span: continues the caller's trace (`traceparent`) or starts one; the
+        // records carry it on, and the log lines below name it.
+        let span =
+            tracing::info_span!("order", trace_id = tracing::field::Empty, pedido = %order.id);
+        let headers = http.headers().iter();
+        let trace = trace_context::continue_trace(
+            &span,
+            headers.map(|(k, v)| (k.as_str(), Some(v.as_bytes()))),
+        );
+        let published = self.publisher.publish(&order, &received, &trace).await;
+        // Entered only now: no await follows while it is held.
+        let _in_span = span.enter();
+        match published {
             Ok(()) => {
                 {
                     // Our own write is visible to GET at once, before the reader catches up.

@@ -9,6 +9,9 @@ use opentelemetry::Context;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+/// A span's OpenTelemetry context, as [`continue_trace`] returns it and [`inject`] writes it.
+pub use opentelemetry::Context as TraceContext;
+
 /// Header names of the W3C trace context.
 pub const TRACEPARENT: &str = "traceparent";
 pub const TRACESTATE: &str = "tracestate";
