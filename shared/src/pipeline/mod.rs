@@ -19,7 +19,7 @@ pub mod exactly_once;
 mod handler;
 mod history;
 mod options;
-mod traced;
+pub mod traced;
 
 use std::time::Duration;
 

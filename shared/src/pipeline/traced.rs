@@ -7,8 +7,9 @@ use super::dead_letter::DeadLetters;
 use super::handler::{Handled, Handler, InRecord};
 use crate::telemetry::trace_context;
 
-/// [`DeadLetters::handle`] inside the record's span.
-pub(super) fn handle<H: Handler>(
+/// [`DeadLetters::handle`] inside the record's span. Public for cost measurements
+/// (`fraud/examples/trace_cost.rs`); daemons get it through the loops.
+pub fn handle<H: Handler>(
     dead_letters: &mut DeadLetters,
     handler: &mut H,
     record: &InRecord<'_>,
