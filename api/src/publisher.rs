@@ -6,7 +6,7 @@ use std::time::Duration;
 use rdkafka::error::KafkaError;
 use shared::events::{Order, OutRecord, StatusEvent};
 use shared::kafka::Producer;
-use shared::telemetry::trace_context::{self, TraceContext};
+use shared::telemetry::trace_context::TraceHeaders;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -51,12 +51,12 @@ impl Publisher {
         &self,
         order: &Order,
         received: &StatusEvent,
-        trace: &TraceContext,
+        trace: &TraceHeaders,
     ) -> Result<(), PublishError> {
         let mut event_record = OutRecord::event(&self.notificacoes_topic, received);
         let mut order_record = OutRecord::event(&self.pedidos_topic, order);
-        trace_context::inject(trace, &mut event_record.headers);
-        trace_context::inject(trace, &mut order_record.headers);
+        trace.apply(&mut event_record.headers);
+        trace.apply(&mut order_record.headers);
         let both = async {
             self.deliver(&event_record).await?;
             self.deliver(&order_record).await

@@ -21,10 +21,10 @@ pub fn handle<H: Handler>(
         partition = record.partition,
         offset = record.offset,
     );
-    let cx = trace_context::continue_trace(&span, record.headers());
+    let trace = trace_context::continue_trace(&span, record.headers());
     let mut handled = span.in_scope(|| dead_letters.handle(handler, record));
     for out in &mut handled.records {
-        trace_context::inject(&cx, &mut out.headers);
+        trace.apply(&mut out.headers);
     }
     handled
 }

@@ -91,7 +91,7 @@ where
 mod tests {
     use std::sync::{Arc, Mutex};
 
-    use super::trace_context::{continue_trace, inject, TRACEPARENT};
+    use super::trace_context::{continue_trace, TRACEPARENT};
     use super::*;
 
     /// A writer into a shared buffer.
@@ -130,9 +130,9 @@ mod tests {
         tracing::subscriber::with_default(subscriber, || {
             let span = tracing::info_span!("record", trace_id = tracing::field::Empty);
             let input = [(TRACEPARENT, Some(traceparent.as_bytes()))];
-            let cx = continue_trace(&span, input);
+            let trace = continue_trace(&span, input);
             span.in_scope(|| tracing::warn!(pedido = "p-1", "order refused"));
-            inject(&cx, &mut out);
+            trace.apply(&mut out);
         });
         let log = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
         let (_, traceparent) = out.into_iter().find(|(k, _)| k == TRACEPARENT).unwrap();

@@ -9,9 +9,6 @@ use opentelemetry::Context;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-/// A span's OpenTelemetry context, as [`continue_trace`] returns it and [`inject`] writes it.
-pub use opentelemetry::Context as TraceContext;
-
 /// Header names of the W3C trace context.
 pub const TRACEPARENT: &str = "traceparent";
 pub const TRACESTATE: &str = "tracestate";
@@ -88,17 +85,23 @@ impl Extractor for Carried<'_> {
 /// dead-letter copy keeps its input's headers, whose `traceparent` names the input's span).
 struct Outgoing<'a>(&'a mut Vec<(String, Vec<u8>)>);
 
-impl Injector for Outgoing<'_> {
-    fn set(&mut self, key: &str, value: String) {
+impl Outgoing<'_> {
+    fn set_bytes(&mut self, key: &str, value: &[u8]) {
         // The propagator sets an empty `tracestate` for a span without one: no header then.
         if value.is_empty() {
             self.0.retain(|(k, _)| k != key);
             return;
         }
         match self.0.iter_mut().find(|(k, _)| k == key) {
-            Some((_, v)) => *v = value.into_bytes(),
-            None => self.0.push((key.to_string(), value.into_bytes())),
+            Some((_, v)) => value.clone_into(v),
+            None => self.0.push((key.to_string(), value.to_vec())),
         }
+    }
+}
+
+impl Injector for Outgoing<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.set_bytes(key, value.as_bytes());
     }
 }
 
@@ -114,22 +117,62 @@ pub fn inject(cx: &Context, headers: &mut Vec<(String, Vec<u8>)>) {
     TraceContextPropagator::new().inject_context(cx, &mut Outgoing(headers));
 }
 
+/// A span's trace context as record headers, formatted once for all of its outputs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TraceHeaders {
+    /// `traceparent` and `tracestate` (empty when the span has none); nothing without a valid
+    /// span.
+    headers: Vec<(String, Vec<u8>)>,
+}
+
+impl TraceHeaders {
+    /// The headers of `cx`'s span.
+    pub fn of(cx: &Context) -> Self {
+        let mut collected = TraceHeaders {
+            headers: Vec::with_capacity(2),
+        };
+        TraceContextPropagator::new().inject_context(cx, &mut collected);
+        collected
+    }
+
+    /// Writes them into a record's headers, replacing ones of the same name.
+    pub fn apply(&self, headers: &mut Vec<(String, Vec<u8>)>) {
+        let mut outgoing = Outgoing(headers);
+        for (key, value) in &self.headers {
+            outgoing.set_bytes(key, value);
+        }
+    }
+
+    /// The trace id, as `traceparent` spells it (`00-<trace id>-…`).
+    pub fn trace_id(&self) -> Option<&str> {
+        let (_, traceparent) = self.headers.iter().find(|(k, _)| k == TRACEPARENT)?;
+        std::str::from_utf8(traceparent.get(3..35)?).ok()
+    }
+}
+
+/// As the propagator sets them: an empty `tracestate` included, which [`TraceHeaders::apply`]
+/// turns into removing an older one.
+impl Injector for TraceHeaders {
+    fn set(&mut self, key: &str, value: String) {
+        self.headers.push((key.to_string(), value.into_bytes()));
+    }
+}
+
 /// Makes `span` a child of the context `headers` carry (a new trace's root when they carry
 /// none), records its `trace_id` field (for the log lines inside it), and returns its context
-/// for the outputs. An empty context when `span` is disabled or no OpenTelemetry layer is
+/// as headers for the outputs. None when `span` is disabled or no OpenTelemetry layer is
 /// installed ([`super::init`] installs one): the outputs then carry no trace context.
 pub fn continue_trace<'a>(
     span: &tracing::Span,
     headers: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
-) -> Context {
+) -> TraceHeaders {
     // Fails only for a disabled span or without the layer: then there is nothing to continue.
     let _ = span.set_parent(extract(headers));
-    let cx = span.context();
-    let trace_id = trace_id(&cx);
-    if trace_id != TraceId::INVALID {
+    let headers = TraceHeaders::of(&span.context());
+    if let Some(trace_id) = headers.trace_id() {
         span.record("trace_id", tracing::field::display(trace_id));
     }
-    cx
+    headers
 }
 
 /// The trace id of `cx`'s span (`TraceId::INVALID` for none).
@@ -196,6 +239,14 @@ mod tests {
         let mut out = vec![(TRACEPARENT.to_string(), PARENT.as_bytes().to_vec())];
         inject(&cx, &mut out);
         assert_eq!(out.len(), 1, "replaced, not added: {out:?}");
+        let headers = TraceHeaders::of(&cx);
+        assert_eq!(headers.trace_id(), Some("0af7651916cd43dd8448eb211c80319c"));
+        let mut applied = vec![
+            (TRACEPARENT.to_string(), PARENT.as_bytes().to_vec()),
+            (TRACESTATE.to_string(), b"old=1".to_vec()),
+        ];
+        headers.apply(&mut applied);
+        assert_eq!(applied, out, "the same headers, the old tracestate gone");
         assert_eq!(
             header(&out, TRACEPARENT),
             Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
