@@ -11,7 +11,7 @@ use e2e::orders::{order_body, post_orders};
 use e2e::otlp::{ReceivedSpan, Receiver};
 use e2e::{eventually, message};
 use serde_json::Value;
-use shared::events::Status;
+use shared::events::{OutRecord, Status};
 use testkit::{read_topic, Broker, ConsumedRecord};
 
 /// The span id the test's own (client) span has: the API's span must name it as its parent.
@@ -143,6 +143,43 @@ async fn one_order_is_one_trace_across_records_spans_and_logs() {
             "{span:?} is the child of a record's producer"
         );
     }
+
+    // A record fraud refuses: its dead letter carries the trace on, under fraud's span.
+    let garbage_trace = fresh_trace_id();
+    let producer = shared::kafka::producer(kafka, WAIT).expect("a producer");
+    let garbage = OutRecord {
+        topic: topics.pedidos.clone(),
+        key: None,
+        payload: b"not an order".to_vec(),
+        headers: vec![(
+            "traceparent".into(),
+            format!("00-{garbage_trace}-{CLIENT_SPAN}-01").into_bytes(),
+        )],
+    };
+    let delivered = producer.send(&garbage).expect("enqueued").await;
+    assert!(
+        matches!(delivered, Ok(Ok(_))),
+        "garbage produced: {delivered:?}"
+    );
+    let dead = read_topic(kafka, &topics.dlq(&topics.pedidos), 1, WAIT).await;
+    let (dead_trace, dead_span) = trace_of(&dead[0]);
+    assert_eq!(
+        dead_trace, garbage_trace,
+        "the dead letter continues its record's trace"
+    );
+    assert_ne!(
+        dead_span, CLIENT_SPAN,
+        "under fraud's span, not the input's"
+    );
+    assert_eq!(
+        dead[0]
+            .headers
+            .iter()
+            .filter(|(k, _)| k == "traceparent")
+            .count(),
+        1,
+        "the input's traceparent replaced, not kept beside"
+    );
 
     // The logs: notification's message and monitoring's record lines name the trace.
     let in_trace =
