@@ -6,6 +6,7 @@ use std::time::Duration;
 use rdkafka::error::KafkaError;
 use shared::events::{Order, OutRecord, StatusEvent};
 use shared::kafka::Producer;
+use shared::telemetry::trace_context::TraceHeaders;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -45,9 +46,17 @@ impl Publisher {
     /// model sorts by `dataEvento` instead, which two clocks stamp: see `OrderView::status`.)
     /// Costs one broker round trip on the POST. If the order then fails, the client gets a 503
     /// and the acknowledged `Analise` stays on `Notificacoes`, with no order behind it.
-    pub async fn publish(&self, order: &Order, received: &StatusEvent) -> Result<(), PublishError> {
-        let event_record = OutRecord::event(&self.notificacoes_topic, received);
-        let order_record = OutRecord::event(&self.pedidos_topic, order);
+    /// Both records carry `trace` (the order's span) as `traceparent`.
+    pub async fn publish(
+        &self,
+        order: &Order,
+        received: &StatusEvent,
+        trace: &TraceHeaders,
+    ) -> Result<(), PublishError> {
+        let mut event_record = OutRecord::event(&self.notificacoes_topic, received);
+        let mut order_record = OutRecord::event(&self.pedidos_topic, order);
+        trace.apply(&mut event_record.headers);
+        trace.apply(&mut order_record.headers);
         let both = async {
             self.deliver(&event_record).await?;
             self.deliver(&order_record).await

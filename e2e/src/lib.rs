@@ -260,4 +260,5 @@ pub mod exit;
 pub mod ledger;
 pub mod mesh;
 pub mod orders;
+pub mod otlp;
 pub mod secure;

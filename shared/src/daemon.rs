@@ -63,12 +63,14 @@ pub fn init(about: &About) -> Config {
             std::process::exit(2);
         }
     }
-    crate::telemetry::init(&config.telemetry);
+    crate::telemetry::init(&config.telemetry, name);
     config
 }
 
 /// Exit 0 on a clean stop; otherwise log the error and exit 1.
 pub fn exit<E: std::fmt::Display>(name: &str, result: Result<(), E>) -> ExitCode {
+    // The daemon's work is over: the last spans go out (within a short deadline) first.
+    crate::telemetry::shutdown();
     match result {
         Ok(()) => {
             tracing::info!("{name} stopped");

@@ -5,7 +5,7 @@
 //! The binaries come from Debian's `postgresql` package (`/usr/lib/postgresql/<version>/bin`),
 //! or `PEDIDOS_PG_BIN`, or `PATH`. PostgreSQL refuses to run as root: as root (CI) the server runs
 //! as the `postgres` user the package creates, under a watchdog that stops it when the test
-//! process is gone (a change of user clears the parent-death signal other children get).
+//! process is gone.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -70,27 +70,27 @@ impl Postgres {
             "-c".to_string(),
             "unix_socket_directories=".to_string(),
         ];
-        let server = if as_root {
-            // The watchdog: the server stops once this test process is gone.
-            let script = format!(
-                "{postgres} \"$@\" >{log} 2>&1 & pg=$!; \
-                 while [ -d /proc/{parent} ] && kill -0 $pg 2>/dev/null; do sleep 1; done; \
-                 kill -INT $pg 2>/dev/null; wait $pg",
-                postgres = bin.join("postgres").display(),
-                log = log.display(),
-                parent = std::process::id(),
-            );
+        // A watchdog shell runs the server: it stops the server and removes the cluster once
+        // this test process is gone (a shared server's destructor never runs; as root, the
+        // change of user also clears the parent-death signal other children get).
+        let script = format!(
+            "{postgres} \"$@\" >{log} 2>&1 & pg=$!; \
+             while [ -d /proc/{parent} ] && kill -0 $pg 2>/dev/null; do sleep 1; done; \
+             kill -INT $pg 2>/dev/null; wait $pg; rm -rf {dir}",
+            postgres = bin.join("postgres").display(),
+            log = log.display(),
+            parent = std::process::id(),
+            dir = dir.path().display(),
+        );
+        let mut server = if as_root {
             let mut command = as_server_user();
-            command.args(["sh", "-c", &script, "postgres"]);
-            command.args(&server_args);
+            command.arg("sh");
             command
         } else {
-            let mut command = Command::new(bin.join("postgres"));
-            command.args(&server_args);
-            command.stdout(std::fs::File::create(&log).expect("a server log"));
-            command.stderr(std::fs::File::create(&log).expect("a server log"));
-            command
+            Command::new("sh")
         };
+        server.args(["-c", &script, "postgres"]);
+        server.args(&server_args);
         let server = process::spawn(server).expect("cannot start postgres");
         let postgres = Postgres {
             _dir: dir,

@@ -26,6 +26,7 @@ use crate::orders::OrderView;
 use crate::publisher::Publisher;
 use crate::read_model::ViewHandle;
 use crate::store::{Changes, StoreError};
+use shared::telemetry::trace_context;
 
 /// The longest `?wait=` a GET may ask for, in seconds.
 pub(crate) const MAX_WAIT_SECS: u64 = 30;
@@ -373,7 +374,19 @@ impl OrdersApi {
             order.id = claim.id;
         }
         let received = StatusEvent::received(&order);
-        match self.publisher.publish(&order, &received).await {
+        // The order's span: continues the caller's trace (`traceparent`) or starts one; the
+        // records carry it on, and the log lines below name it.
+        let span =
+            tracing::info_span!("order", trace_id = tracing::field::Empty, pedido = %order.id);
+        let headers = http.headers().iter();
+        let trace = trace_context::continue_trace(
+            &span,
+            headers.map(|(k, v)| (k.as_str(), Some(v.as_bytes()))),
+        );
+        let published = self.publisher.publish(&order, &received, &trace).await;
+        // Entered only now: no await follows while it is held.
+        let _in_span = span.enter();
+        match published {
             Ok(()) => {
                 // In the store before the answer: a GET that follows the 202 finds the order, on
                 // any instance sharing the store. The order is on the broker whatever happens

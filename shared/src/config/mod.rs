@@ -117,7 +117,7 @@ impl Config {
             || key == "api.store_url"
     }
 
-    /// Every section checks its own values; `[telemetry]` has nothing to check.
+    /// Every section checks its own values.
     fn validate(&self) -> Result<(), InvalidValue> {
         self.kafka.validate().map_err(|e| e.in_section("kafka"))?;
         self.topics.validate().map_err(|e| e.in_section("topics"))?;
@@ -128,7 +128,10 @@ impl Config {
             .map_err(|e| e.in_section("notification"))?;
         self.monitoring
             .validate()
-            .map_err(|e| e.in_section("monitoring"))
+            .map_err(|e| e.in_section("monitoring"))?;
+        self.telemetry
+            .validate()
+            .map_err(|e| e.in_section("telemetry"))
     }
 }
 

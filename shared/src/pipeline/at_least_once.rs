@@ -68,7 +68,7 @@ pub async fn run<H: Handler>(
                 if !recall.prepare(&mut handler, &record, &shutdown).await {
                     break;
                 }
-                let handled = dead_letters.handle(&mut handler, &record);
+                let handled = super::traced::handle(&mut dead_letters, &mut handler, &record);
                 let mut deliveries = Vec::with_capacity(handled.records.len());
                 for out in handled.records {
                     let first = enqueue(producer, &out).await;

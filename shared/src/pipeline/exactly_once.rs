@@ -68,7 +68,7 @@ pub async fn run<H: Handler>(
                 // Shut down mid-batch: the open transaction is aborted when the producer goes.
                 return Ok(());
             }
-            let handled = dead_letters.handle(&mut handler, &record);
+            let handled = super::traced::handle(&mut dead_letters, &mut handler, &record);
             for out in &handled.records {
                 // Delivery is confirmed by the commit below, which flushes the transaction.
                 drop(enqueue(producer, out).await);

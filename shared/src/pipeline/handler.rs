@@ -33,6 +33,14 @@ impl<'a> InRecord<'a> {
         }
     }
 
+    /// The same record with `headers` (built with `rdkafka::message::OwnedHeaders`).
+    pub fn with_headers(self, headers: &'a rdkafka::message::BorrowedHeaders) -> Self {
+        Self {
+            headers: Some(headers),
+            ..self
+        }
+    }
+
     pub(crate) fn from_message(m: &'a BorrowedMessage<'a>) -> Self {
         Self {
             topic: m.topic(),

@@ -9,6 +9,8 @@
 //!   topic with the reason, and the loop goes on.
 //! - `history` serves both too: a handler with a memory of earlier records gets it rebuilt
 //!   from the log whenever it may be stale.
+//! - `traced` serves both: each record is handled inside a span of the trace it carries, and
+//!   its outputs carry that trace on.
 
 pub mod at_least_once;
 pub mod dead_letter;
@@ -17,6 +19,7 @@ pub mod exactly_once;
 mod handler;
 mod history;
 mod options;
+pub mod traced;
 
 use std::time::Duration;
 
