@@ -120,6 +120,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Pipe
             vec![config.topics.pedidos.clone()],
             config.fraud.max_in_flight,
         )
+        .with_admin("fraud.admin_listen", &config.fraud.admin_listen)
     };
     pipeline::run_daemon(&config, options, handler, shutdown).await
 }

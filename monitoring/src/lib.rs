@@ -84,7 +84,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Moni
         &config.monitoring.group_id,
         config.topics.all(),
         config.monitoring.max_in_flight,
-    );
+    )
+    .with_admin("monitoring.admin_listen", &config.monitoring.admin_listen);
     let result = pipeline::run_daemon(&config, options, handler, shutdown.clone()).await;
     shutdown.cancel();
     let _ = summaries.await;

@@ -74,6 +74,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Pipe
         &config.notification.group_id,
         vec![config.topics.notificacoes.clone()],
         config.notification.max_in_flight,
+    )
+    .with_admin(
+        "notification.admin_listen",
+        &config.notification.admin_listen,
     );
     pipeline::run_daemon(&config, options, handler, shutdown).await
 }
