@@ -300,6 +300,7 @@ impl OrdersApi {
                     book.apply_status(&received);
                 }
                 tracing::info!(pedido = %order.id, usuario = %order.usuario, "order accepted");
+                super::metrics::ORDERS_ACCEPTED.inc();
                 accepted(&order)
             }
             Err(e) => {

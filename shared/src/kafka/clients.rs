@@ -176,7 +176,12 @@ fn group_consumer(
         id: group_id.to_string(),
         committed: auto_commit,
     };
-    build_with(k, ClientKind::Consumer, &settings, Context::with_metrics(role))
+    build_with(
+        k,
+        ClientKind::Consumer,
+        &settings,
+        Context::with_metrics(role),
+    )
 }
 
 /// A consumer for reading topics from the beginning (the API's read model, loadgen, tests).

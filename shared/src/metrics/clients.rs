@@ -19,7 +19,10 @@ pub enum Role {
     /// (at-least-once), so lag counts from the committed offset, what a restart would replay;
     /// otherwise (offsets committed inside transactions, which the consumer never sees) from
     /// its position.
-    Group { id: String, committed: bool },
+    Group {
+        id: String,
+        committed: bool,
+    },
     /// A consumer that assigns partitions itself and commits nothing (the API's read model, a
     /// rebuild of a handler's history): lag from its position.
     Reader,
@@ -43,7 +46,8 @@ struct Families {
     brokers_up: IntGaugeVec,
 }
 
-static FAMILIES: LazyLock<Families> = LazyLock::new(|| Families {
+static FAMILIES: LazyLock<Families> = LazyLock::new(|| {
+    Families {
     lag: super::gauge_vec(
         "pedidos_consumer_lag_records",
         "Records on a partition not yet consumed (committed, for a group member), from librdkafka's statistics.",
@@ -69,6 +73,7 @@ static FAMILIES: LazyLock<Families> = LazyLock::new(|| Families {
         "Brokers a client holds an open connection to.",
         &["client"],
     ),
+}
 });
 
 /// One client's metrics and health. Its series go when the client does.
@@ -91,10 +96,9 @@ impl ClientMetrics {
     pub fn new(role: Role) -> Arc<Self> {
         let health = match &role {
             Role::Producer => Some(ClientHealth::register("producer".into(), false)),
-            Role::Group { id, .. } => Some(ClientHealth::register(
-                format!("consumer group {id}"),
-                true,
-            )),
+            Role::Group { id, .. } => {
+                Some(ClientHealth::register(format!("consumer group {id}"), true))
+            }
             // A reader's stall shows as its lag; it does not decide readiness.
             Role::Reader => None,
         };
@@ -146,7 +150,13 @@ impl ClientMetrics {
                 .set(stats.msg_cnt as i64);
             return;
         }
-        let committed = matches!(self.role, Role::Group { committed: true, .. });
+        let committed = matches!(
+            self.role,
+            Role::Group {
+                committed: true,
+                ..
+            }
+        );
         let mut lag = HashSet::new();
         for (topic, t) in &stats.topics {
             for (partition, p) in &t.partitions {

@@ -16,6 +16,9 @@ pub mod readiness;
 
 use std::sync::{LazyLock, OnceLock};
 
+/// The crate, for the daemons' own metrics.
+pub use prometheus;
+
 use prometheus::{
     exponential_buckets, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
     IntGauge, IntGaugeVec, Opts, Registry,
@@ -126,8 +129,17 @@ mod tests {
         let c = counter_vec("pedidos_test_things_total", "Things.", &["kind"]);
         c.with_label_values(&["a"]).inc_by(3);
         let text = render();
-        assert!(text.contains("# HELP pedidos_test_things_total Things."), "{text}");
-        assert!(text.contains("# TYPE pedidos_test_things_total counter"), "{text}");
-        assert!(text.contains("pedidos_test_things_total{kind=\"a\"} 3"), "{text}");
+        assert!(
+            text.contains("# HELP pedidos_test_things_total Things."),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE pedidos_test_things_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pedidos_test_things_total{kind=\"a\"} 3"),
+            "{text}"
+        );
     }
 }

@@ -42,7 +42,10 @@ impl ClientHealth {
 
     fn problem(&self) -> Option<String> {
         if !self.reachable.load(Ordering::Relaxed) {
-            return Some(format!("{}: Kafka unreachable (all brokers down)", self.name));
+            return Some(format!(
+                "{}: Kafka unreachable (all brokers down)",
+                self.name
+            ));
         }
         if self.needs_assignment && self.assigned.load(Ordering::Relaxed) <= 0 {
             return Some(format!("{}: no partitions assigned yet", self.name));
