@@ -68,6 +68,14 @@ pub(crate) static BROKER_ACK: LazyLock<Histogram> = LazyLock::new(|| {
     )
 });
 
+/// Registers the families up front, so they are scraped (at zero) before the first order: a
+/// rate needs the counter's value before its first increase.
+pub(crate) fn register() {
+    LazyLock::force(&FAMILIES);
+    LazyLock::force(&ORDERS_ACCEPTED);
+    LazyLock::force(&BROKER_ACK);
+}
+
 type Table<T, const N: usize> = [OnceLock<T>; N];
 
 struct Handles {

@@ -33,6 +33,7 @@ pub fn app(
     max_body_bytes: usize,
     body_timeout: Duration,
 ) -> impl Endpoint {
+    metrics::register();
     let service = docs::service(api);
     let (spec, page) = docs::documents(&service, auth.is_required());
     let auth = Arc::new(auth);

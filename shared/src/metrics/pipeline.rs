@@ -76,18 +76,28 @@ pub struct LoopMetrics {
 }
 
 impl LoopMetrics {
-    pub fn new(group: &str) -> Self {
-        Self {
+    /// Series for `topics` (the inputs) exist from the start, at zero: a rate needs the value
+    /// before the first increase.
+    pub fn new(group: &str, topics: &[String]) -> Self {
+        let mut metrics = Self {
             consumed: TopicCounters::new(&FAMILIES.consumed, group),
             produced: TopicCounters::new(&FAMILIES.produced, group),
             in_flight: FAMILIES.in_flight.with_label_values(&[group]),
+        };
+        for topic in topics {
+            metrics.consumed.get(topic);
         }
+        metrics
     }
 }
 
-/// The dead-letter counters of one group, by input topic.
-pub fn dead_lettered(group: &str) -> TopicCounters {
-    TopicCounters::new(&FAMILIES.dead_lettered, group)
+/// The dead-letter counters of one group, by input topic, at zero from the start.
+pub fn dead_lettered(group: &str, topics: &[String]) -> TopicCounters {
+    let mut counters = TopicCounters::new(&FAMILIES.dead_lettered, group);
+    for topic in topics {
+        counters.get(topic);
+    }
+    counters
 }
 
 #[cfg(test)]
@@ -96,8 +106,8 @@ mod tests {
 
     #[test]
     fn counters_are_per_group_and_topic() {
-        let mut a = LoopMetrics::new("test-group-a");
-        let mut b = LoopMetrics::new("test-group-b");
+        let mut a = LoopMetrics::new("test-group-a", &["T0".to_string()]);
+        let mut b = LoopMetrics::new("test-group-b", &[]);
         a.consumed.get("T1").inc();
         a.consumed.get("T1").inc();
         a.consumed.get("T2").inc();
@@ -107,6 +117,7 @@ mod tests {
             "pedidos_records_consumed_total{group=\"test-group-a\",topic=\"T1\"} 2",
             "pedidos_records_consumed_total{group=\"test-group-a\",topic=\"T2\"} 1",
             "pedidos_records_consumed_total{group=\"test-group-b\",topic=\"T1\"} 1",
+            "pedidos_records_consumed_total{group=\"test-group-a\",topic=\"T0\"} 0",
         ] {
             assert!(text.contains(line), "{line} in\n{text}");
         }

@@ -49,7 +49,7 @@ pub async fn run<H: Handler>(
     let mut recall = Recall::new(options.history_from.clone());
     options.subscribe(consumer, "at-least-once")?;
 
-    let mut metrics = LoopMetrics::new(&options.group_id);
+    let mut metrics = LoopMetrics::new(&options.group_id, &options.topics);
     let mut in_flight: FuturesOrdered<InFlight> = FuturesOrdered::new();
     loop {
         tokio::select! {

@@ -30,12 +30,13 @@ pub struct DeadLetters {
 }
 
 impl DeadLetters {
-    pub fn new(suffix: &str, group: &str) -> Self {
+    /// Counting, from the start, the refusals of `topics` (the loop's inputs).
+    pub fn new(suffix: &str, group: &str, topics: &[String]) -> Self {
         Self {
             suffix: suffix.to_string(),
             group: group.to_string(),
             count: 0,
-            counters: metrics::dead_lettered(group),
+            counters: metrics::dead_lettered(group, topics),
         }
     }
 

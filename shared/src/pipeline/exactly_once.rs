@@ -41,7 +41,7 @@ pub async fn run<H: Handler>(
         .map_err(PipelineError::TransactionsUnsupported)?;
     let mut recall = Recall::new(options.history_from.clone());
     options.subscribe(consumer, "exactly-once (transactions)")?;
-    let mut metrics = LoopMetrics::new(&options.group_id);
+    let mut metrics = LoopMetrics::new(&options.group_id, &options.topics);
 
     loop {
         let first = tokio::select! {

@@ -54,7 +54,11 @@ pub async fn run_daemon<H: Handler>(
     let _admin = admin_stop.drop_guard();
     kafka::check_connectivity(&config.kafka).await?;
     kafka::ensure_topics(&config.kafka, &config.topics).await?;
-    let dead_letters = DeadLetters::new(&config.topics.dlq_suffix, &options.group_id);
+    let dead_letters = DeadLetters::new(
+        &config.topics.dlq_suffix,
+        &options.group_id,
+        &options.topics,
+    );
     options.history_from = Some(config.kafka.clone());
     match &options.transactional_id {
         None => {
