@@ -224,8 +224,8 @@ async fn prometheus_scrapes_the_mesh_and_every_dashboard_panel_has_data() {
         );
         assert!(body.contains("# TYPE pedidos_"), "{job} /metrics:\n{body}");
     }
-
     let prometheus = Prometheus::start(&binary, &targets).await;
+
     // Every daemon scraped once before the first order, so rates see the counters rise.
     let jobs = targets.len();
     prometheus
@@ -340,9 +340,72 @@ async fn prometheus_scrapes_the_mesh_and_every_dashboard_panel_has_data() {
         .scalar("sum(rate(pedidos_orders_accepted_total[1m]))")
         .await;
     assert!(accepted_rate.is_some_and(|r| r > 0.0), "{accepted_rate:?}");
+    // What an operator reads with curl after the run (for the record, with --nocapture).
+    for (job, address) in &targets {
+        let (_, _, ready) = get(&format!("http://{address}/ready")).await;
+        let (_, _, metrics) = get(&format!("http://{address}/metrics")).await;
+        let samples: Vec<&str> = metrics
+            .lines()
+            .filter(|l| l.starts_with("pedidos_") && !l.contains("_bucket{"))
+            .collect();
+        println!(
+            "== {job} {address}\n/ready {ready}\n/metrics\n{}",
+            samples.join("\n")
+        );
+    }
     // A calm run answers no 5xx: the panel draws zero.
     let errors = prometheus
         .scalar(r#"sum(rate(pedidos_http_requests_total{status=~"5.."}[1m])) or vector(0)"#)
         .await;
     assert_eq!(errors, Some(0.0));
+}
+
+/// `GET {url}/ready` until its status is `want`; the last body.
+async fn ready_becomes(what: &str, url: &str, want: u16) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, _, body) = get(&format!("{url}/ready")).await;
+        if status == want {
+            return serde_json::from_str(&body).unwrap_or_else(|_| panic!("{what}: {body}"));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: /ready still {status} after {WAIT:?}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ready_says_503_and_why_while_the_broker_is_down_and_200_once_it_is_back() {
+    let broker = Broker::start();
+    let mesh = Mesh::start(&broker, 1).await;
+    let urls: Vec<(String, String)> = [&mesh.frauds[0], &mesh.notification, &mesh.monitoring]
+        .into_iter()
+        .map(|d| {
+            (
+                d.name.clone(),
+                format!("http://{}", d.admin_address().unwrap()),
+            )
+        })
+        .chain([("api".to_string(), mesh.api_url.clone())])
+        .collect();
+    for (name, url) in &urls {
+        ready_becomes(name, url, 200).await;
+    }
+    broker.kill();
+    for (name, url) in &urls {
+        let body = ready_becomes(name, url, 503).await;
+        assert_eq!(body["status"], "not_ready", "{name}: {body}");
+        let reasons = body["reasons"].to_string();
+        assert!(reasons.contains("Kafka unreachable"), "{name}: {body}");
+        println!("{name} /ready with the broker down: 503 {body}");
+        // Alive all the same.
+        let (status, _, _) = get(&format!("{url}/health")).await;
+        assert_eq!(status, 200, "{name} /health");
+    }
+    tokio::task::block_in_place(|| broker.restart());
+    for (name, url) in &urls {
+        ready_becomes(name, url, 200).await;
+    }
 }
