@@ -65,7 +65,7 @@ static FAMILIES: LazyLock<Families> = LazyLock::new(|| {
     ),
     rtt: super::float_gauge_vec(
         "pedidos_broker_rtt_seconds",
-        "Average request round-trip time to each broker over the last statistics interval.",
+        "Average round-trip time of the producer's requests to each broker over the last statistics interval.",
         &["client", "broker"],
     ),
     brokers_up: super::gauge_vec(
@@ -116,7 +116,12 @@ impl ClientMetrics {
 
     pub fn on_statistics(&self, stats: &Statistics) {
         let client = self.role.client();
-        let up = stats.brokers.values().filter(|b| b.state == "UP").count();
+        // Real brokers only: librdkafka also lists bootstrap and coordinator entries.
+        let up = stats
+            .brokers
+            .values()
+            .filter(|b| b.nodeid >= 0 && b.state == "UP")
+            .count();
         if let Some(health) = &self.health {
             health.set_reachable(up > 0);
         }
@@ -127,7 +132,10 @@ impl ClientMetrics {
                 .with_label_values(&[client])
                 .set(up as i64);
             let mut rtt = HashSet::new();
-            for broker in stats.brokers.values().filter(|b| b.nodeid >= 0) {
+            // A consumer's round trips include the broker's long poll (`fetch.wait.max.ms`):
+            // only a producer's say how far the broker is.
+            let brokers = stats.brokers.values().filter(|b| b.nodeid >= 0);
+            for broker in brokers.filter(|_| self.role == Role::Producer) {
                 let Some(window) = broker.rtt.as_ref().filter(|w| w.cnt > 0) else {
                     continue;
                 };
