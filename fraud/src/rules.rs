@@ -210,6 +210,33 @@ mod tests {
     }
 
     #[test]
+    fn each_verdict_names_the_rule_that_decided_it_for_the_metrics() {
+        let r = rules(|c| c.velocity_max_orders = Some(1));
+        let cases = [
+            (order("mallory", "livro", 1, "1"), Rule::BlockedUser),
+            (order("ana", "arma", 1, "1"), Rule::BlockedProduct),
+            (order("ana", "livro", 1, "100.01"), Rule::MaxValor),
+            (order("ana", "livro", 11, "100.00"), Rule::MaxTotal),
+            (order("ana", "livro", 1, "1"), Rule::Approved),
+        ];
+        for (o, rule) in cases {
+            let v = decide(&o, &r);
+            assert_eq!((v.rule, v.status), (rule, rule.status()), "{}", v.motivo);
+        }
+        let recent = Recent {
+            orders: 1,
+            ..Recent::default()
+        };
+        let v = decide_after(&order("ana", "livro", 1, "1"), recent, &r);
+        assert_eq!(v.rule, Rule::Velocity, "{}", v.motivo);
+        let always = rules(|c| c.refusal_probability = 1.0);
+        assert_eq!(
+            decide(&order("ana", "livro", 1, "1"), &always).rule,
+            Rule::Random
+        );
+    }
+
+    #[test]
     fn blocked_users_are_refused_ignoring_case_and_spaces() {
         for name in ["mallory", "MALLORY", " Mallory "] {
             let v = decide(&order(name, "livro", 1, "1"), &rules(|_| {}));
