@@ -75,13 +75,12 @@ impl ClientContext for Context {
 
     fn error(&self, error: KafkaError, reason: &str) {
         let code = error.rdkafka_error_code().unwrap_or(Code::Unknown);
+        // librdkafka retries on its own; these are worth a warning, not a crash, once running.
         if code == Code::AllBrokersDown {
+            // Not ready until statistics show a broker back.
             if let Some(metrics) = &self.metrics {
                 metrics.on_all_brokers_down();
             }
-        }
-        // librdkafka retries on its own; these are worth a warning, not a crash, once running.
-        if code == Code::AllBrokersDown {
             // A consequence, repeated on every attempt; its cause is reported on its own.
             tracing::debug!(target: "librdkafka", error = %error, "{reason}");
         } else {
