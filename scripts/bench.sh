@@ -285,6 +285,12 @@ PY
 
 API_PORT=$(free_ports 1)
 API_URL=http://127.0.0.1:$API_PORT
+# The admin endpoints (/metrics, /ready) on free ports too: a mesh of run-local.sh on the default
+# ones (9101-9103) may be running beside the benchmark.
+read -r FRAUD_ADMIN NOTIFICATION_ADMIN MONITORING_ADMIN <<<"$(free_ports 3)"
+export PEDIDOS_FRAUD__ADMIN_LISTEN=127.0.0.1:$FRAUD_ADMIN
+export PEDIDOS_NOTIFICATION__ADMIN_LISTEN=127.0.0.1:$NOTIFICATION_ADMIN
+export PEDIDOS_MONITORING__ADMIN_LISTEN=127.0.0.1:$MONITORING_ADMIN
 
 start_mesh() { # start_mesh RUST_LOG_LEVEL TAG
   local level=$1 tag=$2 name i

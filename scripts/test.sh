@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The project's test command (what CI runs): formatting, lints, a build of the daemons, the API
 # against its own OpenAPI document (Schemathesis, once with api.auth = "none" and once with
-# "jwt"), then every test of the workspace, the integration tests against real Apache Kafka
-# brokers (one node, three nodes, SASL_SSL).
+# "jwt"), the Prometheus alert rules (promtool: syntax and unit tests), then every test of the
+# workspace, the integration tests against real Apache Kafka brokers (one node, three nodes,
+# SASL_SSL) and a real Prometheus scraping the mesh (e2e/tests/observability.rs).
 #
 # Usage: ./scripts/test.sh [extra `cargo test` arguments]
 #   e.g. ./scripts/test.sh -- --nocapture      ./scripts/test.sh -p fraud (only that crate's tests)
@@ -23,6 +24,12 @@ cargo fmt --all -- --check
 
 step "lints (cargo clippy -D warnings)"
 cargo clippy --workspace --all-targets -- -D warnings
+
+step "Prometheus configuration and alert rules (promtool check, promtool test rules)"
+command -v promtool >/dev/null 2>&1 ||
+  { echo "promtool not found: install Debian's prometheus package (.ci/run does)" >&2; exit 1; }
+promtool check config ops/prometheus/prometheus.yml
+promtool test rules ops/prometheus/alerts.test.yml
 
 step "daemon binaries (cargo build --bins), spawned by the end-to-end tests"
 cargo build --workspace --bins

@@ -70,7 +70,10 @@ impl Publisher {
 
     async fn deliver(&self, record: &OutRecord) -> Result<(), PublishError> {
         let delivery = self.producer.send(record).map_err(PublishError::Kafka)?;
-        match delivery.await {
+        let started = std::time::Instant::now();
+        let answer = delivery.await;
+        crate::http::metrics::BROKER_ACK.observe(started.elapsed().as_secs_f64());
+        match answer {
             Ok(Ok(_)) => Ok(()),
             Ok(Err((e, _))) => Err(PublishError::Kafka(e)),
             Err(_) => Err(PublishError::Timeout(self.deadline)),

@@ -66,13 +66,18 @@ fn workspace_root() -> PathBuf {
 }
 
 /// Daemon `name` as a command that inherits no `PEDIDOS_*` variable from the test's
-/// environment: only the settings a test gives count.
+/// environment: only the settings a test gives count. The admin endpoints take a free port
+/// each (tests run many daemons at once; [`Daemon::admin_address`] says which), unless a test
+/// sets them.
 pub(crate) fn daemon_command(name: &str) -> Command {
     let mut command = Command::new(binary(name));
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("PEDIDOS_") {
             command.env_remove(key);
         }
+    }
+    for section in ["FRAUD", "NOTIFICATION", "MONITORING"] {
+        command.env(format!("PEDIDOS_{section}__ADMIN_LISTEN"), "127.0.0.1:0");
     }
     command
 }
@@ -201,6 +206,16 @@ impl Daemon {
             .map_while(Result::ok)
             .filter_map(|line| serde_json::from_str(&line).ok())
             .collect()
+    }
+
+    /// Where its admin endpoint (`/metrics`, `/health`, `/ready`) listens, from its latest
+    /// start's log line.
+    pub fn admin_address(&self) -> Option<String> {
+        self.log_events()
+            .iter()
+            .rev()
+            .find(|e| message(e).starts_with("admin endpoint"))
+            .and_then(|e| e["address"].as_str().map(str::to_string))
     }
 
     /// Waits until a log line satisfies `pred`, failing with the log if it never does.

@@ -159,3 +159,22 @@ fn the_api_refuses_to_serve_anonymously_off_loopback() {
     assert_eq!(out.code, Some(2), "{}", out.stderr);
     assert!(out.stderr.contains("api.jwt_secret"), "{}", out.stderr);
 }
+
+#[test]
+fn an_admin_port_in_use_is_a_start_up_error_naming_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    for daemon in ["fraud", "notification", "monitoring"] {
+        let var = format!("PEDIDOS_{}__ADMIN_LISTEN", daemon.to_ascii_uppercase());
+        // No broker there: the port is checked first, so the answer is immediate.
+        let env = [
+            (var.as_str(), address.as_str()),
+            ("PEDIDOS_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:1"),
+        ];
+        let out = run(daemon, &[], &env, tmp.path());
+        assert_eq!(out.code, Some(1), "{daemon}: {}", out.all_output());
+        out.assert_stderr_names(&[&format!("{daemon}.admin_listen"), &address, "in use"]);
+        assert!(out.elapsed < Duration::from_secs(5), "{daemon}: immediate");
+    }
+}

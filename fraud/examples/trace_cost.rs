@@ -81,7 +81,7 @@ fn main() {
             std::hint::black_box(handler.handle(r).unwrap());
         });
         let mut handler = FraudHandler::new(&config);
-        let mut dead_letters = DeadLetters::new("_dlq", "fraud");
+        let mut dead_letters = DeadLetters::new("_dlq", "fraud", &["Pedidos".to_string()]);
         let traced = per_order(&headers, &payloads, |r| {
             std::hint::black_box(traced::handle(&mut dead_letters, &mut handler, r));
         });

@@ -3,6 +3,7 @@
 //! `Pedidos_validos` or `Pedidos_recusados` plus an `Aprovado` / `Recusado` event to
 //! `Notificacoes`.
 
+pub mod metrics;
 pub mod rules;
 pub mod velocity;
 
@@ -16,7 +17,7 @@ use shared::pipeline::{self, Handled, Handler, InRecord, LoopOptions, PipelineEr
 use shared::validation;
 use tokio_util::sync::CancellationToken;
 
-pub use rules::{decide, decide_after, Rules, Verdict};
+pub use rules::{decide, decide_after, Rule, Rules, Verdict};
 use velocity::{Recent, Window};
 
 /// The Kafka adapter around [`decide_after`]: record in, records out; with velocity on, one
@@ -26,6 +27,7 @@ pub struct FraudHandler {
     topics: TopicsConfig,
     /// By partition of `Pedidos`.
     windows: HashMap<i32, Window>,
+    verdicts: metrics::VerdictCounters,
 }
 
 impl FraudHandler {
@@ -34,6 +36,7 @@ impl FraudHandler {
             rules: Rules::new(&config.fraud),
             topics: config.topics.clone(),
             windows: HashMap::new(),
+            verdicts: metrics::VerdictCounters::new(),
         }
     }
 
@@ -84,6 +87,7 @@ impl Handler for FraudHandler {
         let recent = self.observe(record, &order);
         let verdict = decide_after(&order, recent, &self.rules);
         tracing::debug!(pedido = %order.id, status = %verdict.status, motivo = %verdict.motivo, "verdict");
+        self.verdicts.count(verdict.rule);
         Ok(Handled::publish(self.outputs(order, verdict)))
     }
 
@@ -120,6 +124,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Pipe
             vec![config.topics.pedidos.clone()],
             config.fraud.max_in_flight,
         )
+        .with_admin("fraud.admin_listen", &config.fraud.admin_listen)
     };
     pipeline::run_daemon(&config, options, handler, shutdown).await
 }

@@ -50,13 +50,61 @@ pub struct Verdict {
     pub status: Status,
     /// Why, for a human (Portuguese, like the customer message it ends up in).
     pub motivo: String,
+    /// Which rule decided, for the metrics.
+    pub rule: Rule,
 }
 
 impl Verdict {
-    fn refused(motivo: String) -> Self {
+    fn refused(rule: Rule, motivo: String) -> Self {
         Self {
             status: Status::Recusado,
             motivo,
+            rule,
+        }
+    }
+}
+
+/// The rule that decided a verdict: the first that refused, or none (`Approved`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    BlockedUser,
+    BlockedProduct,
+    MaxValor,
+    MaxTotal,
+    Velocity,
+    Random,
+    Approved,
+}
+
+impl Rule {
+    pub const ALL: [Rule; 7] = [
+        Rule::BlockedUser,
+        Rule::BlockedProduct,
+        Rule::MaxValor,
+        Rule::MaxTotal,
+        Rule::Velocity,
+        Rule::Random,
+        Rule::Approved,
+    ];
+
+    /// Its name as a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::BlockedUser => "blocked_user",
+            Rule::BlockedProduct => "blocked_product",
+            Rule::MaxValor => "max_valor",
+            Rule::MaxTotal => "max_total",
+            Rule::Velocity => "velocity",
+            Rule::Random => "random",
+            Rule::Approved => "approved",
+        }
+    }
+
+    /// The status a verdict by this rule has.
+    pub fn status(self) -> Status {
+        match self {
+            Rule::Approved => Status::Aprovado,
+            _ => Status::Recusado,
         }
     }
 }
@@ -74,23 +122,32 @@ pub fn decide(order: &Order, rules: &Rules) -> Verdict {
 /// refusal.
 pub fn decide_after(order: &Order, recent: Recent, rules: &Rules) -> Verdict {
     if rules.blocked_users.contains(&normalise(&order.usuario)) {
-        return Verdict::refused(format!("usuário bloqueado: {}", order.usuario));
+        return Verdict::refused(
+            Rule::BlockedUser,
+            format!("usuário bloqueado: {}", order.usuario),
+        );
     }
     if rules.blocked_products.contains(&normalise(&order.produto)) {
-        return Verdict::refused(format!("produto bloqueado: {}", order.produto));
+        return Verdict::refused(
+            Rule::BlockedProduct,
+            format!("produto bloqueado: {}", order.produto),
+        );
     }
     if let Some(max) = rules.max_valor {
         if order.valor > max {
-            return Verdict::refused(format!(
-                "valor unitário {} acima do limite de {}",
-                order.valor, max
-            ));
+            return Verdict::refused(
+                Rule::MaxValor,
+                format!("valor unitário {} acima do limite de {}", order.valor, max),
+            );
         }
     }
     if let Some(max) = rules.max_total {
         let total = order.total();
         if total > max {
-            return Verdict::refused(format!("valor total {total} acima do limite de {max}"));
+            return Verdict::refused(
+                Rule::MaxTotal,
+                format!("valor total {total} acima do limite de {max}"),
+            );
         }
     }
     if let Some(motivo) = rules
@@ -98,14 +155,15 @@ pub fn decide_after(order: &Order, recent: Recent, rules: &Rules) -> Verdict {
         .as_ref()
         .and_then(|limits| limits.refusal(order, recent))
     {
-        return Verdict::refused(motivo);
+        return Verdict::refused(Rule::Velocity, motivo);
     }
     if draw(order, rules.seed) < rules.refusal_probability {
-        return Verdict::refused("recusado pela análise de risco".into());
+        return Verdict::refused(Rule::Random, "recusado pela análise de risco".into());
     }
     Verdict {
         status: Status::Aprovado,
         motivo: "aprovado".into(),
+        rule: Rule::Approved,
     }
 }
 
@@ -149,6 +207,33 @@ mod tests {
         let v = decide(&order("ana", "livro", 2, "19.90"), &rules(|_| {}));
         assert_eq!(v.status, Status::Aprovado);
         assert_eq!(v.motivo, "aprovado");
+    }
+
+    #[test]
+    fn each_verdict_names_the_rule_that_decided_it_for_the_metrics() {
+        let r = rules(|c| c.velocity_max_orders = Some(1));
+        let cases = [
+            (order("mallory", "livro", 1, "1"), Rule::BlockedUser),
+            (order("ana", "arma", 1, "1"), Rule::BlockedProduct),
+            (order("ana", "livro", 1, "100.01"), Rule::MaxValor),
+            (order("ana", "livro", 11, "100.00"), Rule::MaxTotal),
+            (order("ana", "livro", 1, "1"), Rule::Approved),
+        ];
+        for (o, rule) in cases {
+            let v = decide(&o, &r);
+            assert_eq!((v.rule, v.status), (rule, rule.status()), "{}", v.motivo);
+        }
+        let recent = Recent {
+            orders: 1,
+            ..Recent::default()
+        };
+        let v = decide_after(&order("ana", "livro", 1, "1"), recent, &r);
+        assert_eq!(v.rule, Rule::Velocity, "{}", v.motivo);
+        let always = rules(|c| c.refusal_probability = 1.0);
+        assert_eq!(
+            decide(&order("ana", "livro", 1, "1"), &always).rule,
+            Rule::Random
+        );
     }
 
     #[test]

@@ -165,6 +165,10 @@ fn write_loop(
 ) {
     let mut buffer = Vec::with_capacity(1 << 20);
     let mut acks = Vec::new();
+    let (lines, write_time) = (
+        crate::metrics::AUDIT_LINES.clone(),
+        crate::metrics::AUDIT_WRITE.clone(),
+    );
     while let Some((line, ack)) = rx.blocking_recv() {
         buffer.extend_from_slice(&line);
         acks.push(ack);
@@ -178,10 +182,13 @@ fn write_loop(
             }
         }
         // Retry until written: acknowledging a line that is not in the file would lose it.
+        let started = std::time::Instant::now();
         while let Err(e) = file.write_all(&buffer) {
             tracing::error!(file = path, error = %e, "cannot write audit file; retrying");
             std::thread::sleep(std::time::Duration::from_secs(1));
         }
+        write_time.observe(started.elapsed().as_secs_f64());
+        lines.inc_by(acks.len() as u64);
         buffer.clear();
         for ack in acks.drain(..) {
             let _ = ack.send(());

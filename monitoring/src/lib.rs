@@ -2,6 +2,7 @@
 //! audit-file line per record, and a summary (counts, rates, verdict latency) every few seconds.
 
 pub mod audit;
+pub mod metrics;
 pub mod stats;
 
 use std::sync::{Arc, Mutex};
@@ -30,6 +31,7 @@ pub struct MonitoringHandler {
     topics: TopicsConfig,
     writer: AuditWriter,
     stats: Arc<Mutex<Stats>>,
+    verdict_latency: shared::metrics::prometheus::Histogram,
 }
 
 impl Handler for MonitoringHandler {
@@ -47,6 +49,9 @@ impl Handler for MonitoringHandler {
             parse_error = entry.parse_error.as_deref(),
             "record"
         );
+        if let Some(ms) = entry.verdict_latency_ms {
+            self.verdict_latency.observe(ms.max(0) as f64 / 1000.0);
+        }
         self.stats.lock().unwrap().record(
             record.topic,
             entry.parse_error.is_some(),
@@ -79,12 +84,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Moni
         topics: config.topics.clone(),
         writer,
         stats,
+        verdict_latency: metrics::VERDICT_LATENCY.clone(),
     };
     let options = LoopOptions::new(
         &config.monitoring.group_id,
         config.topics.all(),
         config.monitoring.max_in_flight,
-    );
+    )
+    .with_admin("monitoring.admin_listen", &config.monitoring.admin_listen);
     let result = pipeline::run_daemon(&config, options, handler, shutdown.clone()).await;
     shutdown.cancel();
     let _ = summaries.await;

@@ -2,6 +2,7 @@
 //! "<usuario>, seu pedido <id> está <status>".
 
 pub mod dedup;
+pub mod metrics;
 
 use shared::config::Config;
 use shared::events::{decode, StatusEvent};
@@ -31,6 +32,7 @@ pub struct NotificationHandler {
     pub told: u64,
     /// Replayed events dropped so far.
     pub duplicates: u64,
+    counters: metrics::Counters,
 }
 
 impl NotificationHandler {
@@ -39,6 +41,7 @@ impl NotificationHandler {
             seen: DedupWindow::new(dedup_window),
             told: 0,
             duplicates: 0,
+            counters: metrics::Counters::new(),
         }
     }
 }
@@ -48,10 +51,12 @@ impl Handler for NotificationHandler {
         let event: StatusEvent = decode(record.payload).map_err(Poison::new)?;
         if !self.seen.first_time(event.evento_id) {
             self.duplicates += 1;
+            self.counters.duplicates.inc();
             tracing::debug!(evento = %event.evento_id, duplicates = self.duplicates, "duplicate status event dropped");
             return Ok(Handled::nothing());
         }
         self.told += 1;
+        self.counters.sent(event.status);
         // This log line is the notification (the original project's stand-in for e-mail/SMS).
         tracing::info!(
             target: "notification",
@@ -74,6 +79,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Pipe
         &config.notification.group_id,
         vec![config.topics.notificacoes.clone()],
         config.notification.max_in_flight,
+    )
+    .with_admin(
+        "notification.admin_listen",
+        &config.notification.admin_listen,
     );
     pipeline::run_daemon(&config, options, handler, shutdown).await
 }

@@ -64,6 +64,7 @@ pub fn init(about: &About) -> Config {
         }
     }
     crate::telemetry::init(&config.telemetry, name);
+    crate::metrics::set_daemon(name);
     config
 }
 

@@ -1,10 +1,12 @@
 //! What the pedidos daemons share: configuration, Kafka clients, event types, the consumer loop,
 //! telemetry and shutdown.
 
+pub mod admin;
 pub mod config;
 pub mod daemon;
 pub mod events;
 pub mod kafka;
+pub mod metrics;
 pub mod pipeline;
 pub mod shutdown;
 pub mod telemetry;

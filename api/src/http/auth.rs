@@ -8,9 +8,11 @@ use poem::{Endpoint, IntoResponse, Request, Response};
 
 use crate::auth::{Auth, Caller, Rejection};
 
-/// Paths anyone may call under every mode: liveness and the documentation (Swagger UI must load
+/// Paths anyone may call under every mode: liveness, readiness and metrics (for probes and
+/// Prometheus, which carry no customer token), and the documentation (Swagger UI must load
 /// before its *Authorize* button can be used).
-pub(crate) const PUBLIC_PATHS: [&str; 3] = ["/health", "/docs", "/openapi.json"];
+pub(crate) const PUBLIC_PATHS: [&str; 5] =
+    ["/health", "/ready", "/metrics", "/docs", "/openapi.json"];
 
 pub(crate) fn is_public(path: &str) -> bool {
     let path = match path.trim_end_matches('/') {
@@ -56,8 +58,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_health_and_the_documentation_are_public() {
-        for path in ["/health", "/health/", "/docs", "/openapi.json"] {
+    fn only_health_readiness_metrics_and_the_documentation_are_public() {
+        for path in [
+            "/health",
+            "/health/",
+            "/ready",
+            "/metrics",
+            "/docs",
+            "/openapi.json",
+        ] {
             assert!(is_public(path), "{path}");
         }
         for path in [

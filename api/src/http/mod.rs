@@ -1,12 +1,13 @@
 //! The HTTP surface, assembled: the routes with their JSON errors, Swagger UI at `/docs` and the
 //! document at `/openapi.json`, behind the authentication gate, the body reader and the `Allow`
-//! header.
+//! header; `/ready` and `/metrics` (Prometheus) beside them, and the HTTP metrics around all.
 
 mod auth;
 mod docs;
 mod dto;
 mod error;
 mod extract;
+pub(crate) mod metrics;
 mod middleware;
 mod request;
 mod routes;
@@ -33,6 +34,7 @@ pub fn app(
     max_body_bytes: usize,
     body_timeout: Duration,
 ) -> impl Endpoint {
+    metrics::register();
     let service = docs::service(api);
     let (spec, page) = docs::documents(&service, auth.is_required());
     let auth = Arc::new(auth);
@@ -41,6 +43,8 @@ pub fn app(
     Route::new()
         .nest("/", service)
         .at("/docs", get(make_sync(move |_| Html(page.clone()))))
+        .at("/ready", get(shared::admin::ready))
+        .at("/metrics", get(shared::admin::metrics_text))
         .at(
             "/openapi.json",
             get(make_sync(move |_| {
@@ -54,4 +58,5 @@ pub fn app(
         .around(move |ep, req| auth::authenticate(ep, req, auth.clone()))
         .catch_all_error(|e| async move { error::json_error(e) })
         .around(move |ep, req| allow_header(ep, req, allowed.clone()))
+        .around(metrics::observe)
 }

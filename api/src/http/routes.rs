@@ -398,6 +398,7 @@ impl OrdersApi {
                     tracing::warn!(pedido = %order.id, error = %e, "accepted order not in the store yet");
                 }
                 tracing::info!(pedido = %order.id, usuario = %order.usuario, "order accepted");
+                super::metrics::ORDERS_ACCEPTED.inc();
                 accepted(&order)
             }
             Err(e) => {

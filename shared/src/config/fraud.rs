@@ -3,7 +3,7 @@
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
-use super::{at_least_one, InvalidValue};
+use super::{admin_listen, at_least_one, InvalidValue};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -34,6 +34,8 @@ pub struct FraudConfig {
     /// The `transactional.id` in that mode; stable across restarts of one process, distinct
     /// between processes. Default: `<group_id>-<kafka.group_instance_id or "0">`.
     pub transactional_id: Option<String>,
+    /// Where `/metrics`, `/health` and `/ready` are served (host:port); `""` serves nothing.
+    pub admin_listen: String,
 }
 
 impl Default for FraudConfig {
@@ -52,6 +54,7 @@ impl Default for FraudConfig {
             max_in_flight: 2_000,
             transactional: false,
             transactional_id: None,
+            admin_listen: "127.0.0.1:9101".into(),
         }
     }
 }
@@ -67,6 +70,7 @@ impl FraudConfig {
     }
 
     pub(super) fn validate(&self) -> Result<(), InvalidValue> {
+        admin_listen(&self.admin_listen)?;
         if !(0.0..=1.0).contains(&self.refusal_probability) {
             return Err(InvalidValue::new(
                 "refusal_probability",

@@ -167,9 +167,48 @@ fn at_least_one<T: PartialOrd + From<u8>>(key: &str, value: T) -> Result<(), Inv
     Ok(())
 }
 
+/// An `admin_listen` value: `""` (off) or an address like `127.0.0.1:9101`.
+fn admin_listen(value: &str) -> Result<(), InvalidValue> {
+    if value.is_empty() || value.parse::<std::net::SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    Err(InvalidValue::new(
+        "admin_listen",
+        format!("must be an address like 127.0.0.1:9101, or \"\" for none, got {value:?}"),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_consuming_daemon_has_its_own_admin_port_which_can_be_turned_off() {
+        let admin = |c: &Config| {
+            [
+                c.fraud.admin_listen.clone(),
+                c.notification.admin_listen.clone(),
+                c.monitoring.admin_listen.clone(),
+            ]
+        };
+        let defaults = Config::from_sources(None, Vec::new()).unwrap();
+        assert_eq!(
+            admin(&defaults),
+            ["127.0.0.1:9101", "127.0.0.1:9102", "127.0.0.1:9103"]
+        );
+        let example = testing::load(include_str!("../../../conf.example.toml"), &[]).unwrap();
+        assert_eq!(admin(&example), admin(&defaults));
+        for section in ["fraud", "notification", "monitoring"] {
+            let var = format!("PEDIDOS_{}__ADMIN_LISTEN", section.to_ascii_uppercase());
+            let c = testing::load("", &[(var.as_str(), "")]).unwrap();
+            assert!(admin(&c).contains(&String::new()), "{var}");
+            let c = testing::load("", &[(var.as_str(), "0.0.0.0:9200")]).unwrap();
+            assert!(admin(&c).contains(&"0.0.0.0:9200".to_string()), "{var}");
+            let e = testing::err("", &[(var.as_str(), "localhost")]);
+            assert!(e.contains(&var), "{e}");
+            assert!(e.contains(&format!("{section}.admin_listen")), "{e}");
+        }
+    }
 
     #[test]
     fn no_file_means_local_broker_defaults() {

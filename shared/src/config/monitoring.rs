@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{at_least_one, InvalidValue};
+use super::{admin_listen, at_least_one, InvalidValue};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -16,6 +16,8 @@ pub struct MonitoringConfig {
     /// Records received but not yet done (their offsets not yet stored), at most: the consumer
     /// loop's bound on memory, and on what a crash makes it read again.
     pub max_in_flight: usize,
+    /// Where `/metrics`, `/health` and `/ready` are served (host:port); `""` serves nothing.
+    pub admin_listen: String,
 }
 
 impl Default for MonitoringConfig {
@@ -25,12 +27,14 @@ impl Default for MonitoringConfig {
             audit_file: PathBuf::from("monitoring.audit.jsonl"),
             summary_interval_secs: 5,
             max_in_flight: 10_000,
+            admin_listen: "127.0.0.1:9103".into(),
         }
     }
 }
 
 impl MonitoringConfig {
     pub(super) fn validate(&self) -> Result<(), InvalidValue> {
+        admin_listen(&self.admin_listen)?;
         at_least_one("summary_interval_secs", self.summary_interval_secs)?;
         at_least_one("max_in_flight", self.max_in_flight)
     }

@@ -9,6 +9,7 @@ use rdkafka::producer::BaseProducer;
 
 use super::{Context, Producer, StartupError};
 use crate::config::KafkaConfig;
+use crate::metrics::clients::Role;
 
 pub type Consumer = StreamConsumer<Context>;
 
@@ -47,6 +48,11 @@ fn with_settings(k: &KafkaConfig, kind: ClientKind, settings: &[(&str, &str)]) -
     if let Some(ca) = &k.ssl_ca_location {
         c.set("ssl.ca.location", ca.display().to_string());
     }
+    if kind != ClientKind::Other {
+        // Lag, queue depth and round-trip times for the metrics (`Context::stats`); the user's
+        // properties may change the interval.
+        c.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
+    }
     for (key, value) in settings {
         c.set(*key, *value);
     }
@@ -65,13 +71,26 @@ fn with_settings(k: &KafkaConfig, kind: ClientKind, settings: &[(&str, &str)]) -
     c
 }
 
+/// How often librdkafka reports statistics: often enough for a dashboard, rare enough to cost
+/// nothing (one JSON document per client).
+const STATISTICS_INTERVAL_MS: &str = "5000";
+
 pub(super) fn build<T: FromClientConfigAndContext<Context>>(
     k: &KafkaConfig,
     kind: ClientKind,
     settings: &[(&str, &str)],
 ) -> Result<T, StartupError> {
+    build_with(k, kind, settings, Context::default())
+}
+
+fn build_with<T: FromClientConfigAndContext<Context>>(
+    k: &KafkaConfig,
+    kind: ClientKind,
+    settings: &[(&str, &str)],
+    context: Context,
+) -> Result<T, StartupError> {
     with_settings(k, kind, settings)
-        .create_with_context(Context::default())
+        .create_with_context(context)
         .map_err(StartupError::Client)
 }
 
@@ -93,7 +112,8 @@ pub fn producer(k: &KafkaConfig, message_timeout: Duration) -> Result<Producer, 
     let timeout = message_timeout.as_millis().to_string();
     let mut settings = PRODUCER.to_vec();
     settings.push(("message.timeout.ms", &timeout));
-    let base: BaseProducer<Context> = build(k, ClientKind::Producer, &settings)?;
+    let context = Context::with_metrics(Role::Producer);
+    let base: BaseProducer<Context> = build_with(k, ClientKind::Producer, &settings, context)?;
     Ok(Producer::serve(base))
 }
 
@@ -109,7 +129,8 @@ pub fn transactional_producer(
         ("transactional.id", transactional_id),
         ("transaction.timeout.ms", "60000"),
     ]);
-    let base: BaseProducer<Context> = build(k, ClientKind::Producer, &settings)?;
+    let context = Context::with_metrics(Role::Producer);
+    let base: BaseProducer<Context> = build_with(k, ClientKind::Producer, &settings, context)?;
     Ok(Producer::serve(base))
 }
 
@@ -151,7 +172,16 @@ fn group_consumer(
     if let Some(id) = &k.group_instance_id {
         settings.push(("group.instance.id", id));
     }
-    build(k, ClientKind::Consumer, &settings)
+    let role = Role::Group {
+        id: group_id.to_string(),
+        committed: auto_commit,
+    };
+    build_with(
+        k,
+        ClientKind::Consumer,
+        &settings,
+        Context::with_metrics(role),
+    )
 }
 
 /// A consumer for reading topics from the beginning (the API's read model, loadgen, tests).
@@ -159,7 +189,7 @@ fn group_consumer(
 /// reader gets a fresh one, so it shares partitions with nobody. Nothing is committed.
 pub fn reader(k: &KafkaConfig) -> Result<Consumer, StartupError> {
     let group = format!("pedidos-reader-{}", uuid::Uuid::new_v4());
-    build(
+    build_with(
         k,
         ClientKind::Consumer,
         &[
@@ -169,6 +199,7 @@ pub fn reader(k: &KafkaConfig) -> Result<Consumer, StartupError> {
             ("auto.offset.reset", "earliest"),
             ("enable.partition.eof", "false"),
         ],
+        Context::with_metrics(Role::Reader),
     )
 }
 

@@ -1,4 +1,5 @@
-//! The client context every client gets: librdkafka's logs and errors into `tracing`.
+//! The client context every client gets: librdkafka's logs and errors into `tracing`, and its
+//! statistics and rebalances into metrics.
 
 use std::sync::{Arc, Mutex};
 
@@ -6,7 +7,10 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode as Code;
+
+use crate::metrics::clients::{ClientMetrics, Role};
 
 /// Client context shared by every client we build: routes librdkafka's logs and errors into
 /// `tracing` and remembers the last error so start-up failures can say what the broker said.
@@ -16,9 +20,17 @@ pub struct Context {
     /// The last broker failure librdkafka logged (facility FAIL), at any level: some failures
     /// (a TLS client on a plaintext port, a plaintext client on a TLS port) are only logged.
     last_failure: Arc<Mutex<Option<String>>>,
+    /// Producers' and consumers' metrics and health (admin clients have none).
+    metrics: Option<Arc<ClientMetrics>>,
 }
 
 impl Context {
+    pub(super) fn with_metrics(role: Role) -> Self {
+        Self {
+            metrics: Some(ClientMetrics::new(role)),
+            ..Self::default()
+        }
+    }
     pub(super) fn last_error(&self) -> Option<(RDKafkaErrorCode, String)> {
         self.last_error.lock().unwrap().clone()
     }
@@ -55,10 +67,20 @@ impl ClientContext for Context {
         }
     }
 
+    fn stats(&self, statistics: Statistics) {
+        if let Some(metrics) = &self.metrics {
+            metrics.on_statistics(&statistics);
+        }
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         let code = error.rdkafka_error_code().unwrap_or(Code::Unknown);
         // librdkafka retries on its own; these are worth a warning, not a crash, once running.
         if code == Code::AllBrokersDown {
+            // Not ready until statistics show a broker back.
+            if let Some(metrics) = &self.metrics {
+                metrics.on_all_brokers_down();
+            }
             // A consequence, repeated on every attempt; its cause is reported on its own.
             tracing::debug!(target: "librdkafka", error = %error, "{reason}");
         } else {
@@ -83,9 +105,15 @@ impl ConsumerContext for Context {
                     .map(|e| format!("{}[{}]", e.topic(), e.partition()))
                     .collect();
                 tracing::info!(partitions = %parts.join(","), "partitions assigned");
+                if let Some(metrics) = &self.metrics {
+                    metrics.on_assigned(parts.len());
+                }
             }
             Rebalance::Revoke(tpl) => {
-                tracing::info!(count = tpl.count(), "partitions revoked")
+                tracing::info!(count = tpl.count(), "partitions revoked");
+                if let Some(metrics) = &self.metrics {
+                    metrics.on_revoked();
+                }
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
         }

@@ -27,6 +27,7 @@ use super::history::Recall;
 use super::options::LoopOptions;
 use crate::events::OutRecord;
 use crate::kafka::{enqueue, Consumer, Producer};
+use crate::metrics::pipeline::LoopMetrics;
 use tokio_util::sync::CancellationToken;
 
 /// How long shutdown waits for in-flight outputs before giving up on them: they are then
@@ -48,6 +49,7 @@ pub async fn run<H: Handler>(
     let mut recall = Recall::new(options.history_from.clone());
     options.subscribe(consumer, "at-least-once")?;
 
+    let mut metrics = LoopMetrics::new(&options.group_id, &options.topics);
     let mut in_flight: FuturesOrdered<InFlight> = FuturesOrdered::new();
     loop {
         tokio::select! {
@@ -55,6 +57,7 @@ pub async fn run<H: Handler>(
             _ = shutdown.cancelled() => break,
             Some((topic, partition, offset)) = in_flight.next(), if !in_flight.is_empty() => {
                 store(consumer, &topic, partition, offset);
+                metrics.in_flight.set(in_flight.len() as i64);
             }
             received = consumer.recv(), if in_flight.len() < options.max_in_flight => {
                 let message = match received {
@@ -65,6 +68,7 @@ pub async fn run<H: Handler>(
                     }
                 };
                 let record = InRecord::from_message(&message);
+                metrics.consumed.get(record.topic).inc();
                 if !recall.prepare(&mut handler, &record, &shutdown).await {
                     break;
                 }
@@ -72,14 +76,16 @@ pub async fn run<H: Handler>(
                 let mut deliveries = Vec::with_capacity(handled.records.len());
                 for out in handled.records {
                     let first = enqueue(producer, &out).await;
-                    deliveries.push((out, first));
+                    let produced = metrics.produced.get(&out.topic).clone();
+                    deliveries.push((out, first, produced));
                 }
                 let producer = producer.clone();
                 let (topic, partition, offset) = (record.topic.to_string(), record.partition, record.offset);
                 let ack = handled.ack;
                 in_flight.push_back(Box::pin(async move {
-                    for (out, first) in deliveries {
+                    for (out, first, produced) in deliveries {
                         deliver(&producer, &out, first).await;
+                        produced.inc();
                     }
                     if let Some(ack) = ack {
                         // Handlers drop the sender only when they are going away themselves.
@@ -87,6 +93,7 @@ pub async fn run<H: Handler>(
                     }
                     (topic, partition, offset)
                 }));
+                metrics.in_flight.set(in_flight.len() as i64);
             }
         }
     }
@@ -101,6 +108,7 @@ pub async fn run<H: Handler>(
         }
     })
     .await;
+    metrics.in_flight.set(in_flight.len() as i64);
     if drained.is_err() {
         tracing::warn!(
             left = in_flight.len(),

@@ -5,6 +5,7 @@
 use super::handler::{Handled, Handler, InRecord, Poison};
 use crate::config::TopicsConfig;
 use crate::events::OutRecord;
+use crate::metrics::pipeline::{self as metrics, TopicCounters};
 
 /// Header names on dead-letter records.
 pub const DLQ_SOURCE_TOPIC: &str = "dlq-source-topic";
@@ -25,14 +26,17 @@ pub struct DeadLetters {
     suffix: String,
     group: String,
     count: u64,
+    counters: TopicCounters,
 }
 
 impl DeadLetters {
-    pub fn new(suffix: &str, group: &str) -> Self {
+    /// Counting, from the start, the refusals of `topics` (the loop's inputs).
+    pub fn new(suffix: &str, group: &str, topics: &[String]) -> Self {
         Self {
             suffix: suffix.to_string(),
             group: group.to_string(),
             count: 0,
+            counters: metrics::dead_lettered(group, topics),
         }
     }
 
@@ -43,6 +47,7 @@ impl DeadLetters {
             Ok(handled) => handled,
             Err(poison) => {
                 self.count += 1;
+                self.counters.get(record.topic).inc();
                 let dlq = TopicsConfig::dlq_with_suffix(record.topic, &self.suffix);
                 tracing::warn!(
                     topic = record.topic,

@@ -2,12 +2,15 @@
 
 use rdkafka::error::KafkaError;
 
+use crate::admin::AdminError;
 use crate::kafka::StartupError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error(transparent)]
     Startup(#[from] StartupError),
+    #[error(transparent)]
+    Admin(#[from] AdminError),
     #[error("cannot subscribe to {topics}: {source}")]
     Subscribe { topics: String, source: KafkaError },
     #[error("the broker refused Kafka transactions ({0}); brokers without them need fraud.transactional = false")]

@@ -19,6 +19,7 @@ use super::handler::{Handler, InRecord};
 use super::history::Recall;
 use super::options::LoopOptions;
 use crate::kafka::{enqueue, Consumer, Producer};
+use crate::metrics::pipeline::LoopMetrics;
 
 /// Records per transaction at most.
 const MAX_BATCH: usize = 500;
@@ -40,6 +41,7 @@ pub async fn run<H: Handler>(
         .map_err(PipelineError::TransactionsUnsupported)?;
     let mut recall = Recall::new(options.history_from.clone());
     options.subscribe(consumer, "exactly-once (transactions)")?;
+    let mut metrics = LoopMetrics::new(&options.group_id, &options.topics);
 
     loop {
         let first = tokio::select! {
@@ -60,10 +62,13 @@ pub async fn run<H: Handler>(
         // (topic, partition) → (first offset, last offset) of this batch.
         let mut span: BTreeMap<(String, i32), (i64, i64)> = BTreeMap::new();
         let mut acks = Vec::new();
+        // The batch's outputs' counters, counted once the transaction commits.
+        let mut produced = Vec::new();
         let mut message = Some(first);
         let mut count = 0;
         while let Some(m) = message.take() {
             let record = InRecord::from_message(&m);
+            metrics.consumed.get(record.topic).inc();
             if !recall.prepare(&mut handler, &record, &shutdown).await {
                 // Shut down mid-batch: the open transaction is aborted when the producer goes.
                 return Ok(());
@@ -72,12 +77,14 @@ pub async fn run<H: Handler>(
             for out in &handled.records {
                 // Delivery is confirmed by the commit below, which flushes the transaction.
                 drop(enqueue(producer, out).await);
+                produced.push(metrics.produced.get(&out.topic).clone());
             }
             acks.extend(handled.ack);
             span.entry((record.topic.to_string(), record.partition))
                 .and_modify(|(_, last)| *last = record.offset)
                 .or_insert((record.offset, record.offset));
             count += 1;
+            metrics.in_flight.set(count as i64);
             if count < MAX_BATCH {
                 if let Ok(Ok(next)) = tokio::time::timeout(LINGER, consumer.recv()).await {
                     message = Some(next);
@@ -87,8 +94,10 @@ pub async fn run<H: Handler>(
         for ack in acks {
             let _ = ack.await;
         }
-        match commit(consumer, producer, &span).await {
-            Ok(()) => {}
+        let committed = commit(consumer, producer, &span).await;
+        metrics.in_flight.set(0);
+        match committed {
+            Ok(()) => produced.iter().for_each(|c| c.inc()),
             Err(e) if is_fatal(&e) => return Err(PipelineError::Transaction(e)),
             Err(e) => {
                 tracing::warn!(error = %e, records = count, "transaction failed; aborting and processing the batch again");

@@ -40,17 +40,28 @@ pub use options::LoopOptions;
 /// wait: a broker outage stalls the loop rather than losing outputs.
 const MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Connects (failing fast when the cluster is unreachable or refuses us), creates missing
-/// topics, then runs the loop until `shutdown` is cancelled.
+/// Serves the admin endpoint (`options.admin_listen`), connects (failing fast when the cluster
+/// is unreachable or refuses us), creates missing topics, then runs the loop until `shutdown`
+/// is cancelled.
 pub async fn run_daemon<H: Handler>(
     config: &Config,
     mut options: LoopOptions,
     handler: H,
     shutdown: CancellationToken,
 ) -> Result<(), PipelineError> {
+    let admin_stop = shutdown.child_token();
+    if let Some((key, addr)) = &options.admin_listen {
+        crate::admin::serve(key, addr, admin_stop.clone()).await?;
+    }
+    // The endpoint goes with the loop, however it ends.
+    let _admin = admin_stop.drop_guard();
     kafka::check_connectivity(&config.kafka).await?;
     kafka::ensure_topics(&config.kafka, &config.topics).await?;
-    let dead_letters = DeadLetters::new(&config.topics.dlq_suffix, &options.group_id);
+    let dead_letters = DeadLetters::new(
+        &config.topics.dlq_suffix,
+        &options.group_id,
+        &options.topics,
+    );
     options.history_from = Some(config.kafka.clone());
     match &options.transactional_id {
         None => {

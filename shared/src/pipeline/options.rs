@@ -21,6 +21,9 @@ pub struct LoopOptions {
     /// The cluster a handler with history (`Handler::history_span`) reads its partitions back
     /// from; `run_daemon` sets it to the daemon's own.
     pub history_from: Option<KafkaConfig>,
+    /// Where `run_daemon` serves `/metrics`, `/health` and `/ready`: the configuration key and
+    /// its value (`""`: nowhere). `None`: nowhere.
+    pub admin_listen: Option<(String, String)>,
 }
 
 impl LoopOptions {
@@ -32,7 +35,14 @@ impl LoopOptions {
             max_in_flight,
             transactional_id: None,
             history_from: None,
+            admin_listen: None,
         }
+    }
+
+    /// Serves the admin endpoint on `addr`, the value of configuration key `key`.
+    pub fn with_admin(mut self, key: &str, addr: &str) -> Self {
+        self.admin_listen = Some((key.to_string(), addr.to_string()));
+        self
     }
 
     /// Subscribes `consumer` to the loop's topics and says so.

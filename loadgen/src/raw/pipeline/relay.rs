@@ -44,7 +44,7 @@ pub fn spawn(
         vec![topics.pedidos.clone()],
         config.fraud.max_in_flight,
     );
-    let dead_letters = DeadLetters::new(&topics.dlq_suffix, group);
+    let dead_letters = DeadLetters::new(&topics.dlq_suffix, group, &options.topics);
     let handler = Lookup {
         pool,
         workload,
