@@ -11,7 +11,7 @@ use poem::{Endpoint, IntoResponse, Request, Response};
 use shared::metrics::prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec};
 
 /// Route templates, so a label never holds an order id.
-const ROUTES: [&str; 8] = [
+const ROUTES: [&str; 9] = [
     "/pedidos",
     "/pedidos/{id}",
     "/health",
@@ -19,6 +19,7 @@ const ROUTES: [&str; 8] = [
     "/metrics",
     "/docs",
     "/openapi.json",
+    "/pedidos/{id}/eventos",
     "other",
 ];
 const METHODS: [&str; 4] = ["GET", "POST", "HEAD", "other"];
@@ -107,7 +108,14 @@ fn route(path: &str) -> usize {
         {
             1
         }
-        _ => 7,
+        p if p
+            .strip_prefix("/pedidos/")
+            .and_then(|rest| rest.strip_suffix("/eventos"))
+            .is_some_and(|id| !id.is_empty() && !id.contains('/')) =>
+        {
+            7
+        }
+        _ => 8,
     }
 }
 
@@ -192,6 +200,10 @@ mod tests {
         assert_eq!(ROUTES[route("/pedidos/4b3c0e52-7f2e")], "/pedidos/{id}");
         assert_eq!(ROUTES[route("/pedidos/")], "/pedidos");
         assert_eq!(ROUTES[route("/pedidos/x/y")], "other");
+        assert_eq!(
+            ROUTES[route("/pedidos/4b3c/eventos")],
+            "/pedidos/{id}/eventos"
+        );
         assert_eq!(ROUTES[route("/wp-admin.php")], "other");
         let teapot = StatusCode::IM_A_TEAPOT;
         assert_eq!(status_label(status(teapot), teapot), "4xx");
