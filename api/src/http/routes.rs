@@ -384,17 +384,23 @@ impl OrdersApi {
             headers.map(|(k, v)| (k.as_str(), Some(v.as_bytes()))),
         );
         let published = self.publisher.publish(&order, &received, &trace).await;
+        let stored = match &published {
+            // In the store before the answer: a GET that follows the 202 finds the order, on any
+            // instance sharing the store. The order is on the broker whatever happens here, so a
+            // failure still answers 202; the reader writes it later.
+            Ok(()) => {
+                let mut changes = Changes::default();
+                changes.order(&order);
+                changes.status(&received);
+                self.view.writer.write(changes, self.catch_up_timeout).await
+            }
+            Err(_) => Ok(()),
+        };
         // Entered only now: no await follows while it is held.
         let _in_span = span.enter();
         match published {
             Ok(()) => {
-                // In the store before the answer: a GET that follows the 202 finds the order, on
-                // any instance sharing the store. The order is on the broker whatever happens
-                // here, so a failure still answers 202; the reader writes it later.
-                let mut changes = Changes::default();
-                changes.order(&order);
-                changes.status(&received);
-                if let Err(e) = self.view.writer.write(changes, self.catch_up_timeout).await {
+                if let Err(e) = stored {
                     tracing::warn!(pedido = %order.id, error = %e, "accepted order not in the store yet");
                 }
                 tracing::info!(pedido = %order.id, usuario = %order.usuario, "order accepted");
