@@ -24,6 +24,25 @@ async fn status(client: &reqwest::Client, api_url: &str, id: &str, wait: u64) ->
     (code, response.json().await.unwrap_or(Value::Null))
 }
 
+/// Each order's status (GET, 16 at a time, each long-polling up to `wait` seconds), by id.
+async fn statuses(
+    client: &reqwest::Client,
+    api_url: &str,
+    orders: &[Order],
+    wait: u64,
+) -> HashMap<String, String> {
+    stream::iter(orders)
+        .map(|o| async move {
+            let (code, body) = status(client, api_url, &o.id.to_string(), wait).await;
+            assert_eq!(code, 200, "{body}");
+            let status = body["status"].as_str().unwrap().to_string();
+            (o.id.to_string(), status)
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await
+}
+
 /// The last log line of `daemon` with this message.
 fn last_log(daemon: &Daemon, text: &str) -> Option<Value> {
     daemon
@@ -44,21 +63,7 @@ async fn after_a_kill_9_of_the_api_every_order_answers_its_verdict_without_rerea
         .build()
         .unwrap();
     let api_url = mesh.api_url.clone();
-    let before: HashMap<String, String> = stream::iter(&orders)
-        .map(|o| {
-            let (client, api_url) = (client.clone(), api_url.clone());
-            async move {
-                let (code, body) = status(&client, &api_url, &o.id.to_string(), 30).await;
-                assert_eq!(code, 200, "{body}");
-                (
-                    o.id.to_string(),
-                    body["status"].as_str().unwrap().to_string(),
-                )
-            }
-        })
-        .buffer_unordered(16)
-        .collect()
-        .await;
+    let before = statuses(&client, &api_url, &orders, 30).await;
     let undecided = before.values().filter(|s| *s == "Analise").count();
     assert_eq!(undecided, 0, "every order has its verdict before the kill");
 
@@ -96,21 +101,7 @@ async fn after_a_kill_9_of_the_api_every_order_answers_its_verdict_without_rerea
         3 * ORDERS
     );
 
-    let after: HashMap<String, String> = stream::iter(&orders)
-        .map(|o| {
-            let (client, api_url) = (client.clone(), api_url.clone());
-            async move {
-                let (code, body) = status(&client, &api_url, &o.id.to_string(), 0).await;
-                assert_eq!(code, 200, "{body}");
-                (
-                    o.id.to_string(),
-                    body["status"].as_str().unwrap().to_string(),
-                )
-            }
-        })
-        .buffer_unordered(16)
-        .collect()
-        .await;
+    let after = statuses(&client, &api_url, &orders, 0).await;
     assert_eq!(
         after, before,
         "every order answers the status it had before the kill"
