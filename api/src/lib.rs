@@ -55,6 +55,16 @@ pub enum ApiError {
     Serve(std::io::Error),
 }
 
+/// The view's start-up fails as the API's own would: the same two kinds.
+impl From<ViewError> for ApiError {
+    fn from(e: ViewError) -> Self {
+        match e {
+            ViewError::Kafka(e) => ApiError::Kafka(e),
+            ViewError::Store(e) => ApiError::Store(e),
+        }
+    }
+}
+
 /// A started API: connected to Kafka, its port bound (port 0 picks a free one), not yet serving.
 pub struct Application {
     acceptor: TcpAcceptor,
@@ -84,10 +94,7 @@ impl Application {
             &config.topics.notificacoes,
             deadline,
         );
-        let view = View::start(config, store).await.map_err(|e| match e {
-            ViewError::Kafka(e) => ApiError::Kafka(e),
-            ViewError::Store(e) => ApiError::Store(e),
-        })?;
+        let view = View::start(config, store).await?;
         read_model::report_catch_up(view.handle.catch_up.clone(), config.kafka.startup_timeout());
         let acceptor = TcpListener::bind(config.api.listen.clone())
             .into_acceptor()
