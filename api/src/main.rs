@@ -1,11 +1,5 @@
 //! `cargo run -p api`: the Pedidos HTTP API (Swagger UI at /docs).
 
-use std::process::ExitCode;
-
-#[tokio::main]
-async fn main() -> ExitCode {
-    let about = shared::about!();
-    let config = shared::daemon::init(&about);
-    let shutdown = shared::shutdown::on_signal();
-    shared::daemon::exit(about.name, api::run(config, shutdown).await)
+fn main() -> std::process::ExitCode {
+    shared::daemon::main(shared::about!(), api::run)
 }

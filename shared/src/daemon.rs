@@ -1,8 +1,12 @@
-//! What every daemon's `main` does: parse the common flags, load configuration, start telemetry,
-//! and turn the outcome into an exit code.
+//! What every daemon's `main` does: bound the allocator, start the runtime, parse the common
+//! flags, load configuration, start telemetry, run until a signal, and turn the outcome into
+//! an exit code.
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+use tokio_util::sync::CancellationToken;
 
 use clap::{Args as _, Command, FromArgMatches as _};
 
@@ -39,8 +43,47 @@ struct Args {
     log_format: Option<String>,
 }
 
+/// A daemon's whole `main`: `run` gets the configuration and a token cancelled by SIGINT or
+/// SIGTERM, and its outcome is the exit code.
+pub fn main<F, E>(about: About, run: impl FnOnce(Config, CancellationToken) -> F) -> ExitCode
+where
+    F: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    tune_allocator();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| {
+            eprintln!("{}: cannot start the async runtime: {e}", about.name);
+            std::process::exit(1);
+        });
+    runtime.block_on(async {
+        let config = init(&about);
+        let shutdown = crate::shutdown::on_signal();
+        exit(about.name, run(config, shutdown).await)
+    })
+}
+
+/// Bounds how glibc's allocator holds on to memory; called before any thread starts, since a
+/// thread takes its arena at its first allocation. Two arenas rather than up to eight per core,
+/// and a fixed mmap threshold of 128 KiB: glibc otherwise raises the threshold each time a
+/// large block is freed, so librdkafka's fetch buffers and large SQL statements come to live in
+/// the heap and their memory is never returned. Measured on the API's order view from 10,000
+/// to 200,000 orders: RSS grew by about 10 MiB without this, 2.5 MiB with it. Elsewhere than
+/// glibc, nothing to do.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; it is called before any other thread
+    // exists. A refused setting (return 0) leaves glibc's default, which is merely larger.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
 /// Loads configuration and starts logging, or prints why it cannot and exits with status 2.
-pub fn init(about: &About) -> Config {
+fn init(about: &About) -> Config {
     let name = about.name;
     let command = Command::new(name)
         .about(about.description)
