@@ -13,13 +13,13 @@ use rdkafka::consumer::Consumer as _;
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use shared::config::Config;
-use shared::events::{decode, Order, StatusEvent};
+use shared::events::{decode, Order, Status, StatusEvent};
 use shared::kafka::{self, Consumer, StartupError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::live::Live;
-use crate::store::{Changes, Store, StoreError, Writer};
+use crate::store::{Changes, Posted, Store, StoreError, Writer};
 
 /// Most records read into one batch for the writer.
 const MAX_BATCH_RECORDS: usize = 1_000;
@@ -162,6 +162,7 @@ impl View {
     /// Starts the writer, then the reader at the offsets the store holds.
     pub async fn start(config: &Config, store: Store) -> Result<Self, ViewError> {
         let live = Arc::new(Live::default());
+        let posted = Arc::new(Posted::default());
         let applied = Arc::new(Applied::default());
         let pedidos = config.topics.pedidos.clone();
         let on_commit = {
@@ -176,11 +177,20 @@ impl View {
             })
         };
         let writer_stop = CancellationToken::new();
-        let (writer, writer_task) =
-            Writer::start(store.clone(), live.clone(), on_commit, writer_stop.clone());
+        let (writer, writer_task) = Writer::start(
+            store.clone(),
+            live.clone(),
+            posted.clone(),
+            on_commit,
+            writer_stop.clone(),
+        );
         let reader_stop = CancellationToken::new();
-        let (reader, catch_up) =
-            follow(config, &store, writer.clone(), applied, reader_stop.clone()).await?;
+        let reader = Reader {
+            writer: writer.clone(),
+            posted,
+            applied,
+        };
+        let (reader, catch_up) = follow(config, &store, reader, reader_stop.clone()).await?;
         Ok(Self {
             handle: ViewHandle {
                 store,
@@ -204,6 +214,14 @@ impl View {
     }
 }
 
+/// What the reader hands its batches to, and shares with the writer.
+struct Reader {
+    writer: Writer,
+    /// What this instance's POSTs already wrote: read back, it is skipped.
+    posted: Arc<Posted>,
+    applied: Arc<Applied>,
+}
+
 /// Assigns all partitions of both topics at the offsets the store holds (the beginning for a
 /// partition it has never read), then hands records to the writer in batches until `shutdown`.
 /// Records that do not decode are skipped here (fraud and notification dead-letter them), but
@@ -211,10 +229,14 @@ impl View {
 async fn follow(
     config: &Config,
     store: &Store,
-    writer: Writer,
-    applied: Arc<Applied>,
+    reader: Reader,
     shutdown: CancellationToken,
 ) -> Result<(tokio::task::JoinHandle<()>, CatchUp), ViewError> {
+    let Reader {
+        writer,
+        posted,
+        applied,
+    } = reader;
     let consumer = Arc::new(kafka::reader(&config.kafka)?);
     let pedidos = config.topics.pedidos.clone();
     let notificacoes = config.topics.notificacoes.clone();
@@ -281,10 +303,16 @@ async fn follow(
                         records += 1;
                         if m.topic() == pedidos {
                             if let Ok(order) = decode::<Order>(m.payload()) {
-                                changes.order(&order);
+                                if !posted.claim_order(order.id) {
+                                    changes.order(&order);
+                                }
                             }
                         } else if let Ok(event) = decode::<StatusEvent>(m.payload()) {
-                            changes.status(&event);
+                            let own = event.status == Status::Analise
+                                && posted.claim_received(event.pedido_id);
+                            if !own {
+                                changes.status(&event);
+                            }
                         }
                         changes.read_up_to(m.topic(), m.partition(), m.offset());
                     }

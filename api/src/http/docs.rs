@@ -126,6 +126,7 @@ pub(crate) fn test_document_with(bearer: bool) -> (Value, String) {
     let (writer, _) = crate::store::Writer::start(
         store.clone(),
         live.clone(),
+        Arc::default(),
         Box::new(|_| {}),
         tokio_util::sync::CancellationToken::new(),
     );

@@ -392,7 +392,7 @@ impl OrdersApi {
                 let mut changes = Changes::default();
                 changes.order(&order);
                 changes.status(&received);
-                self.view.writer.write(changes, self.catch_up_timeout).await
+                self.view.writer.post(changes, self.catch_up_timeout).await
             }
             Err(_) => Ok(()),
         };

@@ -4,9 +4,11 @@
 //! restart resumes where the view stands and never re-reads the topics from the start.
 
 mod changes;
+mod posted;
 mod writer;
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -19,6 +21,7 @@ use sqlx::{AnyPool, Executor as _, Row as _};
 use uuid::Uuid;
 
 pub use changes::{Changes, OrderRow};
+pub use posted::Posted;
 pub use writer::{Writer, WriterError};
 
 use crate::orders::{HistoryEntry, OrderView};
@@ -210,7 +213,7 @@ impl Store {
                  data_solicitacao = COALESCE(pedidos.data_solicitacao, excluded.data_solicitacao), \
                  recebido = COALESCE(pedidos.data_solicitacao, excluded.data_solicitacao, \
                  {least}(pedidos.recebido, excluded.recebido))",
-                placeholders(chunk.len(), 7),
+                placeholders(self.kind, chunk.len(), 7),
                 least = self.function("least"),
             );
             let mut query = sqlx::query(&sql).persistent(false);
@@ -232,7 +235,7 @@ impl Store {
             let sql = format!(
                 "INSERT INTO eventos (evento_id, pedido_id, status, motivo, data_evento) \
                  VALUES {} ON CONFLICT (evento_id) DO NOTHING",
-                placeholders(chunk.len(), 5)
+                placeholders(self.kind, chunk.len(), 5)
             );
             let mut query = sqlx::query(&sql).persistent(false);
             for e in chunk {
@@ -251,7 +254,7 @@ impl Store {
                 "INSERT INTO offsets (topic, part, next_offset) VALUES {} \
                  ON CONFLICT (topic, part) DO UPDATE SET \
                  next_offset = {greatest}(offsets.next_offset, excluded.next_offset)",
-                placeholders(chunk.len(), 3),
+                placeholders(self.kind, chunk.len(), 3),
                 greatest = self.function("greatest"),
             );
             let mut query = sqlx::query(&sql).persistent(false);
@@ -287,11 +290,8 @@ impl Store {
             .collect::<Result<_, _>>()?;
         let sql = format!(
             "SELECT evento_id, pedido_id, status, motivo, data_evento FROM eventos \
-             WHERE pedido_id IN ({})",
-            (1..=ids.len())
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+             WHERE pedido_id IN {}",
+            placeholders(self.kind, 1, ids.len())
         );
         let mut query = sqlx::query(&sql).persistent(false);
         for id in &ids {
@@ -344,18 +344,28 @@ impl Store {
 const SELECT_ORDERS: &str =
     "SELECT id, usuario, produto, quantidade, valor, data_solicitacao FROM pedidos";
 
-/// `($1, $2), ($3, $4)` for two rows of two columns: numbered, as PostgreSQL needs, and in
-/// ascending order, which SQLite reads the same way.
-fn placeholders(rows: usize, columns: usize) -> String {
-    (0..rows)
-        .map(|r| {
-            let row: Vec<String> = (1..=columns)
-                .map(|c| format!("${}", r * columns + c))
-                .collect();
-            format!("({})", row.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+/// The parameters of a multi-row `VALUES`: `($1, $2), ($3, $4)` for two rows of two columns
+/// on PostgreSQL, which needs them numbered; `(?, ?), (?, ?)` on SQLite, which binds anonymous
+/// parameters in order, while each numbered one costs it a scan of all the statement's
+/// parameters, to parse and again to bind (quadratic: most of a 400-row statement's time).
+fn placeholders(kind: StoreKind, rows: usize, columns: usize) -> String {
+    let mut sql = String::with_capacity(rows * columns * 7);
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 1..=columns {
+            if c > 1 {
+                sql.push_str(", ");
+            }
+            match kind {
+                StoreKind::Postgres => {
+                    let _ = write!(sql, "${}", r * columns + c);
+                }
+                StoreKind::Sqlite => sql.push('?'),
+            }
+        }
+        sql.push(')');
+    }
+    sql
 }
 
 fn nanos(at: DateTime<chrono::Utc>) -> i64 {
@@ -378,8 +388,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn placeholders_are_numbered_across_rows() {
-        assert_eq!(placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
-        assert_eq!(placeholders(1, 1), "($1)");
+    fn placeholders_are_numbered_across_rows_for_postgres_and_anonymous_for_sqlite() {
+        let two_rows = placeholders(StoreKind::Postgres, 2, 3);
+        assert_eq!(two_rows, "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(placeholders(StoreKind::Postgres, 1, 1), "($1)");
+        assert_eq!(placeholders(StoreKind::Sqlite, 2, 2), "(?, ?), (?, ?)");
     }
 }

@@ -1,6 +1,7 @@
-//! The one task that writes to the store: it takes the reader's batches and the POST handlers'
-//! orders, merges whatever is waiting into one transaction (a group commit: one commit for many
-//! requests), then tells who waits on those orders.
+//! The one task that writes to the store: it takes the POST handlers' orders and the reader's
+//! batches, merges whatever is waiting into one transaction (a group commit: one commit for many
+//! requests), then tells who waits on those orders. POSTs go first: a client waits on each,
+//! while the reader's batches only move the view along.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,13 +9,15 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::{Changes, Store};
+use super::{Changes, Posted, Store};
 use crate::live::Live;
 
 /// Most rows one transaction writes; what is still waiting goes into the next one.
 const MAX_ROWS_PER_COMMIT: usize = 5_000;
-/// Batches waiting for the writer: beyond this, the reader waits (backpressure).
-const QUEUE: usize = 8;
+/// The reader's batches waiting for the writer: beyond this, the reader waits (backpressure).
+const BATCH_QUEUE: usize = 8;
+/// POSTs waiting for the writer; each holds a request open, so HTTP concurrency bounds them.
+const POST_QUEUE: usize = 1_024;
 /// Pause after a failed commit before the same batch is tried again.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
@@ -34,7 +37,8 @@ struct Job {
 /// A handle to the writer task. Cheap to clone.
 #[derive(Clone)]
 pub struct Writer {
-    jobs: mpsc::Sender<Job>,
+    posts: mpsc::Sender<Job>,
+    batches: mpsc::Sender<Job>,
 }
 
 /// Called after every commit with what it wrote (for the reader's progress).
@@ -45,23 +49,30 @@ impl Writer {
     pub fn start(
         store: Store,
         live: Arc<Live>,
+        posted: Arc<Posted>,
         on_commit: OnCommit,
         shutdown: CancellationToken,
     ) -> (Self, tokio::task::JoinHandle<()>) {
-        let (jobs, queue) = mpsc::channel(QUEUE);
-        let task = tokio::spawn(run(store, live, on_commit, queue, shutdown));
-        (Self { jobs }, task)
+        let (posts, post_queue) = mpsc::channel(POST_QUEUE);
+        let (batches, batch_queue) = mpsc::channel(BATCH_QUEUE);
+        let queues = Queues {
+            posts: post_queue,
+            batches: batch_queue,
+        };
+        let task = tokio::spawn(run(store, live, posted, on_commit, queues, shutdown));
+        (Self { posts, batches }, task)
     }
 
-    /// Writes and waits for the commit, up to `within`.
-    pub async fn write(&self, changes: Changes, within: Duration) -> Result<(), WriterError> {
+    /// Writes a POST's order and its `Analise`, ahead of the reader's batches, and waits for the
+    /// commit, up to `within`. Once committed, the reader skips them when it reads them back.
+    pub async fn post(&self, changes: Changes, within: Duration) -> Result<(), WriterError> {
         let (done, committed) = oneshot::channel();
         let job = Job {
             changes,
             done: Some(done),
         };
         let sent = async {
-            self.jobs
+            self.posts
                 .send(job)
                 .await
                 .map_err(|_| WriterError::Stopped)?;
@@ -78,37 +89,75 @@ impl Writer {
             changes,
             done: None,
         };
-        self.jobs.send(job).await.map_err(|_| WriterError::Stopped)
+        self.batches
+            .send(job)
+            .await
+            .map_err(|_| WriterError::Stopped)
+    }
+}
+
+struct Queues {
+    posts: mpsc::Receiver<Job>,
+    batches: mpsc::Receiver<Job>,
+}
+
+impl Queues {
+    /// The next job, POSTs first; `None` once both queues are closed and empty.
+    async fn next(&mut self, shutdown: &CancellationToken) -> Option<Job> {
+        if !shutdown.is_cancelled() {
+            tokio::select! {
+                biased;
+                Some(job) = self.posts.recv() => return Some(job),
+                Some(job) = self.batches.recv() => return Some(job),
+                _ = shutdown.cancelled() => {}
+            }
+        }
+        // Stopping: write what is already queued, then stop.
+        self.posts.close();
+        self.batches.close();
+        match self.posts.recv().await {
+            Some(job) => Some(job),
+            None => self.batches.recv().await,
+        }
+    }
+
+    /// A job that is ready now, POSTs first.
+    fn ready(&mut self) -> Option<Job> {
+        self.posts
+            .try_recv()
+            .or_else(|_| self.batches.try_recv())
+            .ok()
     }
 }
 
 async fn run(
     store: Store,
     live: Arc<Live>,
+    posted: Arc<Posted>,
     on_commit: OnCommit,
-    mut queue: mpsc::Receiver<Job>,
+    mut queues: Queues,
     shutdown: CancellationToken,
 ) {
     loop {
-        let first = tokio::select! {
-            biased;
-            job = queue.recv() => job,
-            _ = shutdown.cancelled() => {
-                // Write what is already queued, then stop.
-                queue.close();
-                queue.recv().await
-            }
+        let Some(first) = queues.next(&shutdown).await else {
+            return;
         };
-        let Some(first) = first else { return };
-        let mut changes = first.changes;
-        let mut waiting: Vec<oneshot::Sender<()>> = first.done.into_iter().collect();
-        while changes.len() < MAX_ROWS_PER_COMMIT {
-            match queue.try_recv() {
-                Ok(job) => {
-                    changes.absorb(job.changes);
-                    waiting.extend(job.done);
-                }
-                Err(_) => break,
+        let mut changes = Changes::default();
+        let mut posts: Vec<uuid::Uuid> = Vec::new();
+        let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            if job.done.is_some() {
+                posts.extend(job.changes.touched().copied());
+            }
+            if changes.is_empty() {
+                changes = job.changes;
+            } else {
+                changes.absorb(job.changes);
+            }
+            waiting.extend(job.done);
+            if changes.len() < MAX_ROWS_PER_COMMIT {
+                next = queues.ready();
             }
         }
         // A batch is never dropped: its offsets would move past rows never written.
@@ -124,6 +173,7 @@ async fn run(
             }
             tokio::time::sleep(RETRY_PAUSE).await;
         }
+        posted.insert(posts);
         on_commit(&changes);
         live.changed(changes.touched());
         for done in waiting {
