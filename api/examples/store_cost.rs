@@ -8,7 +8,8 @@
 //! - `STORE_URL`: `sqlite:<file>` (default: a fresh file in a temporary directory) or
 //!   `postgres://…` (an empty database);
 //! - `ORDERS` (default 100,000), `POST_BATCH` (default 10);
-//! - `IDS`: `v4` (random order ids) or `v7` (time-ordered), default `v7`;
+//! - `IDS`: `v4` (random order ids) or `v7` (time-ordered, what `Order::new` makes), default
+//!   `v7`;
 //! - `READER`: `all` (the reader writes every record it reads) or `skip-own` (it skips the order
 //!   and `Analise` the POST already wrote, and writes the verdict), default `skip-own`.
 //!
@@ -67,9 +68,7 @@ async fn main() {
                     1,
                     Decimal::new(1990, 2),
                 );
-                if v7 {
-                    order.id = Uuid::now_v7();
-                }
+                order.id = if v7 { Uuid::now_v7() } else { Uuid::new_v4() };
                 order
             })
             .collect();

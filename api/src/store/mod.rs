@@ -234,7 +234,7 @@ impl Store {
         for chunk in events.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO eventos (evento_id, pedido_id, status, motivo, data_evento) \
-                 VALUES {} ON CONFLICT (evento_id) DO NOTHING",
+                 VALUES {} ON CONFLICT (pedido_id, evento_id) DO NOTHING",
                 placeholders(self.kind, chunk.len(), 5)
             );
             let mut query = sqlx::query(&sql).persistent(false);
