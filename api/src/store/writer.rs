@@ -18,6 +18,8 @@ const MAX_ROWS_PER_COMMIT: usize = 5_000;
 const BATCH_QUEUE: usize = 8;
 /// POSTs waiting for the writer; each holds a request open, so HTTP concurrency bounds them.
 const POST_QUEUE: usize = 1_024;
+/// How long a commit that starts with a POST waits for more POSTs to join it.
+const POST_LINGER: Duration = Duration::from_millis(1);
 /// Pause after a failed commit before the same batch is tried again.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
@@ -145,6 +147,12 @@ async fn run(
         let mut changes = Changes::default();
         let mut posts: Vec<uuid::Uuid> = Vec::new();
         let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
+        // A commit that starts with a POST waits a moment for more: commits cost the same
+        // however few rows they hold, and a client's wait is mostly the broker's anyway.
+        let linger = first
+            .done
+            .is_some()
+            .then(|| tokio::time::Instant::now() + POST_LINGER);
         let mut next = Some(first);
         while let Some(job) = next.take() {
             if job.done.is_some() {
@@ -158,6 +166,12 @@ async fn run(
             waiting.extend(job.done);
             if changes.len() < MAX_ROWS_PER_COMMIT {
                 next = queues.ready();
+                if let (None, Some(until)) = (&next, linger) {
+                    next = tokio::time::timeout_at(until, queues.posts.recv())
+                        .await
+                        .ok()
+                        .flatten();
+                }
             }
         }
         // A batch is never dropped: its offsets would move past rows never written.
