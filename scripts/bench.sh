@@ -18,6 +18,10 @@
 # written nowhere unless BENCH_OUT is set. BENCH_AUTH=jwt runs the API with api.auth = "jwt" and
 # an HS256 secret generated for the run (never printed), and loadgen sends an operator token
 # minted with `loadgen token bench --ops` (LOADGEN_TOKEN): the cost of verifying a token per order.
+# Each mesh gets a new, empty order store: BENCH_STORE=sqlite (the default, a file in the temp
+# dir) or BENCH_STORE=postgres (a PostgreSQL server of the bench's own, Debian's `postgresql`
+# package, one database per mesh). BENCH_GETS=1 has loadgen GET every order right after its 202
+# (`--get-after-202`): the GET's latency under load, and whether any was not found.
 #
 # It reports the CPU each process used during every run, checks the targets (end-to-end ≥ 25 % of
 # the pipeline's capacity; p99 POST → verdict ≤ 25 ms at 1,000 orders/s; the four idle daemons
@@ -33,6 +37,7 @@
 #   IDLE_SECS=30 [5]  WARM_SECS=5 [1]  CONCURRENCY=64  RATE=1000  INFO_RUN=1 [0]
 #   BROKER_HEAP=512m  BENCH_OUT=BENCHMARKS.md [unset]  KEEP=0 (1: keep the temp dir: logs, JSON,
 #   the brokers' data)  BENCH_PHASES="raw max rate info"  BENCH_AUTH=none (or jwt)
+#   BENCH_STORE=sqlite (or postgres)  BENCH_GETS=0 (or 1)
 # Needs Java 17+ (and Maven the first time, to fetch Kafka: see scripts/kafka.sh), Python 3, curl.
 set -euo pipefail
 cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
@@ -72,6 +77,12 @@ BROKER_HEAP=${BROKER_HEAP:-512m}
 KEEP=${KEEP:-0}
 BENCH_AUTH=${BENCH_AUTH:-none}
 [[ $BENCH_AUTH == none || $BENCH_AUTH == jwt ]] || die "BENCH_AUTH must be none or jwt, not ${BENCH_AUTH@Q}"
+BENCH_STORE=${BENCH_STORE:-sqlite}
+[[ $BENCH_STORE == sqlite || $BENCH_STORE == postgres ]] || die "BENCH_STORE must be sqlite or postgres, not ${BENCH_STORE@Q}"
+BENCH_GETS=${BENCH_GETS:-0}
+GET_FLAG=()
+[[ $BENCH_GETS == 1 ]] && GET_FLAG=(--get-after-202)
+export BENCH_STORE BENCH_GETS
 ALL_PHASES="raw max rate info"
 BENCH_PHASES=${BENCH_PHASES:-$ALL_PHASES}
 BENCH_PHASES=${BENCH_PHASES//,/ }
@@ -153,6 +164,7 @@ cleanup() {
   kill -KILL "${PIDS[loadgen]:-}" 2>/dev/null || true
   stop_mesh
   stop_broker
+  stop_postgres
   if [[ $KEEP == 1 ]]; then
     printf 'bench: logs and JSON kept in %s\n' "$WORK" >&2
   else
@@ -234,6 +246,39 @@ if [[ $BENCH_AUTH == jwt ]]; then
   export LOADGEN_TOKEN
 fi
 
+# BENCH_STORE=postgres: one server for the whole bench, in $WORK/postgres on a free port, run as
+# the `postgres` user when the bench runs as root (PostgreSQL refuses root); one database per mesh.
+PG_BIN='' PG_PORT=''
+as_pg() { if ((EUID == 0)); then setpriv --reuid=postgres --regid=postgres --init-groups -- "$@"; else "$@"; fi; }
+start_postgres() {
+  PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  [[ -x $PG_BIN/initdb ]] || die "BENCH_STORE=postgres: no PostgreSQL server found; install Debian's postgresql package"
+  read -r PG_PORT < <(free_ports 1)
+  mkdir -p "$WORK/postgres"
+  ((EUID == 0)) && chown postgres: "$WORK/postgres" && chmod o+x "$WORK"
+  as_pg "$PG_BIN/initdb" -D "$WORK/postgres/data" -U pedidos --auth=trust >"$WORK/postgres/initdb.log" 2>&1 ||
+    die "initdb failed: see $WORK/postgres/initdb.log"
+  as_pg "$PG_BIN/pg_ctl" -D "$WORK/postgres/data" -l "$WORK/postgres/server.log" -w \
+    -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=" start >/dev/null ||
+    die "PostgreSQL did not start: see $WORK/postgres/server.log"
+  log "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PG_PORT"
+}
+stop_postgres() {
+  [[ -n $PG_PORT ]] || return 0
+  as_pg "$PG_BIN/pg_ctl" -D "$WORK/postgres/data" -m fast -w stop >/dev/null 2>&1 || true
+  PG_PORT=''
+}
+# store_url TAG: a new, empty order store for the mesh TAG.
+store_url() {
+  if [[ $BENCH_STORE == postgres ]]; then
+    "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U pedidos "$1" || die "createdb $1 failed"
+    printf 'postgres://pedidos@127.0.0.1:%s/%s' "$PG_PORT" "$1"
+  else
+    printf 'sqlite:%s/pedidos-api-%s.db' "$WORK" "$1"
+  fi
+}
+[[ $BENCH_STORE == postgres ]] && start_postgres
+
 start_broker() { # start_broker TAG: a new, empty Kafka node on free ports, in $WORK/kafka-TAG
   local dir=$WORK/kafka-$1 controller_port i
   read -r KAFKA_PORT controller_port < <(free_ports 2)
@@ -293,9 +338,10 @@ export PEDIDOS_NOTIFICATION__ADMIN_LISTEN=127.0.0.1:$NOTIFICATION_ADMIN
 export PEDIDOS_MONITORING__ADMIN_LISTEN=127.0.0.1:$MONITORING_ADMIN
 
 start_mesh() { # start_mesh RUST_LOG_LEVEL TAG
-  local level=$1 tag=$2 name i
+  local level=$1 tag=$2 name i store
+  store=$(store_url "$tag")
   for name in "${DAEMONS[@]}"; do
-    RUST_LOG=$level PEDIDOS_API__LISTEN=127.0.0.1:$API_PORT \
+    RUST_LOG=$level PEDIDOS_API__LISTEN=127.0.0.1:$API_PORT PEDIDOS_API__STORE_URL=$store \
       PEDIDOS_MONITORING__AUDIT_FILE="$WORK/audit-$tag.jsonl" \
       spawn "$name" "$BIN/$name" >"$WORK/$name-$tag.log" 2>&1
   done
@@ -380,7 +426,7 @@ if has_phase max; then
   CPU_CLOCK=ns cpu_snapshot >"$WORK/idle.cpu0.json"
   pause "$IDLE_SECS"
   CPU_CLOCK=ns cpu_snapshot >"$WORK/idle.cpu1.json"
-  run_loadgen "$WORK/max.json" --concurrency "$CONCURRENCY" --duration "${MAX_SECS}s" --seed 2
+  run_loadgen "$WORK/max.json" --concurrency "$CONCURRENCY" --duration "${MAX_SECS}s" --seed 2 "${GET_FLAG[@]}"
   procs_json hwm_kb "${DAEMONS[@]}" broker >"$WORK/rss-peak.json"
   stop_mesh
 fi
@@ -389,7 +435,7 @@ if has_phase rate; then
   log "3. the mesh at $RATE orders/s for ${RATE_SECS}s"
   fresh_mesh warn rate
   warm_up rate 6
-  run_loadgen "$WORK/rate.json" --rate "$RATE" --duration "${RATE_SECS}s" --seed 3
+  run_loadgen "$WORK/rate.json" --rate "$RATE" --duration "${RATE_SECS}s" --seed 3 "${GET_FLAG[@]}"
   stop_mesh
 fi
 
@@ -397,7 +443,7 @@ if [[ $INFO_RUN == 1 ]] && has_phase info; then
   log "4. the mesh at full speed again with RUST_LOG=info"
   fresh_mesh info info
   warm_up info 4
-  run_loadgen "$WORK/max-info.json" --concurrency "$CONCURRENCY" --duration "${MAX_SECS}s" --seed 5
+  run_loadgen "$WORK/max-info.json" --concurrency "$CONCURRENCY" --duration "${MAX_SECS}s" --seed 5 "${GET_FLAG[@]}"
   stop_mesh
 fi
 stop_broker
@@ -489,11 +535,17 @@ w = L.append
 w(f"Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}  ")
 flag = " --short" if short == "1" else ""
 extra = (f" BENCH_PHASES=\"{phases}\"" if partial else "") + (f" BENCH_AUTH={auth}" if auth != "none" else "")
+store = os.environ.get("BENCH_STORE", "sqlite")
+gets = os.environ.get("BENCH_GETS", "0") == "1"
+extra += (f" BENCH_STORE={store}" if store != "sqlite" else "") + (" BENCH_GETS=1" if gets else "")
 w(f"Command: `scripts/bench.sh{flag}` (RAW_RECORDS={raw_records} PIPELINE_UNITS={pipeline_units} MAX_SECS={max_secs} "
   f"CONCURRENCY={concurrency} RATE={rate} RATE_SECS={rate_secs} IDLE_SECS={idle_secs} WARM_SECS={warm_secs}{extra})  ")
 if auth == "jwt":
     w("Auth: api.auth = \"jwt\", HS256 with a secret generated for the run; loadgen sends one operator token "
       "(`loadgen token bench --ops`) with every order, so each request is verified by the API.  ")
+w("Order store: " + ("PostgreSQL, a server of the bench's own (default settings), one database per mesh"
+                     if store == "postgres" else "SQLite, the default, one file per mesh in the temp dir")
+  + ("; loadgen GETs every order right after its 202 (`--get-after-202`)" if gets else "") + ".  ")
 data_fs = sh(f"df -PT {work} | awk 'NR == 2 {{ print $2 }}'") or "?"
 build = f", commit {broker['commit']}" if broker.get("commit") else ""
 if not broker["version_source"].startswith("the broker's"):
@@ -552,8 +604,10 @@ def run_table(title, key):
     w("")
     w("| latency (ms) | count | p50 | p90 | p99 | max |")
     w("|---|---:|---:|---:|---:|---:|")
-    for name, k in [("POST → 202", "post_202"), ("POST → Analise", "post_analise"), ("POST → verdict", "post_verdict")]:
-        l = r["latency_ms"][k]
+    for name, k in [("POST → 202", "post_202"), ("202 → GET 200", "get_after_202"), ("POST → Analise", "post_analise"), ("POST → verdict", "post_verdict")]:
+        l = r["latency_ms"].get(k)
+        if not l:
+            continue
         w(f"| {name} | {l['count']} | {l['p50_ms']:.2f} | {l['p90_ms']:.2f} | {l['p99_ms']:.2f} | {l['max_ms']:.2f} |")
     w("")
     w(f"CPU used during the run (cores; the machine has {sh('nproc')}): {cpu_line(cpu[key])}.")

@@ -33,6 +33,9 @@ pub struct DriveOptions {
     pub timeout: Duration,
     /// `Bearer <token>`, built once ([`crate::auth::bearer`]) and sent with every request.
     pub authorization: Option<HeaderValue>,
+    /// After each 202, `GET /pedidos/{id}` at once: what a client that reads its own order
+    /// right after placing it sees (any answer but 200 is counted as `get_http_<status>`).
+    pub get_after_202: bool,
 }
 
 impl DriveOptions {
@@ -53,6 +56,8 @@ pub struct Counters {
 pub struct Driven {
     pub errors: ErrorCounts,
     pub post_202: Latency,
+    /// Empty unless `get_after_202`.
+    pub get_after_202: Latency,
     /// From the first request sent to the last response received.
     pub send_phase: Duration,
     pub started: Instant,
@@ -75,6 +80,7 @@ struct Accepted {
 #[derive(Default)]
 struct Outcomes {
     post_202: Latency,
+    get_after_202: Latency,
     errors: ErrorCounts,
     last_response: Option<Instant>,
 }
@@ -86,6 +92,7 @@ struct Sender {
     registrar: Option<Registrar>,
     counters: Arc<Counters>,
     outcomes: Mutex<Outcomes>,
+    get_after_202: bool,
 }
 
 impl Sender {
@@ -111,12 +118,38 @@ impl Sender {
                 self.counters.errors.fetch_add(1, Ordering::Relaxed);
             }
         }
+        let read = match outcome {
+            Ok(id) if self.get_after_202 => Some(self.get(id).await),
+            _ => None,
+        };
+        let last = Instant::now();
         let mut outcomes = self.outcomes.lock().expect("driver outcomes");
         match outcome {
             Ok(_) => outcomes.post_202.record(done - sent_at),
             Err(kind) => outcomes.errors.add(kind),
         }
-        outcomes.last_response = Some(outcomes.last_response.map_or(done, |t| t.max(done)));
+        match read {
+            Some(Ok(())) => outcomes.get_after_202.record(last - done),
+            Some(Err(kind)) => outcomes.errors.add(kind),
+            None => {}
+        }
+        outcomes.last_response = Some(outcomes.last_response.map_or(last, |t| t.max(last)));
+    }
+
+    /// Reads the order just accepted.
+    async fn get(&self, id: Uuid) -> Result<(), ErrorKind> {
+        let response = self
+            .client
+            .get(format!("{}/{id}", self.endpoint))
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        let status = response.status();
+        response.bytes().await.map_err(|e| classify(&e))?;
+        match status {
+            StatusCode::OK => Ok(()),
+            other => Err(ErrorKind::Get(other.as_u16())),
+        }
     }
 
     async fn post(&self, body: Vec<u8>) -> Result<Uuid, ErrorKind> {
@@ -178,6 +211,7 @@ pub async fn drive(
         registrar,
         counters,
         outcomes: Mutex::new(Outcomes::default()),
+        get_after_202: options.get_after_202,
     });
     let started = Instant::now();
     let deadline = options.duration.map(|d| started + d);
@@ -196,6 +230,7 @@ pub async fn drive(
     Ok(Driven {
         errors: outcomes.errors,
         post_202: outcomes.post_202,
+        get_after_202: outcomes.get_after_202,
         send_phase,
         started,
         max_schedule_lag,
@@ -299,6 +334,7 @@ mod tests {
             count: Some(1),
             timeout: Duration::from_secs(1),
             authorization: None,
+            get_after_202: false,
         };
         assert_eq!(o.endpoint(), "http://127.0.0.1:8000/pedidos");
         o.url = "http://127.0.0.1:8000".into();
@@ -379,6 +415,7 @@ mod tests {
             count: Some(count),
             timeout: Duration::from_secs(5),
             authorization,
+            get_after_202: false,
         };
         let counters = Arc::new(Counters::default());
         let driven = drive(

@@ -96,6 +96,10 @@ struct RunArgs {
     /// Send this many orders.
     #[arg(long, value_name = "N", conflicts_with = "forever")]
     count: Option<u64>,
+    /// After each 202, GET the order at once, and report that GET's latency (202 -> GET 200)
+    /// and any answer but 200 (`get_http_404`: the order was not found right after its 202).
+    #[arg(long)]
+    get_after_202: bool,
     /// Send until interrupted (Ctrl-C), then report.
     #[arg(long)]
     forever: bool,
@@ -327,6 +331,7 @@ async fn run_main(args: RunArgs) -> ExitCode {
         count: args.count,
         timeout: args.timeout,
         authorization: credentials.header().cloned(),
+        get_after_202: args.get_after_202,
     };
     let driven = match driver::drive(
         &options,
@@ -366,6 +371,7 @@ async fn run_main(args: RunArgs) -> ExitCode {
         errors: driven.errors,
         send_phase: driven.send_phase,
         post_202: Some(driven.post_202.summary()),
+        get_after_202: args.get_after_202.then(|| driven.get_after_202.summary()),
         max_schedule_lag: driven.max_schedule_lag,
         ..RunTotals::default()
     };

@@ -85,16 +85,20 @@ pub enum ErrorKind {
     Timeout,
     /// A 202 whose body carries no order id.
     InvalidResponse,
+    /// `--get-after-202`: the GET of an accepted order answered this status, not 200.
+    Get(u16),
 }
 
 impl ErrorKind {
-    /// The key used in reports: `http_503`, `connection`, `timeout`, `invalid_response`.
+    /// The key used in reports: `http_503`, `connection`, `timeout`, `invalid_response`,
+    /// `get_http_404`.
     pub fn label(self) -> String {
         match self {
             ErrorKind::Http(code) => format!("http_{code}"),
             ErrorKind::Connection => "connection".into(),
             ErrorKind::Timeout => "timeout".into(),
             ErrorKind::InvalidResponse => "invalid_response".into(),
+            ErrorKind::Get(code) => format!("get_http_{code}"),
         }
     }
 }

@@ -33,6 +33,8 @@ pub struct RunTotals {
     /// From the first request sent to the last response received.
     pub send_phase: Duration,
     pub post_202: Option<LatencySummary>,
+    /// 202 → the answer of `GET /pedidos/{id}`, with `--get-after-202`.
+    pub get_after_202: Option<LatencySummary>,
     pub post_analise: Option<LatencySummary>,
     pub post_verdict: Option<LatencySummary>,
     /// Accepted orders whose `Analise` / verdict event was seen on `Notificacoes`.
@@ -67,6 +69,7 @@ pub struct Errors {
 #[derive(Debug, Clone, Serialize)]
 pub struct Latencies {
     pub post_202: Option<LatencySummary>,
+    pub get_after_202: Option<LatencySummary>,
     pub post_analise: Option<LatencySummary>,
     pub post_verdict: Option<LatencySummary>,
 }
@@ -118,6 +121,7 @@ impl RunReport {
             },
             latency_ms: Latencies {
                 post_202: t.post_202,
+                get_after_202: t.get_after_202,
                 post_analise: t.post_analise.filter(|_| tracked),
                 post_verdict: t.post_verdict.filter(|_| tracked),
             },
@@ -203,12 +207,15 @@ impl RunReport {
             out,
             "latency ms          count       p50       p90       p99       max"
         );
+        // The GET row only when GETs were asked for (`--get-after-202`).
+        let get = self.latency_ms.get_after_202;
         let rows = [
-            ("POST -> 202", self.latency_ms.post_202),
-            ("POST -> Analise", self.latency_ms.post_analise),
-            ("POST -> verdict", self.latency_ms.post_verdict),
+            ("POST -> 202", self.latency_ms.post_202, true),
+            ("202 -> GET 200", get, get.is_some()),
+            ("POST -> Analise", self.latency_ms.post_analise, true),
+            ("POST -> verdict", self.latency_ms.post_verdict, true),
         ];
-        for (name, summary) in rows {
+        for (name, summary, _) in rows.into_iter().filter(|row| row.2) {
             match summary {
                 Some(l) if l.count > 0 => {
                     let _ = writeln!(
@@ -265,6 +272,7 @@ mod tests {
             errors,
             send_phase: Duration::from_secs(2),
             post_202: Some(lat.summary()),
+            get_after_202: None,
             post_analise: Some(lat.summary()),
             post_verdict: Some(lat.summary()),
             analise_seen: 1000,
@@ -299,6 +307,22 @@ mod tests {
         ] {
             assert!(text.contains(needle), "{needle:?} not in\n{text}");
         }
+    }
+
+    #[test]
+    fn the_get_after_202_row_and_its_errors_show_only_when_gets_were_sent() {
+        let without = RunReport::new(settings(true), &totals()).to_text();
+        assert!(!without.contains("202 -> GET 200"), "{without}");
+        let mut t = totals();
+        let mut get = Latency::new();
+        get.record(ms(2));
+        t.get_after_202 = Some(get.summary());
+        t.errors.add(ErrorKind::Get(404));
+        let r = RunReport::new(settings(true), &t);
+        assert_eq!(r.latency_ms.get_after_202.map(|l| l.count), Some(1));
+        let text = r.to_text();
+        assert!(text.contains("202 -> GET 200"), "{text}");
+        assert!(text.contains("get_http_404: 1"), "{text}");
     }
 
     #[test]
