@@ -185,12 +185,15 @@ impl View {
             writer_stop.clone(),
         );
         let reader_stop = CancellationToken::new();
-        let reader = Reader {
-            writer: writer.clone(),
+        let (reader, catch_up) = follow(
+            config,
+            &store,
+            writer.clone(),
             posted,
             applied,
-        };
-        let (reader, catch_up) = follow(config, &store, reader, reader_stop.clone()).await?;
+            reader_stop.clone(),
+        )
+        .await?;
         Ok(Self {
             handle: ViewHandle {
                 store,
@@ -214,29 +217,19 @@ impl View {
     }
 }
 
-/// What the reader hands its batches to, and shares with the writer.
-struct Reader {
-    writer: Writer,
-    /// What this instance's POSTs already wrote: read back, it is skipped.
-    posted: Arc<Posted>,
-    applied: Arc<Applied>,
-}
-
 /// Assigns all partitions of both topics at the offsets the store holds (the beginning for a
 /// partition it has never read), then hands records to the writer in batches until `shutdown`.
 /// Records that do not decode are skipped here (fraud and notification dead-letter them), but
-/// their offsets are kept like any other's.
+/// their offsets are kept like any other's; so is what this instance's POSTs already wrote
+/// (`posted`).
 async fn follow(
     config: &Config,
     store: &Store,
-    reader: Reader,
+    writer: Writer,
+    posted: Arc<Posted>,
+    applied: Arc<Applied>,
     shutdown: CancellationToken,
 ) -> Result<(tokio::task::JoinHandle<()>, CatchUp), ViewError> {
-    let Reader {
-        writer,
-        posted,
-        applied,
-    } = reader;
     let consumer = Arc::new(kafka::reader(&config.kafka)?);
     let pedidos = config.topics.pedidos.clone();
     let notificacoes = config.topics.notificacoes.clone();

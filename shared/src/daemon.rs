@@ -70,7 +70,7 @@ where
 /// and a fixed mmap threshold of 128 KiB: glibc otherwise raises the threshold each time a
 /// large block is freed, so librdkafka's fetch buffers and large SQL statements come to live in
 /// the heap and their memory is never returned. Measured on the API's order view from 10,000
-/// to 200,000 orders: RSS grew by about 10 MiB without this, 2.5 MiB with it. Elsewhere than
+/// to 200,000 orders: RSS grew by about 10 MiB without this, 2.8 MiB with it. Elsewhere than
 /// glibc, nothing to do.
 fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
