@@ -312,10 +312,25 @@ async fn prometheus_scrapes_the_mesh_and_every_dashboard_panel_has_data() {
         "up"
     );
 
-    let dead = prometheus
-        .scalar("sum(pedidos_records_dead_lettered_total)")
+    // Waited for, not read once: a lag of 0 comes from librdkafka's periodic statistics and
+    // can predate the garbage record's arrival (CI saw the counter still at 0 here).
+    let dead_query = "sum(pedidos_records_dead_lettered_total)";
+    prometheus
+        .until("the garbage record to be dead-lettered", WAIT, || async {
+            match prometheus.scalar(dead_query).await {
+                Some(d) if d >= 1.0 => Ok(d),
+                other => Err(format!("{dead_query} = {other:?}")),
+            }
+        })
         .await;
-    assert_eq!(dead, Some(1.0), "the one garbage record was dead-lettered");
+    // One more scrape, then exactly one: a second dead letter would be a bug.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let dead = prometheus.scalar(dead_query).await;
+    assert_eq!(
+        dead,
+        Some(1.0),
+        "the one garbage record was dead-lettered once"
+    );
 
     // Every panel of the dashboard has something to draw.
     for (title, expr) in &queries {
