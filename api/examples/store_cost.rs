@@ -56,6 +56,7 @@ async fn main() {
         ..ApiConfig::default()
     };
     let store = Store::open(&api).await.expect("the store opens");
+    let mut conn = store.write_connection();
 
     let mut offset = 0i64;
     let (wall, cpu) = (Instant::now(), cpu_time());
@@ -78,7 +79,7 @@ async fn main() {
                 changes.order(order);
                 changes.status(&StatusEvent::received(order));
             }
-            store.write(&changes).await.expect("a POST commit");
+            conn.write(&changes).await.expect("a POST commit");
         }
         let mut records: Vec<Changes> = Vec::new();
         let mut batch = Changes::default();
@@ -103,7 +104,7 @@ async fn main() {
         }
         records.push(batch);
         for changes in records {
-            store.write(&changes).await.expect("a reader commit");
+            conn.write(&changes).await.expect("a reader commit");
         }
     }
     let (wall, cpu) = (wall.elapsed(), cpu_time() - cpu);

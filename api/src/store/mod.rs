@@ -1,14 +1,14 @@
 //! The order view's store: SQLite (embedded, the default) or PostgreSQL (shared by several API
 //! instances), through sqlx's `Any` driver so one set of queries serves both. The view's rows
-//! and the offsets they were read up to are written in one transaction ([`Store::write`]), so a
+//! and the offsets they were read up to are written in one transaction ([`WriteConnection`]), so a
 //! restart resumes where the view stands and never re-reads the topics from the start.
 
 mod changes;
 mod posted;
+mod rows;
 mod writer;
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -17,7 +17,8 @@ use rust_decimal::Decimal;
 use shared::config::{ApiConfig, StoreKind};
 use shared::events::{Order, Status};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Executor as _, Row as _};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Connection as _, Executor as _, Row as _};
 use uuid::Uuid;
 
 pub use changes::{Changes, OrderRow};
@@ -43,12 +44,8 @@ pub enum StoreError {
 
 /// How long opening the store, or any one query's wait for a connection, may take.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
-/// SQLite connections: each keeps a page cache of up to 256 KiB. Statements whose text depends
-/// on a batch's size are not kept prepared (`persistent(false)`): kept, each size would be one
-/// more statement cached per connection.
+/// SQLite connections: each keeps a page cache of up to 256 KiB.
 const SQLITE_CONNECTIONS: u32 = 4;
-/// Rows per `INSERT` statement: well under SQLite's 32,766 bound parameters.
-const ROWS_PER_STATEMENT: usize = 400;
 
 static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -198,84 +195,11 @@ impl Store {
             .collect()
     }
 
-    /// Writes a batch in one transaction: rows, events and offsets together, or none of them.
-    /// Idempotent: a replayed batch changes nothing, and offsets only move forward.
-    pub async fn write(&self, changes: &Changes) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let rows: Vec<&OrderRow> = changes.rows().collect();
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "INSERT INTO pedidos (id, usuario, produto, quantidade, valor, data_solicitacao, \
-                 recebido) VALUES {} ON CONFLICT (id) DO UPDATE SET \
-                 produto = COALESCE(pedidos.produto, excluded.produto), \
-                 quantidade = COALESCE(pedidos.quantidade, excluded.quantidade), \
-                 valor = COALESCE(pedidos.valor, excluded.valor), \
-                 data_solicitacao = COALESCE(pedidos.data_solicitacao, excluded.data_solicitacao), \
-                 recebido = COALESCE(pedidos.data_solicitacao, excluded.data_solicitacao, \
-                 {least}(pedidos.recebido, excluded.recebido))",
-                placeholders(self.kind, chunk.len(), 7),
-                least = self.function("least"),
-            );
-            let mut query = sqlx::query(&sql).persistent(false);
-            for row in chunk {
-                let order = row.order.as_ref();
-                query = query
-                    .bind(row.id.to_string())
-                    .bind(row.usuario.clone())
-                    .bind(order.map(|o| o.produto.clone()))
-                    .bind(order.map(|o| i64::from(o.quantidade)))
-                    .bind(order.map(|o| o.valor.to_string()))
-                    .bind(order.map(|o| nanos(o.data_solicitacao)))
-                    .bind(nanos(row.recebido));
-            }
-            query.execute(&mut *tx).await?;
-        }
-        let events: Vec<_> = changes.events().collect();
-        for chunk in events.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "INSERT INTO eventos (evento_id, pedido_id, status, motivo, data_evento) \
-                 VALUES {} ON CONFLICT (pedido_id, evento_id) DO NOTHING",
-                placeholders(self.kind, chunk.len(), 5)
-            );
-            let mut query = sqlx::query(&sql).persistent(false);
-            for e in chunk {
-                query = query
-                    .bind(e.evento_id.to_string())
-                    .bind(e.pedido_id.to_string())
-                    .bind(e.status.as_str())
-                    .bind(e.motivo.clone())
-                    .bind(nanos(e.data_evento));
-            }
-            query.execute(&mut *tx).await?;
-        }
-        let offsets: Vec<_> = changes.offsets().collect();
-        for chunk in offsets.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "INSERT INTO offsets (topic, part, next_offset) VALUES {} \
-                 ON CONFLICT (topic, part) DO UPDATE SET \
-                 next_offset = {greatest}(offsets.next_offset, excluded.next_offset)",
-                placeholders(self.kind, chunk.len(), 3),
-                greatest = self.function("greatest"),
-            );
-            let mut query = sqlx::query(&sql).persistent(false);
-            for (topic, partition, next) in chunk {
-                query = query
-                    .bind(topic.to_string())
-                    .bind(i64::from(*partition))
-                    .bind(*next);
-            }
-            query.execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// SQLite's two-argument `min`/`max` are PostgreSQL's `least`/`greatest`.
-    fn function(&self, postgres: &'static str) -> &'static str {
-        match (self.kind, postgres) {
-            (StoreKind::Postgres, f) => f,
-            (StoreKind::Sqlite, "least") => "min",
-            (StoreKind::Sqlite, _) => "max",
+    /// A connection of its own for the one task that writes, held from commit to commit.
+    pub fn write_connection(&self) -> WriteConnection {
+        WriteConnection {
+            store: self.clone(),
+            conn: None,
         }
     }
 
@@ -288,15 +212,12 @@ impl Store {
             .iter()
             .map(|r| r.try_get("id"))
             .collect::<Result<_, _>>()?;
-        let sql = format!(
-            "SELECT evento_id, pedido_id, status, motivo, data_evento FROM eventos \
-             WHERE pedido_id IN {}",
-            placeholders(self.kind, 1, ids.len())
-        );
-        let mut query = sqlx::query(&sql).persistent(false);
-        for id in &ids {
-            query = query.bind(id.clone());
-        }
+        let events_of = match self.kind {
+            StoreKind::Sqlite => rows::SQLITE_EVENTS_OF,
+            StoreKind::Postgres => rows::POSTGRES_EVENTS_OF,
+        };
+        let ids = serde_json::to_string(&ids).expect("strings serialize");
+        let query = sqlx::query(events_of).bind(ids);
         let mut history: HashMap<String, Vec<HistoryEntry>> = HashMap::new();
         for e in query.fetch_all(&self.pool).await? {
             let status: String = e.try_get("status")?;
@@ -341,32 +262,68 @@ impl Store {
     }
 }
 
-const SELECT_ORDERS: &str =
-    "SELECT id, usuario, produto, quantidade, valor, data_solicitacao FROM pedidos";
+/// The writer's connection: each commit is one call on it, without a trip through the pool
+/// (which hands a connection back through a task of its own). On SQLite the whole transaction,
+/// `BEGIN` to `COMMIT`, is one call: one trip to sqlx's worker thread per commit instead of
+/// five; those trips, threads waking each other, were most of a small commit's cost.
+pub struct WriteConnection {
+    store: Store,
+    conn: Option<PoolConnection<Any>>,
+}
 
-/// The parameters of a multi-row `VALUES`: `($1, $2), ($3, $4)` for two rows of two columns
-/// on PostgreSQL, which needs them numbered; `(?, ?), (?, ?)` on SQLite, which binds anonymous
-/// parameters in order, while each numbered one costs it a scan of all the statement's
-/// parameters, to parse and again to bind (quadratic: most of a 400-row statement's time).
-fn placeholders(kind: StoreKind, rows: usize, columns: usize) -> String {
-    let mut sql = String::with_capacity(rows * columns * 7);
-    for r in 0..rows {
-        sql.push_str(if r == 0 { "(" } else { ", (" });
-        for c in 1..=columns {
-            if c > 1 {
-                sql.push_str(", ");
-            }
-            match kind {
-                StoreKind::Postgres => {
-                    let _ = write!(sql, "${}", r * columns + c);
-                }
-                StoreKind::Sqlite => sql.push('?'),
+impl WriteConnection {
+    /// Writes a batch in one transaction: rows, events and offsets together, or none of them.
+    /// Idempotent: a replayed batch changes nothing, and offsets only move forward.
+    pub async fn write(&mut self, changes: &Changes) -> Result<(), StoreError> {
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            None => self.conn.insert(self.store.pool.acquire().await?),
+        };
+        let written = write(self.store.kind, conn, changes).await;
+        if written.is_err() {
+            // Closed rather than reused: whatever a failed call left open goes with it.
+            if let Some(mut conn) = self.conn.take() {
+                conn.close_on_drop();
             }
         }
-        sql.push(')');
+        written
     }
-    sql
 }
+
+async fn write(
+    kind: StoreKind,
+    conn: &mut AnyConnection,
+    changes: &Changes,
+) -> Result<(), StoreError> {
+    let [orders, events, offsets] = rows::as_json(changes);
+    match kind {
+        StoreKind::Sqlite => {
+            sqlx::query(rows::SQLITE_WRITE)
+                .bind(orders)
+                .bind(events)
+                .bind(offsets)
+                .execute(conn)
+                .await?;
+        }
+        // One statement per call is what PostgreSQL's extended protocol takes.
+        StoreKind::Postgres => {
+            let mut tx = conn.begin().await?;
+            for (sql, json) in rows::POSTGRES_WRITE
+                .into_iter()
+                .zip([orders, events, offsets])
+            {
+                if json != "[]" {
+                    sqlx::query(sql).bind(json).execute(&mut *tx).await?;
+                }
+            }
+            tx.commit().await?;
+        }
+    }
+    Ok(())
+}
+
+const SELECT_ORDERS: &str =
+    "SELECT id, usuario, produto, quantidade, valor, data_solicitacao FROM pedidos";
 
 fn nanos(at: DateTime<chrono::Utc>) -> i64 {
     at.timestamp_nanos_opt().unwrap_or(i64::MAX)
@@ -381,17 +338,4 @@ fn status_of(text: &str) -> Result<Status, StoreError> {
         .into_iter()
         .find(|s| s.as_str() == text)
         .ok_or_else(|| StoreError::Malformed(format!("status {text:?}")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn placeholders_are_numbered_across_rows_for_postgres_and_anonymous_for_sqlite() {
-        let two_rows = placeholders(StoreKind::Postgres, 2, 3);
-        assert_eq!(two_rows, "($1, $2, $3), ($4, $5, $6)");
-        assert_eq!(placeholders(StoreKind::Postgres, 1, 1), "($1)");
-        assert_eq!(placeholders(StoreKind::Sqlite, 2, 2), "(?, ?), (?, ?)");
-    }
 }

@@ -140,6 +140,7 @@ async fn run(
     mut queues: Queues,
     shutdown: CancellationToken,
 ) {
+    let mut conn = store.write_connection();
     loop {
         let Some(first) = queues.next(&shutdown).await else {
             return;
@@ -176,7 +177,7 @@ async fn run(
         }
         // A batch is never dropped: its offsets would move past rows never written.
         let mut attempt = 0u32;
-        while let Err(e) = store.write(&changes).await {
+        while let Err(e) = conn.write(&changes).await {
             attempt += 1;
             tracing::warn!(error = %e, attempt, "cannot write the order view; retrying");
             if shutdown.is_cancelled() && attempt >= 3 {
