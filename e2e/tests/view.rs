@@ -1,7 +1,8 @@
 //! The order view as users meet it, with the daemons as processes: a kill -9 of the API after
 //! 5,000 orders loses no status and re-reads no topic; two API instances on one PostgreSQL
-//! answer each other's orders at once; and the API's memory stays flat while its view grows
-//! from 10,000 to 200,000 orders.
+//! answer each other's orders at once; `/ready` says 503 while the store refuses connections,
+//! and nothing is lost; and the API's memory stays flat while its view grows from 10,000 to
+//! 200,000 orders.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -149,6 +150,72 @@ async fn two_api_instances_on_one_postgres_answer_each_others_orders_at_once() {
     assert_eq!(
         not_found, 0,
         "orders the other instance did not find right after their 202"
+    );
+}
+
+/// `GET {api_url}/ready` until it answers `want`; its body.
+async fn ready_becomes(client: &reqwest::Client, api_url: &str, want: u16) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let response = client
+            .get(format!("{api_url}/ready"))
+            .send()
+            .await
+            .expect("/ready answered");
+        let code = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if code == want {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/ready still {code} after {WAIT:?}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_says_503_while_the_store_refuses_connections_and_the_order_lands_once_it_is_back() {
+    let postgres = Postgres::shared();
+    let store = postgres.database();
+    let database = store.rsplit('/').next().unwrap().to_string();
+    let options = Options::default().with_env(&[("PEDIDOS_API__STORE_URL", &store)]);
+    let mesh = Mesh::start_with_options(Broker::shared(), options).await;
+    let client = reqwest::Client::new();
+    ready_becomes(&client, &mesh.api_url, 200).await;
+
+    // The store goes away under the running API: no new connection, the open ones cut.
+    postgres.admin_sql(&format!(
+        "ALTER DATABASE {database} ALLOW_CONNECTIONS false; \
+         SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{database}'"
+    ));
+    // The broker takes the order, so it is accepted; the store cannot have it yet.
+    let posted = client
+        .post(format!("{}/pedidos", mesh.api_url))
+        .json(&order_body(0))
+        .send()
+        .await
+        .expect("POST answered");
+    assert_eq!(posted.status(), 202);
+    let id = posted.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let body = ready_becomes(&client, &mesh.api_url, 503).await;
+    let reasons = body["reasons"].to_string();
+    assert!(reasons.contains("order store"), "{body}");
+    println!("/ready with the store refusing connections: 503 {body}");
+
+    postgres.admin_sql(&format!("ALTER DATABASE {database} ALLOW_CONNECTIONS true"));
+    ready_becomes(&client, &mesh.api_url, 200).await;
+    // Nothing was lost meanwhile: the commit that made it ready again held the order, and its
+    // verdict follows (the long-poll answers once the order has one).
+    let (code, body) = status(&client, &mesh.api_url, &id, 30).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        ["Aprovado", "Recusado"].contains(&body["status"].as_str().unwrap_or("")),
+        "{body}"
     );
 }
 

@@ -147,6 +147,25 @@ impl Postgres {
         self.url(&name)
     }
 
+    /// Runs `sql` as the superuser, connected to the maintenance database `postgres` (so it
+    /// may change a test's own database), and panics with psql's error if it fails.
+    pub fn admin_sql(&self, sql: &str) {
+        run(Command::new(self.bin.join("psql")).args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            SUPERUSER,
+            "-d",
+            "postgres",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-qAtc",
+            sql,
+        ]));
+    }
+
     pub fn url(&self, database: &str) -> String {
         format!("postgres://{SUPERUSER}@127.0.0.1:{}/{database}", self.port)
     }

@@ -9,6 +9,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use shared::metrics::readiness::ClientHealth;
+
 use super::{Changes, Posted, Store};
 use crate::live::Live;
 
@@ -140,6 +142,9 @@ async fn run(
     mut queues: Queues,
     shutdown: CancellationToken,
 ) {
+    // `/ready` says 503 while commits fail: orders are still accepted (the broker has them),
+    // but the view, and GETs, fall behind until the store takes writes again.
+    let health = ClientHealth::register_dependency("order store");
     let mut conn = store.write_connection();
     loop {
         let Some(first) = queues.next(&shutdown).await else {
@@ -179,6 +184,7 @@ async fn run(
         let mut attempt = 0u32;
         while let Err(e) = conn.write(&changes).await {
             attempt += 1;
+            health.set_reachable(false);
             tracing::warn!(error = %e, attempt, "cannot write the order view; retrying");
             if shutdown.is_cancelled() && attempt >= 3 {
                 tracing::error!(
@@ -188,6 +194,7 @@ async fn run(
             }
             tokio::time::sleep(RETRY_PAUSE).await;
         }
+        health.set_reachable(true);
         posted.insert(posts);
         on_commit(&changes);
         live.changed(changes.touched());

@@ -1,6 +1,7 @@
 //! Whether this process can do its job (`GET /ready`): every Kafka producer and group consumer
-//! it built reaches the cluster, and every group consumer holds partitions. Clients register
-//! themselves when built (`kafka::clients`) and leave when dropped.
+//! it built reaches the cluster, every group consumer holds partitions, and every other
+//! dependency it registered (the API's order store) works. Kafka clients register themselves
+//! when built (`kafka::clients`); everything leaves the check when dropped.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -12,6 +13,8 @@ pub struct ClientHealth {
     name: String,
     /// Group consumers must hold partitions; producers need not.
     needs_assignment: bool,
+    /// What `/ready` says while it is unreachable.
+    unreachable: &'static str,
     reachable: AtomicBool,
     assigned: AtomicI64,
 }
@@ -20,12 +23,29 @@ impl ClientHealth {
     /// A client that reached the cluster at start-up (the daemons check that before building
     /// their clients) and, for a group consumer, holds nothing yet.
     pub fn register(name: String, needs_assignment: bool) -> Arc<Self> {
-        let health = Arc::new(Self {
+        Self::add(Self {
             name,
             needs_assignment,
+            unreachable: "Kafka unreachable (all brokers down)",
             reachable: AtomicBool::new(true),
             assigned: AtomicI64::new(0),
-        });
+        })
+    }
+
+    /// A dependency other than Kafka, working when registered (it was opened at start-up);
+    /// its user says when its use fails, and when it works again.
+    pub fn register_dependency(name: &str) -> Arc<Self> {
+        Self::add(Self {
+            name: name.to_string(),
+            needs_assignment: false,
+            unreachable: "failing (the log says why)",
+            reachable: AtomicBool::new(true),
+            assigned: AtomicI64::new(0),
+        })
+    }
+
+    fn add(health: Self) -> Arc<Self> {
+        let health = Arc::new(health);
         let mut clients = CLIENTS.lock().unwrap();
         clients.retain(|c| c.strong_count() > 0);
         clients.push(Arc::downgrade(&health));
@@ -42,10 +62,7 @@ impl ClientHealth {
 
     fn problem(&self) -> Option<String> {
         if !self.reachable.load(Ordering::Relaxed) {
-            return Some(format!(
-                "{}: Kafka unreachable (all brokers down)",
-                self.name
-            ));
+            return Some(format!("{}: {}", self.name, self.unreachable));
         }
         if self.needs_assignment && self.assigned.load(Ordering::Relaxed) <= 0 {
             return Some(format!("{}: no partitions assigned yet", self.name));
@@ -97,5 +114,14 @@ mod tests {
         assert!(check().is_err());
         drop(consumer);
         assert_eq!(check(), Ok(()), "a dropped client no longer counts");
+        let store = ClientHealth::register_dependency("order store");
+        assert_eq!(check(), Ok(()));
+        store.set_reachable(false);
+        assert_eq!(
+            check().unwrap_err(),
+            ["order store: failing (the log says why)"]
+        );
+        store.set_reachable(true);
+        assert_eq!(check(), Ok(()));
     }
 }
