@@ -271,6 +271,28 @@ pub async fn eventually<T>(
     }
 }
 
+/// `GET {url}/ready` until it answers `want`, within [`mesh::WAIT`]; the JSON body it answered
+/// with. Panics naming `what` and the last answer otherwise.
+pub async fn ready_becomes(what: &str, url: &str, want: u16) -> Value {
+    let deadline = Instant::now() + mesh::WAIT;
+    loop {
+        let response = reqwest::get(format!("{url}/ready"))
+            .await
+            .unwrap_or_else(|e| panic!("{what}: GET {url}/ready: {e}"));
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap_or_default();
+        if status == want {
+            return serde_json::from_str(&body).unwrap_or_else(|_| panic!("{what}: {body}"));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: /ready still {status} after {:?}: {body}",
+            mesh::WAIT
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 pub mod exit;
 pub mod ledger;
 pub mod mesh;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use e2e::mesh::{Mesh, WAIT};
 use e2e::orders::{order_body, post_orders};
+use e2e::ready_becomes;
 use serde_json::Value;
 use testkit::Broker;
 
@@ -373,22 +374,6 @@ async fn prometheus_scrapes_the_mesh_and_every_dashboard_panel_has_data() {
         .scalar(r#"sum(rate(pedidos_http_requests_total{status=~"5.."}[1m])) or vector(0)"#)
         .await;
     assert_eq!(errors, Some(0.0));
-}
-
-/// `GET {url}/ready` until its status is `want`; the last body.
-async fn ready_becomes(what: &str, url: &str, want: u16) -> Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let (status, _, body) = get(&format!("{url}/ready")).await;
-        if status == want {
-            return serde_json::from_str(&body).unwrap_or_else(|_| panic!("{what}: {body}"));
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: /ready still {status} after {WAIT:?}: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use e2e::mesh::{self, Mesh, Options, WAIT};
 use e2e::orders::{order_body, post_orders};
-use e2e::{eventually, message, Daemon};
+use e2e::{eventually, message, ready_becomes, Daemon};
 use futures::stream::{self, StreamExt};
 use serde_json::Value;
 use shared::events::{Order, OutRecord, Status, StatusEvent};
@@ -153,28 +153,6 @@ async fn two_api_instances_on_one_postgres_answer_each_others_orders_at_once() {
     );
 }
 
-/// `GET {api_url}/ready` until it answers `want`; its body.
-async fn ready_becomes(client: &reqwest::Client, api_url: &str, want: u16) -> Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let response = client
-            .get(format!("{api_url}/ready"))
-            .send()
-            .await
-            .expect("/ready answered");
-        let code = response.status().as_u16();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        if code == want {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/ready still {code} after {WAIT:?}: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_says_503_while_the_store_refuses_connections_and_the_order_lands_once_it_is_back() {
     let postgres = Postgres::shared();
@@ -183,7 +161,7 @@ async fn ready_says_503_while_the_store_refuses_connections_and_the_order_lands_
     let options = Options::default().with_env(&[("PEDIDOS_API__STORE_URL", &store)]);
     let mesh = Mesh::start_with_options(Broker::shared(), options).await;
     let client = reqwest::Client::new();
-    ready_becomes(&client, &mesh.api_url, 200).await;
+    ready_becomes("api", &mesh.api_url, 200).await;
 
     // The store goes away under the running API: no new connection, the open ones cut.
     postgres.admin_sql(&format!(
@@ -202,13 +180,13 @@ async fn ready_says_503_while_the_store_refuses_connections_and_the_order_lands_
         .as_str()
         .unwrap()
         .to_string();
-    let body = ready_becomes(&client, &mesh.api_url, 503).await;
+    let body = ready_becomes("api", &mesh.api_url, 503).await;
     let reasons = body["reasons"].to_string();
     assert!(reasons.contains("order store"), "{body}");
     println!("/ready with the store refusing connections: 503 {body}");
 
     postgres.admin_sql(&format!("ALTER DATABASE {database} ALLOW_CONNECTIONS true"));
-    ready_becomes(&client, &mesh.api_url, 200).await;
+    ready_becomes("api", &mesh.api_url, 200).await;
     // Nothing was lost meanwhile: the commit that made it ready again held the order, and its
     // verdict follows (the long-poll answers once the order has one).
     let (code, body) = status(&client, &mesh.api_url, &id, 30).await;

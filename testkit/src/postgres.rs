@@ -135,35 +135,30 @@ impl Postgres {
             std::process::id(),
             DATABASES.fetch_add(1, Ordering::Relaxed)
         );
-        run(Command::new(self.bin.join("createdb")).args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &self.port.to_string(),
-            "-U",
-            SUPERUSER,
-            &name,
-        ]));
+        run(self.client("createdb").arg(&name));
         self.url(&name)
     }
 
     /// Runs `sql` as the superuser, connected to the maintenance database `postgres` (so it
     /// may change a test's own database), and panics with psql's error if it fails.
     pub fn admin_sql(&self, sql: &str) {
-        run(Command::new(self.bin.join("psql")).args([
+        run(self
+            .client("psql")
+            .args(["-d", "postgres", "-v", "ON_ERROR_STOP=1", "-qAtc", sql]));
+    }
+
+    /// One of PostgreSQL's client programs, pointed at this server as the superuser.
+    fn client(&self, program: &str) -> Command {
+        let mut command = Command::new(self.bin.join(program));
+        command.args([
             "-h",
             "127.0.0.1",
             "-p",
             &self.port.to_string(),
             "-U",
             SUPERUSER,
-            "-d",
-            "postgres",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-qAtc",
-            sql,
-        ]));
+        ]);
+        command
     }
 
     pub fn url(&self, database: &str) -> String {
