@@ -223,15 +223,21 @@ async fn broker_graceful_restart_daemons_reconnect_and_the_api_answers_503_meanw
     broker_outage("a graceful broker restart", Broker::terminate).await;
 }
 
-/// Orders with more than one verdict record on the verdict topics, aborted ones included (as a
-/// `read_uncommitted` reader sees them). In exactly-once mode only an aborted transaction
-/// makes one: its orders are decided again after the restart.
-async fn reprocessed_orders(mesh: &Mesh) -> usize {
+/// The mesh's Kafka settings for a reader that sees aborted transactions' records too.
+fn read_uncommitted(mesh: &Mesh) -> shared::config::KafkaConfig {
     let mut uncommitted = mesh.config.kafka.clone();
     uncommitted
         .consumer_properties
         .0
         .insert("isolation.level".into(), "read_uncommitted".into());
+    uncommitted
+}
+
+/// Orders with more than one verdict record on the verdict topics, aborted ones included (as a
+/// `read_uncommitted` reader sees them). In exactly-once mode only an aborted transaction
+/// makes one: its orders are decided again after the restart.
+async fn reprocessed_orders(mesh: &Mesh) -> usize {
+    let uncommitted = read_uncommitted(mesh);
     let topics = &mesh.config.topics;
     let mut verdicts: HashMap<String, usize> = HashMap::new();
     for topic in [&topics.pedidos_validos, &topics.pedidos_recusados] {
@@ -306,11 +312,7 @@ async fn exactly_once_mode_kill_9_of_fraud_gives_no_duplicate_verdict() {
     );
     // The kills did hit open transactions: a read_uncommitted reader also sees the verdicts
     // of the aborted ones, which the read_committed consumers above never saw.
-    let mut uncommitted = mesh.config.kafka.clone();
-    uncommitted
-        .consumer_properties
-        .0
-        .insert("isolation.level".into(), "read_uncommitted".into());
+    let uncommitted = read_uncommitted(&mesh);
     let topics = &mesh.config.topics;
     // It sees at least the committed ones: a read that ended early (a pause in the fetches)
     // is done again.

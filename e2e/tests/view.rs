@@ -168,17 +168,9 @@ async fn ready_says_503_while_the_store_refuses_connections_and_the_order_lands_
         "ALTER DATABASE {database} ALLOW_CONNECTIONS false; \
          SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{database}'"
     ));
-    // The broker takes the order, so it is accepted; the store cannot have it yet.
-    let posted = client
-        .post(format!("{}/pedidos", mesh.api_url))
-        .json(&order_body(0))
-        .send()
-        .await
-        .expect("POST answered");
-    assert_eq!(posted.status(), 202);
-    let id = posted.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
+    // The broker takes the order, so it is accepted (202); the store cannot have it yet.
+    let id = post_orders(&mesh.api_url, vec![order_body(0)]).await[0]
+        .id
         .to_string();
     let body = ready_becomes("api", &mesh.api_url, 503).await;
     let reasons = body["reasons"].to_string();
