@@ -1,4 +1,4 @@
-//! Where spans go: nowhere by default, or over OTLP/HTTP to `telemetry.otlp_endpoint`. The
+//! Where spans go: nowhere by default (no span is built then), or over OTLP/HTTP to `telemetry.otlp_endpoint`. The
 //! exporter runs on the batch processor's own thread, behind a bounded queue that drops spans
 //! when full, so a slow or absent collector costs the daemons lost spans, never time.
 
@@ -32,37 +32,35 @@ const REPORT_EVERY: Duration = Duration::from_secs(60);
 /// The provider, kept for [`shutdown`].
 static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
 
-/// The daemon's tracer provider, its spans named after `service`: exporting when
-/// `config.otlp_endpoint` is set, else only minting span ids for the trace context records
-/// carry. An exporter that cannot be built is reported and leaves export off.
+/// The daemon's tracer provider when `config.otlp_endpoint` is set, its spans named after
+/// `service`; none without an endpoint, or when the exporter cannot be built (reported, and
+/// export stays off).
 pub(super) fn provider(
     config: &TelemetryConfig,
     service: &str,
-) -> (SdkTracerProvider, Option<String>) {
+) -> Result<Option<SdkTracerProvider>, String> {
+    let Some(endpoint) = &config.otlp_endpoint else {
+        return Ok(None);
+    };
+    let exporter =
+        exporter(endpoint).map_err(|e| format!("cannot export traces to {endpoint}: {e}"))?;
     let resource = Resource::builder_empty()
         .with_service_name(service.to_string())
         .build();
-    let mut builder = SdkTracerProvider::builder().with_resource(resource);
-    let mut problem = None;
-    if let Some(endpoint) = &config.otlp_endpoint {
-        match exporter(endpoint) {
-            Ok(exporter) => {
-                let batch = BatchConfigBuilder::default()
-                    .with_max_queue_size(MAX_QUEUE)
-                    .with_scheduled_delay(EXPORT_INTERVAL)
-                    .build();
-                builder = builder.with_span_processor(
-                    BatchSpanProcessor::builder(Reported::new(exporter))
-                        .with_batch_config(batch)
-                        .build(),
-                );
-            }
-            Err(e) => problem = Some(format!("cannot export traces to {endpoint}: {e}")),
-        }
-    }
-    let provider = builder.build();
+    let batch = BatchConfigBuilder::default()
+        .with_max_queue_size(MAX_QUEUE)
+        .with_scheduled_delay(EXPORT_INTERVAL)
+        .build();
+    let provider = SdkTracerProvider::builder()
+        .with_resource(resource)
+        .with_span_processor(
+            BatchSpanProcessor::builder(Reported::new(exporter))
+                .with_batch_config(batch)
+                .build(),
+        )
+        .build();
     let _ = PROVIDER.set(provider.clone());
-    (provider, problem)
+    Ok(Some(provider))
 }
 
 fn exporter(endpoint: &str) -> Result<SpanExporter, opentelemetry_otlp::ExporterBuildError> {

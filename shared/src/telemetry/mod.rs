@@ -4,10 +4,10 @@
 //! request (`--log-format json` or `telemetry.format = "json"`). A log line inside a record's
 //! or an order's span carries the span's `trace_id`.
 //!
-//! Traces: the pedidos crates' spans become OpenTelemetry spans (`tracing-opentelemetry`),
-//! whatever the log filter says, so trace context goes on from record to record even with
-//! logging turned down; [`export`] sends them over OTLP when asked to; [`trace_context`] moves
-//! the context in and out of record and HTTP headers.
+//! Traces: [`trace_context`] moves the W3C context in and out of record and HTTP headers, so it
+//! goes on from record to record whatever the log filter says. When [`export`] is asked to
+//! send spans over OTLP, the pedidos crates' spans become OpenTelemetry spans
+//! (`tracing-opentelemetry`); without export none is built, since nothing would read it.
 
 mod export;
 pub mod trace_context;
@@ -38,22 +38,28 @@ pub fn init(config: &TelemetryConfig, service: &str) {
     use std::io::IsTerminal;
     // Colours only for a person at a terminal, not in files, pipes or CI logs.
     let ansi = std::io::stdout().is_terminal();
-    let (provider, problem) = export::provider(config, service);
-    let tracer = provider.tracer(service.to_string());
+    let provider = export::provider(config, service);
+    let tracer = match &provider {
+        Ok(Some(provider)) => Some(provider.tracer(service.to_string())),
+        _ => None,
+    };
     // A second init (tests running several daemons in one process) keeps the first subscriber.
     let _ = subscriber(config.format, filter, tracer, std::io::stdout, ansi).try_init();
-    if let Some(problem) = problem {
-        tracing::warn!("{problem}");
-    } else if let Some(endpoint) = &config.otlp_endpoint {
-        tracing::info!(endpoint = %endpoint, service, "exporting traces over OTLP/HTTP");
+    match (provider, &config.otlp_endpoint) {
+        (Err(problem), _) => tracing::warn!("{problem}"),
+        (Ok(_), Some(endpoint)) => {
+            tracing::info!(endpoint = %endpoint, service, "exporting traces over OTLP/HTTP")
+        }
+        (Ok(_), None) => {}
     }
 }
 
-/// Logs in `format` to `writer`, filtered by `filter`, and the traced crates' spans to `tracer`.
+/// Logs in `format` to `writer`, filtered by `filter`, and the traced crates' spans to
+/// `tracer`, if any.
 fn subscriber<W>(
     format: LogFormat,
     filter: EnvFilter,
-    tracer: SdkTracer,
+    tracer: Option<SdkTracer>,
     writer: W,
     ansi: bool,
 ) -> impl Subscriber + Send + Sync
@@ -70,18 +76,20 @@ where
         LogFormat::Text => logs.boxed(),
         LogFormat::Json => logs.json().flatten_event(true).boxed(),
     };
-    let traces = tracing_opentelemetry::layer()
-        .with_tracer(tracer)
-        // Nothing reads OpenTelemetry's current context: spans carry theirs explicitly.
-        .with_context_activation(false)
-        .with_threads(false)
-        .with_location(false)
-        .with_tracked_inactivity(false)
-        // Spans only: events stay log lines, not span events.
-        .with_filter(filter_fn(|meta| {
-            meta.is_span()
-                && TRACED_CRATES.contains(&meta.target().split("::").next().unwrap_or_default())
-        }));
+    let traces = tracer.map(|tracer| {
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            // Nothing reads OpenTelemetry's current context: spans carry theirs explicitly.
+            .with_context_activation(false)
+            .with_threads(false)
+            .with_location(false)
+            .with_tracked_inactivity(false)
+            // Spans only: events stay log lines, not span events.
+            .with_filter(filter_fn(|meta| {
+                meta.is_span()
+                    && TRACED_CRATES.contains(&meta.target().split("::").next().unwrap_or_default())
+            }))
+    });
     tracing_subscriber::registry()
         .with(logs.with_filter(filter))
         .with(traces)
@@ -111,15 +119,24 @@ mod tests {
     const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
-    /// Handles one record carrying `traceparent` as the pipeline does, under `filter`; returns
-    /// the log and the output's `traceparent`.
-    fn handle_one(format: LogFormat, filter: &str, traceparent: &str) -> (String, String) {
+    /// Whether spans are exported: an OpenTelemetry layer builds them, or (off, the default)
+    /// none is installed. Every test below runs both ways.
+    const EXPORT: [bool; 2] = [true, false];
+
+    /// Handles one record carrying `traceparent` as the pipeline does, under `filter`, with
+    /// export on or off; returns the log and the output's `traceparent`.
+    fn handle_one(
+        export: bool,
+        format: LogFormat,
+        filter: &str,
+        traceparent: &str,
+    ) -> (String, String) {
         let buffer = Buffer::default();
         let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
         let subscriber = subscriber(
             format,
             EnvFilter::new(filter),
-            provider.tracer("test"),
+            export.then(|| provider.tracer("test")),
             {
                 let buffer = buffer.clone();
                 move || buffer.clone()
@@ -141,45 +158,58 @@ mod tests {
 
     #[test]
     fn text_logs_inside_a_span_name_its_trace() {
-        let (log, out) = handle_one(LogFormat::Text, "info", PARENT);
-        assert!(log.contains(&format!("trace_id={TRACE}")), "{log}");
-        assert!(log.contains("order refused"), "{log}");
-        // Same trace, a span of its own.
-        let parts: Vec<&str> = out.split('-').collect();
-        assert_eq!(parts.len(), 4, "{out}");
-        assert_eq!((parts[0], parts[1], parts[3]), ("00", TRACE, "01"));
-        assert_ne!(parts[2], "00f067aa0ba902b7");
-        assert_eq!(parts[2].len(), 16);
+        for export in EXPORT {
+            let (log, out) = handle_one(export, LogFormat::Text, "info", PARENT);
+            assert!(log.contains(&format!("trace_id={TRACE}")), "{log}");
+            assert!(log.contains("order refused"), "{log}");
+            // Same trace, a span of its own.
+            let parts: Vec<&str> = out.split('-').collect();
+            assert_eq!(parts.len(), 4, "{out}");
+            assert_eq!((parts[0], parts[1], parts[3]), ("00", TRACE, "01"));
+            assert_ne!(parts[2], "00f067aa0ba902b7", "export {export}");
+            assert_eq!(parts[2].len(), 16);
+        }
     }
 
     #[test]
     fn json_logs_inside_a_span_name_its_trace() {
-        let (log, _) = handle_one(LogFormat::Json, "info", PARENT);
-        let line: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
-        assert_eq!(line["message"], "order refused");
-        assert_eq!(line["span"]["trace_id"], TRACE, "{log}");
+        for export in EXPORT {
+            let (log, _) = handle_one(export, LogFormat::Json, "info", PARENT);
+            let line: serde_json::Value =
+                serde_json::from_str(log.lines().next().unwrap()).unwrap();
+            assert_eq!(line["message"], "order refused");
+            assert_eq!(line["span"]["trace_id"], TRACE, "export {export}: {log}");
+        }
     }
 
     #[test]
     fn the_trace_goes_on_with_logging_turned_down() {
-        let (log, out) = handle_one(LogFormat::Text, "error", PARENT);
-        assert_eq!(log, "");
-        assert!(out.starts_with(&format!("00-{TRACE}-")), "{out}");
+        for export in EXPORT {
+            let (log, out) = handle_one(export, LogFormat::Text, "error", PARENT);
+            assert_eq!(log, "");
+            assert!(
+                out.starts_with(&format!("00-{TRACE}-")),
+                "export {export}: {out}"
+            );
+        }
     }
 
     #[test]
     fn a_malformed_traceparent_starts_a_new_trace() {
-        let (log, out) = handle_one(LogFormat::Json, "info", "00-nonsense-01");
-        let line: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
-        let trace = line["span"]["trace_id"]
-            .as_str()
-            .expect("a trace id")
-            .to_string();
-        assert_eq!(trace.len(), 32);
-        assert_ne!(trace, "0".repeat(32));
-        assert!(
-            out.starts_with(&format!("00-{trace}-")),
-            "{out} in trace {trace}"
-        );
+        for export in EXPORT {
+            let (log, out) = handle_one(export, LogFormat::Json, "info", "00-nonsense-01");
+            let line: serde_json::Value =
+                serde_json::from_str(log.lines().next().unwrap()).unwrap();
+            let trace = line["span"]["trace_id"]
+                .as_str()
+                .expect("a trace id")
+                .to_string();
+            assert_eq!(trace.len(), 32);
+            assert_ne!(trace, "0".repeat(32));
+            assert!(
+                out.starts_with(&format!("00-{trace}-")),
+                "export {export}: {out} in trace {trace}"
+            );
+        }
     }
 }

@@ -1,12 +1,14 @@
 //! W3C trace context (`traceparent`, `tracestate`) in Kafka record headers and HTTP headers,
 //! through OpenTelemetry's [`TraceContextPropagator`]: a span continues the trace its input
 //! carries (or starts one when the input has none, or a malformed one), and its outputs carry
-//! the span's context on.
+//! the span's context on. With export off no OpenTelemetry span is built: the outputs get a
+//! span id of their own in the same trace, so the context goes on at a fraction of the cost.
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
-use opentelemetry::trace::{TraceContextExt, TraceId};
+use opentelemetry::trace::{SpanContext, TraceContextExt, TraceFlags, TraceId, TraceState};
 use opentelemetry::Context;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// Header names of the W3C trace context.
@@ -160,19 +162,49 @@ impl Injector for TraceHeaders {
 
 /// Makes `span` a child of the context `headers` carry (a new trace's root when they carry
 /// none), records its `trace_id` field (for the log lines inside it), and returns its context
-/// as headers for the outputs. None when `span` is disabled or no OpenTelemetry layer is
-/// installed ([`super::init`] installs one): the outputs then carry no trace context.
+/// as headers for the outputs. Without an OpenTelemetry layer ([`super::init`] installs one
+/// only to export) or for a span it does not trace, the outputs still carry the trace on, as
+/// [`child_of`] the input's context.
 pub fn continue_trace<'a>(
     span: &tracing::Span,
     headers: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
 ) -> TraceHeaders {
-    // Fails only for a disabled span or without the layer: then there is nothing to continue.
-    let _ = span.set_parent(extract(headers));
-    let headers = TraceHeaders::of(&span.context());
+    let parent = extract(headers);
+    let headers = match span.set_parent(parent.clone()) {
+        Ok(()) => TraceHeaders::of(&span.context()),
+        Err(_) => TraceHeaders::of(&child_of(&parent)),
+    };
     if let Some(trace_id) = headers.trace_id() {
         span.record("trace_id", tracing::field::display(trace_id));
     }
     headers
+}
+
+/// The context of a new span under `parent`'s, as the SDK's default sampler (the parent's
+/// decision, else sampled) would start it: the same trace, flags and state with a new span id,
+/// or a new sampled trace when `parent` has no valid span.
+fn child_of(parent: &Context) -> Context {
+    let ids = RandomIdGenerator::default();
+    let parent = parent.span();
+    let parent = parent.span_context();
+    let child = if parent.is_valid() {
+        SpanContext::new(
+            parent.trace_id(),
+            ids.new_span_id(),
+            parent.trace_flags(),
+            false,
+            parent.trace_state().clone(),
+        )
+    } else {
+        SpanContext::new(
+            ids.new_trace_id(),
+            ids.new_span_id(),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::NONE,
+        )
+    };
+    Context::new().with_remote_span_context(child)
 }
 
 /// The trace id of `cx`'s span (`TraceId::INVALID` for none).
@@ -183,7 +215,7 @@ pub fn trace_id(cx: &Context) -> TraceId {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceState};
+    use opentelemetry::trace::SpanId;
 
     const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
@@ -283,6 +315,45 @@ mod tests {
         assert_eq!(
             trace_id(&extract(vec![(TRACEPARENT, None)])),
             TraceId::INVALID
+        );
+    }
+
+    #[test]
+    fn without_a_span_to_follow_the_outputs_go_on_in_the_input_trace_under_a_new_span_id() {
+        let sampled = extract(headers_of(&[
+            (TRACEPARENT, PARENT),
+            (TRACESTATE, "vendor=abc"),
+        ]));
+        let child = TraceHeaders::of(&child_of(&sampled));
+        let mut out = Vec::new();
+        child.apply(&mut out);
+        let traceparent = header(&out, TRACEPARENT).unwrap();
+        let (head, span_and_flags) = traceparent.split_at(36);
+        assert_eq!(head, "00-4bf92f3577b34da6a3ce929d0e0e4736-");
+        assert_ne!(&span_and_flags[..16], "00f067aa0ba902b7", "{traceparent}");
+        assert_eq!(&span_and_flags[16..], "-01", "{traceparent}");
+        assert_eq!(header(&out, TRACESTATE), Some("vendor=abc"));
+
+        let unsampled = extract(headers_of(&[(
+            TRACEPARENT,
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+        )]));
+        let child = child_of(&unsampled);
+        assert!(
+            !child.span().span_context().is_sampled(),
+            "the parent's decision stands"
+        );
+
+        let first = child_of(&Context::new());
+        let second = child_of(&Context::new());
+        for new in [&first, &second] {
+            assert!(new.span().span_context().is_valid());
+            assert!(new.span().span_context().is_sampled());
+        }
+        assert_ne!(
+            trace_id(&first),
+            trace_id(&second),
+            "each a trace of its own"
         );
     }
 
