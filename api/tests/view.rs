@@ -119,6 +119,41 @@ async fn the_view_survives_a_restart_with_every_status() {
     }
 }
 
+/// The embedded store's 202 does not wait for the order's commit, so this is what makes a GET
+/// or a listing right after it find the order there; the shared store commits before the 202.
+#[tokio::test]
+async fn an_order_is_found_and_listed_right_after_its_202() {
+    for (store, config) in stores() {
+        let api = TestApi::start(&config).await;
+        let customers = (0..16).map(|c| {
+            let api = &api;
+            async move {
+                let usuario = format!("logo{c}-{}", uuid::Uuid::new_v4().simple());
+                for placed in 1..=25 {
+                    let order = place(api, &usuario).await;
+                    let (code, body) = status_of(api, order.id, 0).await;
+                    assert_eq!(code, 200, "{store}: GET right after the 202: {body}");
+                    assert_eq!(body["status"], "Analise", "{store}: {body}");
+                    let page: Value = api
+                        .get(&format!("/pedidos?usuario={usuario}&limit=1"))
+                        .await
+                        .json()
+                        .await
+                        .unwrap();
+                    assert_eq!(page["total"], placed, "{store}: {page}");
+                    assert_eq!(
+                        page["pedidos"][0]["id"],
+                        order.id.to_string(),
+                        "{store}: the newest first: {page}"
+                    );
+                }
+            }
+        });
+        futures::future::join_all(customers).await;
+        api.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn a_long_poll_answers_when_the_verdict_lands_not_at_its_deadline() {
     for (store, config) in stores() {
