@@ -119,8 +119,8 @@ async fn the_view_survives_a_restart_with_every_status() {
     }
 }
 
-/// The embedded store's 202 does not wait for the order's commit, so this is what makes a GET
-/// or a listing right after it find the order there; the shared store commits before the 202.
+/// What a client does next: the order its 202 named is there at once, alone and in its
+/// customer's listing, newest first.
 #[tokio::test]
 async fn an_order_is_found_and_listed_right_after_its_202() {
     for (store, config) in stores() {
