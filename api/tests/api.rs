@@ -303,12 +303,7 @@ async fn get_returns_what_was_posted_and_survives_a_restart() {
         .unwrap()
         .to_string();
 
-    let got: Value = api
-        .get(&format!("/pedidos/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let got: Value = api.get_json(&format!("/pedidos/{id}")).await;
     assert_eq!(got["id"], id.as_str());
     assert_eq!(got["usuario"], "ana");
     assert_eq!(got["produto"], "livro");
@@ -317,7 +312,7 @@ async fn get_returns_what_was_posted_and_survives_a_restart() {
     assert_eq!(got["status"], "Analise");
     assert_eq!(got["historico"].as_array().unwrap().len(), 1);
 
-    let list: Value = api.get("/pedidos?limit=10").await.json().await.unwrap();
+    let list: Value = api.get_json("/pedidos?limit=10").await;
     assert_eq!(list["pedidos"][0]["id"], id.as_str());
 
     let unknown = api.get(&format!("/pedidos/{}", uuid::Uuid::new_v4())).await;
@@ -384,7 +379,7 @@ async fn swagger_ui_and_spec_are_served() {
         .unwrap()
         .to_lowercase()
         .contains("swagger"));
-    let spec: Value = api.get("/openapi.json").await.json().await.unwrap();
+    let spec: Value = api.get_json("/openapi.json").await;
     assert!(spec["paths"]["/pedidos"]["post"].is_object());
     assert!(spec["paths"]["/pedidos/{id}"]["get"].is_object());
     let responses = &spec["paths"]["/pedidos"]["post"]["responses"];

@@ -98,12 +98,7 @@ async fn the_view_survives_a_restart_with_every_status() {
                 "{store}: {body}"
             );
         }
-        let page: Value = api
-            .get("/pedidos?usuario=cliente1&limit=4")
-            .await
-            .json()
-            .await
-            .unwrap();
+        let page: Value = api.get_json("/pedidos?usuario=cliente1&limit=4").await;
         assert_eq!(page["total"], 10, "{store}: {page}");
         let listed: Vec<&str> = page["pedidos"]
             .as_array()
@@ -135,11 +130,8 @@ async fn an_order_is_found_and_listed_right_after_its_202() {
                     assert_eq!(code, 200, "{store}: GET right after the 202: {body}");
                     assert_eq!(body["status"], "Analise", "{store}: {body}");
                     let page: Value = api
-                        .get(&format!("/pedidos?usuario={usuario}&limit=1"))
-                        .await
-                        .json()
-                        .await
-                        .unwrap();
+                        .get_json(&format!("/pedidos?usuario={usuario}&limit=1"))
+                        .await;
                     assert_eq!(page["total"], placed, "{store}: {page}");
                     assert_eq!(
                         page["pedidos"][0]["id"],

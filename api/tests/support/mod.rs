@@ -131,6 +131,15 @@ impl TestApi {
         self.request(reqwest::Method::GET, path).await
     }
 
+    /// A GET's body, read as JSON whatever its status.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        self.get(path)
+            .await
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: the body is not JSON: {e}"))
+    }
+
     pub async fn request(&self, method: reqwest::Method, path: &str) -> reqwest::Response {
         self.client
             .request(method.clone(), format!("{}{path}", self.url))
