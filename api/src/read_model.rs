@@ -17,8 +17,10 @@ use shared::events::{decode, Order, Status, StatusEvent};
 use shared::kafka::{self, Consumer, StartupError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use crate::live::Live;
+use crate::orders::OrderView;
 use crate::store::{Changes, Posted, Store, StoreError, Writer};
 
 /// Most records read into one batch for the writer.
@@ -147,6 +149,51 @@ pub struct ViewHandle {
     pub writer: Writer,
     pub live: Arc<Live>,
     pub catch_up: CatchUp,
+}
+
+impl ViewHandle {
+    /// One order's view, if the store knows it; for an order this instance accepted and has
+    /// not committed yet, once it has (up to `within`).
+    pub async fn order(&self, id: Uuid, within: Duration) -> Result<Option<OrderView>, StoreError> {
+        self.committed(&[id], within).await?;
+        self.store.get(id).await
+    }
+
+    /// A page of orders, newest first, and how many there are (see [`Store::page`]), with the
+    /// orders this instance has accepted up to now in it.
+    pub async fn page(
+        &self,
+        usuario: Option<&str>,
+        offset: u64,
+        limit: u64,
+        within: Duration,
+    ) -> Result<(u64, Vec<OrderView>), StoreError> {
+        let accepted = self.writer.unwritten().of(usuario);
+        self.committed(&accepted, within).await?;
+        self.store.page(usuario, offset, limit).await
+    }
+
+    /// Waits until none of these orders is waiting for its commit.
+    async fn committed(&self, ids: &[Uuid], within: Duration) -> Result<(), StoreError> {
+        let unwritten = self.writer.unwritten();
+        let deadline = tokio::time::Instant::now() + within;
+        for &id in ids {
+            if !unwritten.contains(id) {
+                continue;
+            }
+            let watch = self.live.watch(id);
+            loop {
+                let woken = watch.armed();
+                if !unwritten.contains(id) {
+                    break;
+                }
+                if tokio::time::timeout_at(deadline, woken).await.is_err() {
+                    return Err(StoreError::Unwritten { id, waited: within });
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The running view: its reader and its writer.

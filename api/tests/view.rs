@@ -115,7 +115,8 @@ async fn the_view_survives_a_restart_with_every_status() {
 }
 
 /// What a client does next: the order its 202 named is there at once, alone and in its
-/// customer's listing, newest first.
+/// customer's listing, newest first. The shared store commits it before the 202; the embedded
+/// one answers first, and this is the read that must wait for its commit.
 #[tokio::test]
 async fn an_order_is_found_and_listed_right_after_its_202() {
     for (store, config) in stores() {

@@ -149,8 +149,8 @@ enum HealthResponse {
 pub struct OrdersApi {
     publisher: Publisher,
     view: ViewHandle,
-    /// How long a keyed request may wait for the view to catch up with `Pedidos`, and a POST
-    /// for its order to be in the store.
+    /// How long a keyed request may wait for the view to catch up with `Pedidos`, a POST for
+    /// the store's writer to take its order, and a read for this instance's own write.
     catch_up_timeout: Duration,
     idempotency_ttl: Duration,
     /// The order ids of keyed requests being answered right now, on this instance.
@@ -170,7 +170,7 @@ impl OrdersApi {
 
     /// The answer to a keyed request whose key already stands for an order, if it does.
     async fn replayed(&self, id: Uuid, request: &OrderRequest) -> Option<CreateResponse> {
-        let view = match self.view.store.get(id).await {
+        let view = match self.view.order(id, self.catch_up_timeout).await {
             Ok(view) => view?,
             Err(e) => return Some(CreateResponse::Unavailable(Json(store_error(&e)))),
         };
@@ -236,8 +236,7 @@ impl OrdersApi {
         let Some(wait) = wait.filter(|w| !w.is_zero()) else {
             return Ok(self
                 .view
-                .store
-                .get(id)
+                .order(id, self.catch_up_timeout)
                 .await?
                 .filter(|v| caller.may_act_for(&v.usuario)));
         };
@@ -245,10 +244,10 @@ impl OrdersApi {
         let watch = self.view.live.watch(id);
         loop {
             let changed = watch.armed();
-            let view = self.view.store.get(id).await?;
+            let view = self.view.order(id, self.catch_up_timeout).await?;
             let view = view.filter(|v| caller.may_act_for(&v.usuario));
-            // An unknown order is not waited for: the instance that took it wrote it before
-            // its 202.
+            // An unknown order is not waited for: the instance that took it has written it, or
+            // is this one and `order` waited for it.
             if view.as_ref().is_none_or(OrderView::is_final) {
                 return Ok(view);
             }
@@ -385,9 +384,10 @@ impl OrdersApi {
         );
         let published = self.publisher.publish(&order, &received, &trace).await;
         let stored = match &published {
-            // In the store before the answer: a GET that follows the 202 finds the order, on any
-            // instance sharing the store. The order is on the broker whatever happens here, so a
-            // failure still answers 202; the reader writes it later.
+            // A GET that follows the 202 finds the order, on any instance sharing the store: in
+            // a shared store before the answer; in the embedded one, the GET waits for the
+            // commit (see `store::writer`). The order is on the broker whatever happens here,
+            // so a failure still answers 202; the reader writes it later.
             Ok(()) => {
                 let mut changes = Changes::default();
                 changes.order(&order);
@@ -505,8 +505,7 @@ impl OrdersApi {
         };
         let (total, page) = match self
             .view
-            .store
-            .page(usuario.as_deref(), offset, limit)
+            .page(usuario.as_deref(), offset, limit, self.catch_up_timeout)
             .await
         {
             Ok(found) => found,

@@ -6,6 +6,7 @@
 mod changes;
 mod posted;
 mod rows;
+mod unwritten;
 mod writer;
 
 use std::collections::HashMap;
@@ -23,6 +24,7 @@ use uuid::Uuid;
 
 pub use changes::{Changes, OrderRow};
 pub use posted::Posted;
+pub use unwritten::Unwritten;
 pub use writer::{Writer, WriterError};
 
 use crate::orders::{HistoryEntry, OrderView};
@@ -40,6 +42,8 @@ pub enum StoreError {
     Query(#[from] sqlx::Error),
     #[error("order store holds a malformed row: {0}")]
     Malformed(String),
+    #[error("order store: order {id} was accepted here but is not written yet after {waited:?}")]
+    Unwritten { id: Uuid, waited: Duration },
 }
 
 /// How long opening the store, or any one query's wait for a connection, may take.
@@ -114,6 +118,11 @@ impl Store {
             .await
             .map_err(|source| StoreError::Migrate { store, source })?;
         Ok(Self { pool, kind })
+    }
+
+    /// Whether several API instances may share it (PostgreSQL), rather than this one alone.
+    pub fn is_shared(&self) -> bool {
+        self.kind == StoreKind::Postgres
     }
 
     /// One order's view, if the store knows it.

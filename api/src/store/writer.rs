@@ -1,7 +1,13 @@
 //! The one task that writes to the store: it takes the POST handlers' orders and the reader's
 //! batches, merges whatever is waiting into one transaction (a group commit: one commit for many
-//! requests), then tells who waits on those orders. POSTs go first: a client waits on each,
+//! requests), then tells who waits on those orders. POSTs go first: a GET may wait on each,
 //! while the reader's batches only move the view along.
+//!
+//! When a POST's 202 waits for its commit depends on the store. A shared one (PostgreSQL) may
+//! be read next by another instance, so the 202 waits. The embedded one serves this instance
+//! alone: the 202 goes out once the order is queued, and a read of an order still queued waits
+//! for its commit instead ([`Unwritten`]). The order is on the broker either way, so a crash
+//! before the commit loses nothing: the reader writes it from `Pedidos`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use shared::metrics::readiness::ClientHealth;
 
-use super::{Changes, Posted, Store};
+use super::{Changes, Posted, Store, Unwritten};
 use crate::live::Live;
 
 /// Most rows one transaction writes; what is still waiting goes into the next one.
@@ -35,6 +41,8 @@ pub enum WriterError {
 
 struct Job {
     changes: Changes,
+    /// A POST's order, rather than a batch the reader read.
+    post: bool,
     done: Option<oneshot::Sender<()>>,
 }
 
@@ -43,6 +51,9 @@ struct Job {
 pub struct Writer {
     posts: mpsc::Sender<Job>,
     batches: mpsc::Sender<Job>,
+    /// Whether a POST waits for its order's commit (a shared store) or only for its queueing.
+    post_waits_for_commit: bool,
+    unwritten: Arc<Unwritten>,
 }
 
 /// Called after every commit with what it wrote (for the reader's progress).
@@ -63,34 +74,75 @@ impl Writer {
             posts: post_queue,
             batches: batch_queue,
         };
-        let task = tokio::spawn(run(store, live, posted, on_commit, queues, shutdown));
-        (Self { posts, batches }, task)
+        let post_waits_for_commit = store.is_shared();
+        let unwritten = Arc::new(Unwritten::default());
+        let committed = Committed {
+            live,
+            posted,
+            unwritten: unwritten.clone(),
+            on_commit,
+        };
+        let task = tokio::spawn(run(store, committed, queues, shutdown));
+        let writer = Self {
+            posts,
+            batches,
+            post_waits_for_commit,
+            unwritten,
+        };
+        (writer, task)
     }
 
-    /// Writes a POST's order and its `Analise`, ahead of the reader's batches, and waits for the
-    /// commit, up to `within`. Once committed, the reader skips them when it reads them back.
+    /// Writes a POST's order and its `Analise`, ahead of the reader's batches, and waits up to
+    /// `within` for the commit on a shared store, for a place in the queue on the embedded one.
+    /// Once committed, the reader skips them when it reads them back.
     pub async fn post(&self, changes: Changes, within: Duration) -> Result<(), WriterError> {
-        let (done, committed) = oneshot::channel();
+        // Unwritten: the ids a GET waits on until the commit (the embedded store).
+        let (done, committed, unwritten) = match self.post_waits_for_commit {
+            true => {
+                let (done, committed) = oneshot::channel();
+                (Some(done), Some(committed), Vec::new())
+            }
+            false => {
+                self.unwritten.add(&changes);
+                (None, None, changes.touched().copied().collect())
+            }
+        };
         let job = Job {
             changes,
-            done: Some(done),
+            post: true,
+            done,
         };
         let sent = async {
             self.posts
                 .send(job)
                 .await
                 .map_err(|_| WriterError::Stopped)?;
-            committed.await.map_err(|_| WriterError::Stopped)
+            match committed {
+                Some(committed) => committed.await.map_err(|_| WriterError::Stopped),
+                None => Ok(()),
+            }
         };
-        tokio::time::timeout(within, sent)
+        let result = tokio::time::timeout(within, sent)
             .await
-            .map_err(|_| WriterError::Timeout(within))?
+            .map_err(|_| WriterError::Timeout(within))
+            .and_then(|sent| sent);
+        if result.is_err() {
+            // Never queued: the reader writes it from `Pedidos`, and GETs must not wait for it.
+            self.unwritten.remove(&unwritten);
+        }
+        result
+    }
+
+    /// The orders POSTed here and not yet committed.
+    pub fn unwritten(&self) -> &Unwritten {
+        &self.unwritten
     }
 
     /// Queues a batch without waiting for its commit; waits only while the queue is full.
     pub async fn send(&self, changes: Changes) -> Result<(), WriterError> {
         let job = Job {
             changes,
+            post: false,
             done: None,
         };
         self.batches
@@ -134,14 +186,15 @@ impl Queues {
     }
 }
 
-async fn run(
-    store: Store,
+/// Who hears of a commit.
+struct Committed {
     live: Arc<Live>,
     posted: Arc<Posted>,
+    unwritten: Arc<Unwritten>,
     on_commit: OnCommit,
-    mut queues: Queues,
-    shutdown: CancellationToken,
-) {
+}
+
+async fn run(store: Store, committed: Committed, mut queues: Queues, shutdown: CancellationToken) {
     // `/ready` says 503 while commits fail: orders are still accepted (the broker has them),
     // but the view, and GETs, fall behind until the store takes writes again.
     let health = ClientHealth::register_dependency("order store");
@@ -154,14 +207,14 @@ async fn run(
         let mut posts: Vec<uuid::Uuid> = Vec::new();
         let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
         // A commit that starts with a POST waits a moment for more: commits cost the same
-        // however few rows they hold, and a client's wait is mostly the broker's anyway.
+        // however few rows they hold, and whoever waits on it (a 202 on the shared store, a
+        // GET on the embedded one) waits mostly on the broker anyway.
         let linger = first
-            .done
-            .is_some()
+            .post
             .then(|| tokio::time::Instant::now() + POST_LINGER);
         let mut next = Some(first);
         while let Some(job) = next.take() {
-            if job.done.is_some() {
+            if job.post {
                 posts.extend(job.changes.touched().copied());
             }
             if changes.is_empty() {
@@ -195,9 +248,11 @@ async fn run(
             tokio::time::sleep(RETRY_PAUSE).await;
         }
         health.set_reachable(true);
-        posted.insert(posts);
-        on_commit(&changes);
-        live.changed(changes.touched());
+        // Off the unwritten set before the waiters wake, so they find the rows.
+        committed.unwritten.remove(&posts);
+        committed.posted.insert(posts);
+        (committed.on_commit)(&changes);
+        committed.live.changed(changes.touched());
         for done in waiting {
             let _ = done.send(());
         }
