@@ -143,6 +143,16 @@ async fn an_order_is_found_and_listed_right_after_its_202() {
             }
         });
         futures::future::join_all(customers).await;
+        // The commits behind those reads, as an operator sees them.
+        let metrics = api.get("/metrics").await.text().await.unwrap();
+        let commits = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("pedidos_order_store_commit_duration_seconds_count "))
+            .and_then(|n| n.parse::<u64>().ok());
+        assert!(
+            commits.is_some_and(|n| n > 0),
+            "{store}: commits counted: {commits:?}"
+        );
         api.stop().await;
     }
 }

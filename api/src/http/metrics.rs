@@ -75,6 +75,7 @@ pub(crate) fn register() {
     LazyLock::force(&FAMILIES);
     LazyLock::force(&ORDERS_ACCEPTED);
     LazyLock::force(&BROKER_ACK);
+    crate::store::register_metrics();
 }
 
 type Table<T, const N: usize> = [OnceLock<T>; N];

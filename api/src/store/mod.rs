@@ -25,7 +25,7 @@ use uuid::Uuid;
 pub use changes::{Changes, OrderRow};
 pub use posted::Posted;
 pub use unwritten::Unwritten;
-pub use writer::{Writer, WriterError};
+pub use writer::{register_metrics, Writer, WriterError};
 
 use crate::orders::{HistoryEntry, OrderView};
 
