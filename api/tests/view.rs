@@ -331,3 +331,23 @@ async fn an_unreachable_store_is_a_clear_startup_error() {
     assert!(error.contains(&format!("127.0.0.1:{port}")), "{error}");
     assert!(!error.contains("hunter2"), "{error}");
 }
+
+/// An SQLite file serves one instance (its 202 does not wait for the commit a GET elsewhere
+/// would need): a second one on the same file is refused at start-up, and may start once the
+/// first has stopped.
+#[tokio::test]
+async fn a_second_instance_on_one_sqlite_file_is_refused_until_the_first_stops() {
+    let config = support::config();
+    let first = TestApi::start(&config).await;
+    let error = match api::Application::build(&config).await {
+        Ok(_) => panic!("a second instance started on the same SQLite file"),
+        Err(e) => e.to_string(),
+    };
+    assert!(error.contains("api.store_url"), "{error}");
+    assert!(error.contains("another API instance"), "{error}");
+    assert!(error.contains("PostgreSQL"), "{error}");
+    first.stop().await;
+    let second = TestApi::start(&config).await;
+    place(&second, "ana").await;
+    second.stop().await;
+}

@@ -4,13 +4,16 @@
 //! restart resumes where the view stands and never re-reads the topics from the start.
 
 mod changes;
+mod lock;
 mod posted;
 mod rows;
 mod unwritten;
 mod writer;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::DateTime;
@@ -19,6 +22,7 @@ use shared::config::{ApiConfig, StoreKind};
 use shared::events::{Order, Status};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::pool::PoolConnection;
+use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Any, AnyConnection, AnyPool, Connection as _, Executor as _, Row as _};
 use uuid::Uuid;
 
@@ -33,6 +37,11 @@ use crate::orders::{HistoryEntry, OrderView};
 pub enum StoreError {
     #[error("cannot open the order store {store} (api.store_url): {source}")]
     Open { store: String, source: sqlx::Error },
+    #[error("cannot open the order store {store} (api.store_url): {source}")]
+    InUse {
+        store: String,
+        source: lock::LockError,
+    },
     #[error("cannot migrate the order store {store} (api.store_url): {source}")]
     Migrate {
         store: String,
@@ -59,6 +68,8 @@ static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres")
 pub struct Store {
     pool: AnyPool,
     kind: StoreKind,
+    /// An SQLite file's: held while any clone lives.
+    _one_instance: Option<Arc<lock::OneInstance>>,
 }
 
 impl Store {
@@ -76,6 +87,18 @@ impl Store {
             url.push_str("?mode=rwc");
         }
         let options = AnyConnectOptions::from_str(&url).map_err(open)?;
+        let one_instance = match kind {
+            StoreKind::Sqlite => sqlite_file(&url)
+                .map_err(open)?
+                .map(|file| lock::OneInstance::take(&file))
+                .transpose()
+                .map_err(|source| StoreError::InUse {
+                    store: store.clone(),
+                    source,
+                })?
+                .map(Arc::new),
+            StoreKind::Postgres => None,
+        };
         let pool = AnyPoolOptions::new()
             .max_connections(match kind {
                 // One writer at a time anyway; readers never wait for it (WAL).
@@ -117,7 +140,11 @@ impl Store {
             .run(&pool)
             .await
             .map_err(|source| StoreError::Migrate { store, source })?;
-        Ok(Self { pool, kind })
+        Ok(Self {
+            pool,
+            kind,
+            _one_instance: one_instance,
+        })
     }
 
     /// Whether several API instances may share it (PostgreSQL), rather than this one alone.
@@ -342,9 +369,46 @@ fn uuid(text: &str) -> Result<Uuid, StoreError> {
     Uuid::try_parse(text).map_err(|_| StoreError::Malformed(format!("id {text:?}")))
 }
 
+/// The database file an SQLite URL names; none for an in-memory database (`sqlite::memory:`,
+/// `mode=memory`), as sqlx reads them.
+fn sqlite_file(url: &str) -> Result<Option<PathBuf>, sqlx::Error> {
+    let (database, query) = url.split_once('?').unwrap_or((url, ""));
+    let database = database
+        .trim_start_matches("sqlite:")
+        .trim_start_matches("//");
+    let in_memory = database == ":memory:" || query.split('&').any(|pair| pair == "mode=memory");
+    if in_memory {
+        return Ok(None);
+    }
+    let options = SqliteConnectOptions::from_str(url)?;
+    Ok(Some(options.get_filename().to_path_buf()))
+}
+
 fn status_of(text: &str) -> Result<Status, StoreError> {
     [Status::Analise, Status::Aprovado, Status::Recusado]
         .into_iter()
         .find(|s| s.as_str() == text)
         .ok_or_else(|| StoreError::Malformed(format!("status {text:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_sqlite_url_names_its_file_and_an_in_memory_one_none() {
+        for (url, file) in [
+            ("sqlite:pedidos-api.db?mode=rwc", Some("pedidos-api.db")),
+            (
+                "sqlite:///var/lib/pedidos/view.db",
+                Some("/var/lib/pedidos/view.db"),
+            ),
+            ("sqlite::memory:", None),
+            ("sqlite::memory:?mode=rwc", None),
+            ("sqlite://?mode=memory", None),
+        ] {
+            let found = sqlite_file(url).unwrap();
+            assert_eq!(found.as_deref(), file.map(std::path::Path::new), "{url}");
+        }
+    }
 }
