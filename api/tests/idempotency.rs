@@ -120,8 +120,13 @@ async fn a_retry_gets_the_original_answer_and_a_reused_or_malformed_key_is_refus
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_instance_and_a_restarted_one_answer_the_same_order() {
     let config = support::config();
+    // Each instance with its view in a file of its own (an SQLite file serves one instance);
+    // both read the same topics.
+    let mut elsewhere_config = config.clone();
+    elsewhere_config.api.store_url =
+        shared::config::Secret::new(format!("{}-elsewhere", config.api.store_url.expose()));
     let first_api = TestApi::start(&config).await;
-    let second_api = TestApi::start(&config).await;
+    let second_api = TestApi::start(&elsewhere_config).await;
 
     let first = answer(
         first_api
