@@ -10,6 +10,8 @@
 # The local Apache Kafka node keeps its data in .kafka/ (noida-db's in .noida-db/) across runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib/daemons.sh
+. scripts/lib/daemons.sh
 
 profile=debug
 cargo_flags=()
@@ -124,27 +126,24 @@ else
 fi
 
 say "building the daemons ($profile)..."
-cargo build "${cargo_flags[@]}" -p api -p fraud -p notification -p monitoring --bins
+mapfile -t packages < <(daemon_packages)
+cargo build "${cargo_flags[@]}" "${packages[@]}" --bins
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 bin="$target_dir/$profile"
 
 export PEDIDOS_KAFKA__BOOTSTRAP_SERVERS="$bootstrap"
 
-# The API first: it creates the topics; the others then find them.
-"$bin/api" > >(label api 32) 2>&1 &
-pids+=($!)
-for _ in $(seq 1 300); do
-  curl -fsS "http://$api_listen/health" >/dev/null 2>&1 && break
-  kill -0 "${pids[0]}" 2>/dev/null || { say "the API exited; see its output above"; exit 1; }
-  sleep 0.1
+# The API first (DAEMONS' order): it creates the topics; the others then find them.
+for name in "${DAEMONS[@]}"; do
+  "$bin/$name" > >(label "$name" "${DAEMON_COLOUR[$name]}") 2>&1 &
+  pids+=($!)
+  [[ $name == api ]] || continue
+  for _ in $(seq 1 300); do
+    curl -fsS "http://$api_listen/health" >/dev/null 2>&1 && break
+    kill -0 "${pids[0]}" 2>/dev/null || { say "the API exited; see its output above"; exit 1; }
+    sleep 0.1
+  done
 done
-
-"$bin/fraud" > >(label fraud 33) 2>&1 &
-pids+=($!)
-"$bin/notification" > >(label notification 36) 2>&1 &
-pids+=($!)
-"$bin/monitoring" > >(label monitoring 35) 2>&1 &
-pids+=($!)
 
 say "mesh running. Swagger UI: http://$api_listen/docs   (Ctrl-C stops everything)"
 say "try: curl -X POST http://$api_listen/pedidos -H 'content-type: application/json' -d '{\"usuario\":\"ana\",\"produto\":\"livro\",\"quantidade\":1,\"valor\":39.90}'"
