@@ -17,7 +17,7 @@
 
 use std::time::{Duration, Instant};
 
-use api::store::{Changes, Store};
+use api::view::{Changes, Store};
 use rust_decimal::Decimal;
 use shared::config::{ApiConfig, Secret};
 use shared::events::{Order, Status, StatusEvent};

@@ -1,4 +1,20 @@
-//! The Pedidos API: `POST /pedidos` publishes an order; `GET /pedidos/{id}` answers its status.
+//! The Pedidos API: `POST /pedidos` places an order; `GET /pedidos/{id}` answers its status.
+//!
+//! The house, from the door in:
+//!
+//! - [`http`]: the HTTP surface and nothing else. Handlers (`http/routes.rs`) parse a request,
+//!   call the domain below and map its answer or error onto a status; beside them the OpenAPI
+//!   document and Swagger UI, the authentication gate, the JSON errors, the HTTP metrics and
+//!   the connection guard against slow clients.
+//! - [`orders`]: placing an order ([`orders::Orders::place`]): the request's rules,
+//!   `Idempotency-Key`, publishing to the broker, recording the order in the view.
+//! - [`view`]: the order view ([`view::ViewHandle`]): kept from `Pedidos` and `Notificacoes`
+//!   by a reader and one writer, in a store (SQLite or PostgreSQL) that holds the SQL only;
+//!   long-polls and event streams wait on it.
+//! - [`auth`]: who the caller is (a JWT's subject, or anyone), pure.
+//!
+//! Imports run downwards only: `http` → `orders` → `view` → `auth`; nothing below imports
+//! what is above it. [`Application`] wires them together.
 //!
 //! Naming: Rust names are English (`OrderRequest`, `OrderView`, `OrdersApi`); what crosses the
 //! wire keeps the Portuguese domain words of the original project: JSON fields, topic names,
@@ -7,14 +23,9 @@
 //! reads like its JSON; an English Rust type takes its wire name with `#[oai(rename = "...")]`.
 
 pub mod auth;
-pub mod guard;
 pub mod http;
-pub mod idempotency;
-pub mod live;
 pub mod orders;
-pub mod publisher;
-pub mod read_model;
-pub mod store;
+pub mod view;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -25,11 +36,10 @@ use shared::kafka::{self, StartupError};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Auth, AuthSetupError};
-use crate::guard::GuardedAcceptor;
-pub use crate::guard::HttpTimeouts;
-use crate::publisher::Publisher;
-use crate::read_model::{View, ViewError};
-use crate::store::{Store, StoreError};
+use crate::http::GuardedAcceptor;
+pub use crate::http::HttpTimeouts;
+use crate::orders::{Orders, Publisher};
+use crate::view::{Store, StoreError, View, ViewError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -69,7 +79,7 @@ impl From<ViewError> for ApiError {
 pub struct Application {
     acceptor: TcpAcceptor,
     address: SocketAddr,
-    api: http::OrdersApi,
+    state: http::State,
     auth: Auth,
     max_body_bytes: usize,
     timeouts: HttpTimeouts,
@@ -86,7 +96,7 @@ impl Application {
         let store = Store::open(&config.api).await?;
         kafka::check_connectivity(&config.kafka).await?;
         kafka::ensure_topics(&config.kafka, &config.topics).await?;
-        let deadline = Duration::from_millis(config.api.publish_timeout_ms);
+        let deadline = config.api.publish_timeout();
         let producer = kafka::producer(&config.kafka, deadline)?;
         let publisher = Publisher::new(
             producer,
@@ -95,7 +105,10 @@ impl Application {
             deadline,
         );
         let view = View::start(config, store).await?;
-        read_model::report_catch_up(view.handle.catch_up.clone(), config.kafka.startup_timeout());
+        let state = http::State {
+            orders: Orders::new(publisher, view.handle(), &config.api),
+            view: view.handle(),
+        };
         let acceptor = TcpListener::bind(config.api.listen.clone())
             .into_acceptor()
             .await
@@ -111,7 +124,7 @@ impl Application {
         Ok(Self {
             acceptor,
             address,
-            api: http::OrdersApi::new(publisher, view.handle.clone(), &config.api),
+            state,
             auth,
             max_body_bytes: config.api.max_body_bytes,
             timeouts: HttpTimeouts::from_config(&config.api),
@@ -137,7 +150,12 @@ impl Application {
     pub async fn run_until(self, shutdown: CancellationToken) -> Result<(), ApiError> {
         let url = format!("http://{}", self.address);
         tracing::info!(docs = %format!("{url}/docs"), "pedidos API listening on {url}");
-        let app = http::app(self.api, self.auth, self.max_body_bytes, self.timeouts.body);
+        let app = http::app(
+            self.state,
+            self.auth,
+            self.max_body_bytes,
+            self.timeouts.body,
+        );
         let acceptor = GuardedAcceptor::new(self.acceptor, self.timeouts);
         let served = poem::Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(

@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use api::auth::mint_dev_token;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use shared::config::{AuthMode, Secret};
+use shared::dev_token;
 use shared::Config;
 use testkit::read_topic;
 
@@ -65,7 +65,7 @@ async fn customers_act_only_for_themselves_and_operators_for_anyone() {
     let config = hs256_config();
     let api = TestApi::start(&config).await;
     let token = |usuario: &str, operator: bool| {
-        mint_dev_token(&config.api, usuario, operator, HOUR).unwrap()
+        dev_token::mint(&config.api, usuario, operator, HOUR).unwrap()
     };
     let (ana, bia, ops) = (
         token("ana", false),

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use api::idempotency;
+use api::orders::idempotency;
 use serde_json::{json, Value};
 use shared::events::{Order, OutRecord};
 use shared::Config;

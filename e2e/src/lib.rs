@@ -18,6 +18,17 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// The mesh's daemons, in start order (the API first: it creates the topics). The one list the
+/// tests use; the scripts' is `scripts/lib/daemons.sh`.
+pub const DAEMONS: &[&str] = &["api", "fraud", "notification", "monitoring"];
+
+/// The variable that sets `daemon`'s admin address (`PEDIDOS_FRAUD__ADMIN_LISTEN`), for the
+/// daemons with an admin port of their own: all but the API, which serves `/ready` and
+/// `/metrics` on `api.listen`.
+pub fn admin_listen_var(daemon: &str) -> Option<String> {
+    (daemon != "api").then(|| format!("PEDIDOS_{}__ADMIN_LISTEN", daemon.to_ascii_uppercase()))
+}
+
 /// The daemon binaries, built once per test run with the same cargo and profile as the tests,
 /// so a stale binary can never be what a test exercises.
 fn binary(name: &str) -> PathBuf {
@@ -26,19 +37,11 @@ fn binary(name: &str) -> PathBuf {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = Command::new(cargo);
         build
-            .args([
-                "build",
-                "--bins",
-                "-p",
-                "api",
-                "-p",
-                "fraud",
-                "-p",
-                "notification",
-                "-p",
-                "monitoring",
-            ])
+            .args(["build", "--bins"])
             .current_dir(workspace_root());
+        for &daemon in DAEMONS {
+            build.args(["-p", daemon]);
+        }
         if !cfg!(debug_assertions) {
             build.arg("--release");
         }
@@ -76,8 +79,8 @@ pub(crate) fn daemon_command(name: &str) -> Command {
             command.env_remove(key);
         }
     }
-    for section in ["FRAUD", "NOTIFICATION", "MONITORING"] {
-        command.env(format!("PEDIDOS_{section}__ADMIN_LISTEN"), "127.0.0.1:0");
+    for var in DAEMONS.iter().copied().filter_map(admin_listen_var) {
+        command.env(var, "127.0.0.1:0");
     }
     command
 }

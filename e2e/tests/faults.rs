@@ -21,8 +21,12 @@ use testkit::Broker;
 /// waits before it gives a silent member's partitions to the others.
 const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The daemons in the order the fault tests hit them.
-const VICTIMS: [&str; 4] = ["fraud", "notification", "monitoring", "api"];
+/// The daemons in the order the fault tests hit them: the consumers in start order, then the
+/// API.
+fn victims() -> impl Iterator<Item = &'static str> {
+    let (api, consumers) = e2e::DAEMONS.split_first().expect("a mesh has daemons");
+    consumers.iter().chain([api]).copied()
+}
 
 /// How a daemon is stopped.
 #[derive(Clone, Copy, PartialEq)]
@@ -54,9 +58,9 @@ async fn each_daemon_in_turn(
     stop: Stop,
 ) -> Vec<(&'static str, Duration)> {
     let mut handovers = Vec::new();
-    for (i, victim) in VICTIMS.into_iter().enumerate() {
+    for (i, victim) in victims().enumerate() {
         driver
-            .wait_accepted((i + 1) * total / (VICTIMS.len() + 1), WAIT)
+            .wait_accepted((i + 1) * total / (e2e::DAEMONS.len() + 1), WAIT)
             .await;
         let took = stop_and_restart(mesh.daemon(victim), stop, partitions_of(victim)).await;
         if let Some(took) = took {

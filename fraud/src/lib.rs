@@ -10,14 +10,14 @@ pub mod velocity;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use shared::config::{Config, TopicsConfig};
 use shared::events::{decode, EvaluatedOrder, Order, OutRecord, Status, StatusEvent};
 use shared::pipeline::{self, Handled, Handler, InRecord, LoopOptions, PipelineError, Poison};
 use shared::validation;
 use tokio_util::sync::CancellationToken;
 
-pub use rules::{decide, decide_after, Rule, Rules, Verdict};
+pub use rules::{decide, decide_after, verdict_as, Rule, Rules, Verdict};
 use velocity::{Recent, Window};
 
 /// The Kafka adapter around [`decide_after`]: record in, records out; with velocity on, one
@@ -59,26 +59,32 @@ impl FraudHandler {
             .or_default()
             .observe(order, limits.window)
     }
+}
 
-    /// The records a verdict produces.
-    pub fn outputs(&self, order: Order, verdict: Verdict) -> Vec<OutRecord> {
-        let now = Utc::now();
-        let event = StatusEvent::verdict(&order, verdict.status, &verdict.motivo, now);
-        let topic = match verdict.status {
-            Status::Aprovado => &self.topics.pedidos_validos,
-            _ => &self.topics.pedidos_recusados,
-        };
-        let evaluated = EvaluatedOrder {
-            pedido: order,
-            status: verdict.status,
-            motivo: verdict.motivo,
-            data_avaliacao: now,
-        };
-        vec![
-            OutRecord::event(topic, &evaluated),
-            OutRecord::event(&self.topics.notificacoes, &event),
-        ]
-    }
+/// The records fraud writes for an order and its verdict, decided at `now`: the order with its
+/// verdict to `Pedidos_validos` or `Pedidos_recusados`, and the verdict's status event to
+/// `Notificacoes`.
+pub fn outputs(
+    topics: &TopicsConfig,
+    order: Order,
+    verdict: Verdict,
+    now: DateTime<Utc>,
+) -> [OutRecord; 2] {
+    let event = StatusEvent::verdict(&order, verdict.status, &verdict.motivo, now);
+    let topic = match verdict.status {
+        Status::Aprovado => &topics.pedidos_validos,
+        _ => &topics.pedidos_recusados,
+    };
+    let evaluated = EvaluatedOrder {
+        pedido: order,
+        status: verdict.status,
+        motivo: verdict.motivo,
+        data_avaliacao: now,
+    };
+    [
+        OutRecord::event(topic, &evaluated),
+        OutRecord::event(&topics.notificacoes, &event),
+    ]
 }
 
 impl Handler for FraudHandler {
@@ -88,7 +94,8 @@ impl Handler for FraudHandler {
         let verdict = decide_after(&order, recent, &self.rules);
         tracing::debug!(pedido = %order.id, status = %verdict.status, motivo = %verdict.motivo, "verdict");
         self.verdicts.count(verdict.rule);
-        Ok(Handled::publish(self.outputs(order, verdict)))
+        let records = outputs(&self.topics, order, verdict, Utc::now());
+        Ok(Handled::publish(records.into()))
     }
 
     fn history_span(&self) -> Option<Duration> {

@@ -121,45 +121,67 @@ pub fn decide(order: &Order, rules: &Rules) -> Verdict {
 /// refuses wins: blocked user, blocked product, unit price, total, velocity, then the random
 /// refusal.
 pub fn decide_after(order: &Order, recent: Recent, rules: &Rules) -> Verdict {
+    if let Some(refusal) = refusal_by_limits(order, recent, rules) {
+        return refusal;
+    }
+    if draw(order, rules.seed) < rules.refusal_probability {
+        return risk_refusal();
+    }
+    approval()
+}
+
+/// The verdict `refuse` asks for, worded as fraud words it for this order: a refusal names the
+/// first rule the order breaks (the risk analysis when it breaks none), an approval is an
+/// approval. For a load generator that writes what fraud would write, with the share of
+/// refusals of its own choosing, and never lists the rules.
+pub fn verdict_as(order: &Order, rules: &Rules, refuse: bool) -> Verdict {
+    match refuse {
+        true => refusal_by_limits(order, Recent::default(), rules).unwrap_or_else(risk_refusal),
+        false => approval(),
+    }
+}
+
+/// The first rule but the risk draw that refuses the order, if one does.
+fn refusal_by_limits(order: &Order, recent: Recent, rules: &Rules) -> Option<Verdict> {
     if rules.blocked_users.contains(&normalise(&order.usuario)) {
-        return Verdict::refused(
+        return Some(Verdict::refused(
             Rule::BlockedUser,
             format!("usuário bloqueado: {}", order.usuario),
-        );
+        ));
     }
     if rules.blocked_products.contains(&normalise(&order.produto)) {
-        return Verdict::refused(
+        return Some(Verdict::refused(
             Rule::BlockedProduct,
             format!("produto bloqueado: {}", order.produto),
-        );
+        ));
     }
     if let Some(max) = rules.max_valor {
         if order.valor > max {
-            return Verdict::refused(
+            return Some(Verdict::refused(
                 Rule::MaxValor,
                 format!("valor unitário {} acima do limite de {}", order.valor, max),
-            );
+            ));
         }
     }
     if let Some(max) = rules.max_total {
         let total = order.total();
         if total > max {
-            return Verdict::refused(
+            return Some(Verdict::refused(
                 Rule::MaxTotal,
                 format!("valor total {total} acima do limite de {max}"),
-            );
+            ));
         }
     }
-    if let Some(motivo) = rules
-        .velocity
-        .as_ref()
-        .and_then(|limits| limits.refusal(order, recent))
-    {
-        return Verdict::refused(Rule::Velocity, motivo);
-    }
-    if draw(order, rules.seed) < rules.refusal_probability {
-        return Verdict::refused(Rule::Random, "recusado pela análise de risco".into());
-    }
+    let velocity = rules.velocity.as_ref();
+    let motivo = velocity.and_then(|limits| limits.refusal(order, recent))?;
+    Some(Verdict::refused(Rule::Velocity, motivo))
+}
+
+fn risk_refusal() -> Verdict {
+    Verdict::refused(Rule::Random, "recusado pela análise de risco".into())
+}
+
+fn approval() -> Verdict {
     Verdict {
         status: Status::Aprovado,
         motivo: "aprovado".into(),
@@ -200,6 +222,30 @@ mod tests {
         };
         edit(&mut config);
         config
+    }
+
+    #[test]
+    fn a_verdict_asked_for_is_worded_as_fraud_words_it() {
+        let rules = rules(|_| {});
+        let fine = order("ana", "livro", 1, "10.00");
+        let pricey = order("ana", "livro", 1, "500.00");
+        let blocked = order("mallory", "arma", 1, "10.00");
+        for o in [&fine, &pricey, &blocked] {
+            assert_eq!(verdict_as(o, &rules, false), approval(), "{o:?}");
+        }
+        // Refused: by the first rule the order breaks, as `decide` says it ...
+        for o in [&pricey, &blocked] {
+            let refused = verdict_as(o, &rules, true);
+            assert_eq!(refused, decide(o, &rules));
+            assert_ne!(refused.rule, Rule::Random);
+        }
+        // ... or, breaking none, by the risk analysis, as a certain draw would.
+        let certain = super::Rules {
+            refusal_probability: 1.0,
+            ..rules.clone()
+        };
+        assert_eq!(verdict_as(&fine, &rules, true), decide(&fine, &certain));
+        assert_eq!(verdict_as(&fine, &rules, true).rule, Rule::Random);
     }
 
     #[test]

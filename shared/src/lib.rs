@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod config;
 pub mod daemon;
+pub mod dev_token;
 pub mod events;
 pub mod kafka;
 pub mod metrics;

@@ -1,7 +1,11 @@
 use std::path::Path;
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{EncodingKey, Header};
 use serde_json::json;
 use shared::config::Secret;
+use shared::dev_token::{self, MintError};
 
 use super::*;
 
@@ -312,16 +316,16 @@ fn a_minted_development_token_passes_the_verifier() {
     config.jwt_issuer = Some("pedidos-dev".into());
     config.jwt_audience = Some("pedidos".into());
     let ttl = Duration::from_secs(60);
-    let token = mint_dev_token(&config, "ana", false, ttl).unwrap();
+    let token = dev_token::mint(&config, "ana", false, ttl).unwrap();
     assert_eq!(caller(&config, &token), Ok(Caller::Customer("ana".into())));
-    let token = mint_dev_token(&config, "ops-1", true, ttl).unwrap();
+    let token = dev_token::mint(&config, "ops-1", true, ttl).unwrap();
     assert_eq!(
         caller(&config, &token),
         Ok(Caller::Operator("ops-1".into()))
     );
     let public_key_only = key_file_config("rsa-public.pem");
     assert!(matches!(
-        mint_dev_token(&public_key_only, "ana", false, ttl),
+        dev_token::mint(&public_key_only, "ana", false, ttl),
         Err(MintError::NoSecret)
     ));
 }

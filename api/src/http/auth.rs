@@ -6,21 +6,8 @@ use std::sync::Arc;
 use poem::http::header;
 use poem::{Endpoint, IntoResponse, Request, Response};
 
+use super::paths::is_public;
 use crate::auth::{Auth, Caller, Rejection};
-
-/// Paths anyone may call under every mode: liveness, readiness and metrics (for probes and
-/// Prometheus, which carry no customer token), and the documentation (Swagger UI must load
-/// before its *Authorize* button can be used).
-pub(crate) const PUBLIC_PATHS: [&str; 5] =
-    ["/health", "/ready", "/metrics", "/docs", "/openapi.json"];
-
-pub(crate) fn is_public(path: &str) -> bool {
-    let path = match path.trim_end_matches('/') {
-        "" => "/",
-        trimmed => trimmed,
-    };
-    PUBLIC_PATHS.contains(&path)
-}
 
 /// A refused request, carried as a `poem::Error` to the JSON error mapping.
 #[derive(Debug, thiserror::Error)]
@@ -51,33 +38,4 @@ pub(crate) async fn authenticate<E: Endpoint>(
     };
     req.extensions_mut().insert(caller);
     ep.call(req).await.map(IntoResponse::into_response)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_health_readiness_metrics_and_the_documentation_are_public() {
-        for path in [
-            "/health",
-            "/health/",
-            "/ready",
-            "/metrics",
-            "/docs",
-            "/openapi.json",
-        ] {
-            assert!(is_public(path), "{path}");
-        }
-        for path in [
-            "/",
-            "/pedidos",
-            "/pedidos/x",
-            "/healthz",
-            "/docs/x",
-            "/nowhere",
-        ] {
-            assert!(!is_public(path), "{path}");
-        }
-    }
 }

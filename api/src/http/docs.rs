@@ -7,7 +7,7 @@
 use poem_openapi::OpenApiService;
 use serde_json::{json, Value};
 
-use super::auth::is_public;
+use super::paths::is_public;
 use super::routes::OrdersApi;
 use super::schema;
 
@@ -15,9 +15,9 @@ use super::schema;
 const BEARER_SCHEME: &str = "bearerAuth";
 
 /// The service with its title, version and description, as `/openapi.json` presents it.
-pub(crate) fn service(api: OrdersApi) -> OpenApiService<OrdersApi, ()> {
+pub(crate) fn service() -> OpenApiService<OrdersApi, ()> {
     // No `servers` entry: Swagger UI then calls whatever origin it was loaded from.
-    OpenApiService::new(api, "pedidos", env!("CARGO_PKG_VERSION"))
+    OpenApiService::new(OrdersApi, "pedidos", env!("CARGO_PKG_VERSION"))
         .description("Orders in, verdicts out: the HTTP entry of the pedidos Kafka mesh.")
 }
 
@@ -98,50 +98,10 @@ fn require_bearer(spec: &mut Value) {
     }
 }
 
-/// The documents of an API whose producer points at no broker: building them needs an
-/// `OrdersApi`, and never touches it.
+/// The documents, as the API serves them without `api.auth = "jwt"`.
 #[cfg(test)]
 pub(crate) fn test_document() -> (Value, String) {
-    test_document_with(false)
-}
-
-/// The same, with the bearer scheme of `api.auth = "jwt"` when `bearer`.
-#[cfg(test)]
-pub(crate) fn test_document_with(bearer: bool) -> (Value, String) {
-    use std::sync::Arc;
-    use std::time::Duration;
-
-    let mut config = shared::Config::default();
-    config.kafka.bootstrap_servers = "127.0.0.1:1".into();
-    config.api.store_url = shared::config::Secret::new("sqlite::memory:");
-    let deadline = Duration::from_secs(1);
-    let producer = shared::kafka::producer(&config.kafka, deadline).expect("a producer");
-    // The stream consumer behind the catch-up needs a runtime to exist (it never connects).
-    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
-    let _entered = runtime.enter();
-    let store = runtime
-        .block_on(crate::store::Store::open(&config.api))
-        .expect("an in-memory store");
-    let live = Arc::new(crate::live::Live::default());
-    let (writer, _) = crate::store::Writer::start(
-        store.clone(),
-        live.clone(),
-        Arc::default(),
-        Box::new(|_| {}),
-        tokio_util::sync::CancellationToken::new(),
-    );
-    let view = crate::read_model::ViewHandle {
-        store,
-        writer,
-        live,
-        catch_up: crate::read_model::CatchUp::unconnected(&config),
-    };
-    let api = OrdersApi::new(
-        crate::publisher::Publisher::new(producer, "Pedidos", "Notificacoes", deadline),
-        view,
-        &config.api,
-    );
-    documents(&service(api), bearer)
+    documents(&service(), false)
 }
 
 #[cfg(test)]
@@ -183,9 +143,9 @@ mod tests {
 
     #[test]
     fn jwt_mode_requires_the_bearer_scheme_everywhere_but_the_public_paths() {
-        let (open, _) = test_document_with(false);
+        let (open, _) = documents(&service(), false);
         assert!(open["components"].get("securitySchemes").is_none());
-        let (spec, page) = test_document_with(true);
+        let (spec, page) = documents(&service(), true);
         assert_eq!(
             spec["components"]["securitySchemes"][BEARER_SCHEME]["scheme"],
             "bearer"

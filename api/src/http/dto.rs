@@ -7,7 +7,7 @@ use poem_openapi::Object;
 use shared::events::{Order, Status};
 use uuid::Uuid;
 
-use crate::orders::{HistoryEntry, OrderView};
+use crate::view::{HistoryEntry, OrderView};
 
 /// An accepted order.
 #[derive(Debug, Object)]
@@ -141,7 +141,7 @@ mod tests {
     use shared::events::StatusEvent;
 
     use super::*;
-    use crate::orders::{HistoryEntry, OrderView};
+    use crate::view::{HistoryEntry, OrderView};
 
     fn entry(e: &StatusEvent) -> HistoryEntry {
         HistoryEntry {

@@ -10,8 +10,8 @@ use serde_json::Value;
 use shared::validation::FieldError;
 use uuid::Uuid;
 
-use super::request::{parse_order_request, OrderRequest};
 use super::schema;
+use crate::orders::{parse_order_request, OrderRequest};
 
 /// The `POST /pedidos` body (`PedidoNovo` to clients): the verdict of [`parse_order_request`],
 /// which the handler answers with a 422 when it is an error.

@@ -10,18 +10,8 @@ use poem::http::{Method, StatusCode};
 use poem::{Endpoint, IntoResponse, Request, Response};
 use shared::metrics::prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec};
 
-/// Route templates, so a label never holds an order id.
-const ROUTES: [&str; 9] = [
-    "/pedidos",
-    "/pedidos/{id}",
-    "/health",
-    "/ready",
-    "/metrics",
-    "/docs",
-    "/openapi.json",
-    "/pedidos/{id}/eventos",
-    "other",
-];
+use super::paths::RouteTemplates;
+
 const METHODS: [&str; 4] = ["GET", "POST", "HEAD", "other"];
 /// The statuses the API answers; anything else is counted as its class (`5xx`, …).
 const STATUSES: [u16; 16] = [
@@ -52,71 +42,38 @@ static FAMILIES: LazyLock<Families> = LazyLock::new(|| Families {
     ),
 });
 
-/// Orders published and acknowledged (a retried `Idempotency-Key` answered from memory is not
-/// counted again).
-pub(crate) static ORDERS_ACCEPTED: LazyLock<IntCounter> = LazyLock::new(|| {
-    shared::metrics::counter(
-        "pedidos_orders_accepted_total",
-        "Orders accepted: published to Pedidos and acknowledged by the broker (202).",
-    )
-});
-
-/// The broker's acknowledgement of each record the API publishes.
-pub(crate) static BROKER_ACK: LazyLock<Histogram> = LazyLock::new(|| {
-    shared::metrics::histogram(
-        "pedidos_broker_ack_duration_seconds",
-        "From handing a record to the producer to the broker's acknowledgement (or failure).",
-    )
-});
-
-/// Registers the families up front, so they are scraped (at zero) before the first order: a
-/// rate needs the counter's value before its first increase.
-pub(crate) fn register() {
-    LazyLock::force(&FAMILIES);
-    LazyLock::force(&ORDERS_ACCEPTED);
-    LazyLock::force(&BROKER_ACK);
-    crate::store::register_metrics();
-}
-
 type Table<T, const N: usize> = [OnceLock<T>; N];
 
+/// Every label combination's handles, by route index (of [`RouteTemplates`]), method and
+/// status.
 struct Handles {
-    requests: [[Table<IntCounter, { STATUSES.len() }>; METHODS.len()]; ROUTES.len()],
-    duration: [Table<Histogram, { METHODS.len() }>; ROUTES.len()],
+    requests: Vec<[Table<IntCounter, { STATUSES.len() }>; METHODS.len()]>,
+    duration: Vec<Table<Histogram, { METHODS.len() }>>,
     rejected: Table<IntCounter, { STATUSES.len() }>,
 }
 
-static HANDLES: LazyLock<Handles> = LazyLock::new(|| Handles {
-    requests: std::array::from_fn(|_| {
-        std::array::from_fn(|_| std::array::from_fn(|_| OnceLock::new()))
-    }),
-    duration: std::array::from_fn(|_| std::array::from_fn(|_| OnceLock::new())),
-    rejected: std::array::from_fn(|_| OnceLock::new()),
-});
+/// The HTTP metrics of one application: its route templates and their handles.
+pub(crate) struct HttpMetrics {
+    routes: RouteTemplates,
+    handles: Handles,
+}
 
-fn route(path: &str) -> usize {
-    let path = path.trim_end_matches('/');
-    match path {
-        "/pedidos" => 0,
-        "/health" => 2,
-        "/ready" => 3,
-        "/metrics" => 4,
-        "/docs" => 5,
-        "/openapi.json" => 6,
-        p if p
-            .strip_prefix("/pedidos/")
-            .is_some_and(|id| !id.contains('/')) =>
-        {
-            1
-        }
-        p if p
-            .strip_prefix("/pedidos/")
-            .and_then(|rest| rest.strip_suffix("/eventos"))
-            .is_some_and(|id| !id.is_empty() && !id.contains('/')) =>
-        {
-            7
-        }
-        _ => 8,
+impl HttpMetrics {
+    /// Registers the families up front, so they are scraped (at zero) before the first
+    /// request: a rate needs the counter's value before its first increase.
+    pub(crate) fn new(routes: RouteTemplates) -> Self {
+        LazyLock::force(&FAMILIES);
+        let n = routes.len();
+        let handles = Handles {
+            requests: (0..n)
+                .map(|_| std::array::from_fn(|_| std::array::from_fn(|_| OnceLock::new())))
+                .collect(),
+            duration: (0..n)
+                .map(|_| std::array::from_fn(|_| OnceLock::new()))
+                .collect(),
+            rejected: std::array::from_fn(|_| OnceLock::new()),
+        };
+        Self { routes, handles }
     }
 }
 
@@ -160,31 +117,32 @@ fn reason(s: StatusCode) -> &'static str {
 }
 
 /// Counts and times every request.
-pub(crate) async fn observe<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Response> {
+pub(crate) async fn observe<E: Endpoint>(
+    ep: Arc<E>,
+    req: Request,
+    metrics: Arc<HttpMetrics>,
+) -> poem::Result<Response> {
     let started = Instant::now();
-    let (r, m) = (route(req.uri().path()), method(req.method()));
+    let (r, m) = (metrics.routes.index(req.uri().path()), method(req.method()));
+    let is_post_of_an_order = metrics.routes.is_orders(r) && m == 1;
     let result = ep.call(req).await.map(IntoResponse::into_response);
     let code = match &result {
         Ok(response) => response.status(),
         Err(e) => e.status(),
     };
-    let handles = &*HANDLES;
+    let (handles, route) = (&metrics.handles, metrics.routes.label(r));
     let s = status(code);
     handles.requests[r][m][s]
         .get_or_init(|| {
             FAMILIES
                 .requests
-                .with_label_values(&[ROUTES[r], METHODS[m], &status_label(s, code)])
+                .with_label_values(&[route, METHODS[m], &status_label(s, code)])
         })
         .inc();
     handles.duration[r][m]
-        .get_or_init(|| {
-            FAMILIES
-                .duration
-                .with_label_values(&[ROUTES[r], METHODS[m]])
-        })
+        .get_or_init(|| FAMILIES.duration.with_label_values(&[route, METHODS[m]]))
         .observe(started.elapsed().as_secs_f64());
-    if r == 0 && m == 1 && !code.is_success() {
+    if is_post_of_an_order && !code.is_success() {
         handles.rejected[s]
             .get_or_init(|| FAMILIES.rejected.with_label_values(&[reason(code)]))
             .inc();
@@ -197,15 +155,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn labels_never_hold_an_id_or_an_unknown_path() {
-        assert_eq!(ROUTES[route("/pedidos/4b3c0e52-7f2e")], "/pedidos/{id}");
-        assert_eq!(ROUTES[route("/pedidos/")], "/pedidos");
-        assert_eq!(ROUTES[route("/pedidos/x/y")], "other");
-        assert_eq!(
-            ROUTES[route("/pedidos/4b3c/eventos")],
-            "/pedidos/{id}/eventos"
-        );
-        assert_eq!(ROUTES[route("/wp-admin.php")], "other");
+    fn statuses_outside_the_table_are_counted_by_class() {
         let teapot = StatusCode::IM_A_TEAPOT;
         assert_eq!(status_label(status(teapot), teapot), "4xx");
         assert_eq!(

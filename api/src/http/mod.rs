@@ -7,9 +7,10 @@ mod docs;
 mod dto;
 mod error;
 mod extract;
-pub(crate) mod metrics;
+mod guard;
+mod metrics;
 mod middleware;
-mod request;
+mod paths;
 mod routes;
 mod schema;
 mod stream;
@@ -22,21 +23,23 @@ use poem::web::Html;
 use poem::{get, Endpoint, EndpointExt, Response, Route};
 
 pub use self::error::ErrorBody;
+pub use self::guard::{GuardedAcceptor, HttpTimeouts};
+use self::metrics::HttpMetrics;
 use self::middleware::{allow_header, read_body, AllowedMethods};
-pub use self::request::OrderRequest;
-pub use self::routes::OrdersApi;
+use self::paths::RouteTemplates;
+pub use self::routes::State;
 use crate::auth::Auth;
 
 /// The whole HTTP application: API, Swagger UI at `/docs`, spec at `/openapi.json`, JSON errors.
 pub fn app(
-    api: OrdersApi,
+    state: State,
     auth: Auth,
     max_body_bytes: usize,
     body_timeout: Duration,
 ) -> impl Endpoint {
-    metrics::register();
-    let service = docs::service(api);
+    let service = docs::service();
     let (spec, page) = docs::documents(&service, auth.is_required());
+    let metrics = Arc::new(HttpMetrics::new(RouteTemplates::new(&spec)));
     let auth = Arc::new(auth);
     let allowed = Arc::new(AllowedMethods::from_spec(&spec));
     let spec = serde_json::to_string_pretty(&spec).expect("a JSON value serializes");
@@ -53,10 +56,11 @@ pub fn app(
                     .body(spec.clone())
             })),
         )
+        .data(Arc::new(state))
         .around(move |ep, req| read_body(ep, req, max_body_bytes, body_timeout))
         // Outside the body reader: a refused request's body is never read.
         .around(move |ep, req| auth::authenticate(ep, req, auth.clone()))
         .catch_all_error(|e| async move { error::json_error(e) })
         .around(move |ep, req| allow_header(ep, req, allowed.clone()))
-        .around(metrics::observe)
+        .around(move |ep, req| metrics::observe(ep, req, metrics.clone()))
 }

@@ -1,32 +1,24 @@
 //! The routes: each handler, and every status it can answer (as the OpenAPI document lists them).
 //! Doc comments on handlers and response variants are what clients read in the document.
 
-use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
-use futures::stream::BoxStream;
+use futures::stream::{BoxStream, StreamExt as _};
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::{EventStream, Json};
 use poem_openapi::{ApiResponse, OpenApi};
-use shared::config::ApiConfig;
-use shared::events::{Order, StatusEvent};
+use shared::events::Order;
 use uuid::Uuid;
 
 use super::dto::{AcceptedOrder, Health, HistoryEvent, OrderPage, OrderStatus};
 use super::error::ErrorBody;
 use super::extract::{OrderId, OrderRequestBody};
-use super::request::OrderRequest;
 use super::stream;
 use crate::auth::Caller;
-use crate::idempotency::{self, Replay};
-use crate::orders::OrderView;
-use crate::publisher::Publisher;
-use crate::read_model::ViewHandle;
-use crate::store::{Changes, StoreError};
-use shared::telemetry::trace_context;
+use crate::orders::{idempotency, Orders, PlaceError};
+use crate::view::{StoreError, ViewHandle};
 
 /// The longest `?wait=` a GET may ask for, in seconds.
 pub(crate) const MAX_WAIT_SECS: u64 = 30;
@@ -146,116 +138,14 @@ enum HealthResponse {
     Ok(Json<Health>),
 }
 
-pub struct OrdersApi {
-    publisher: Publisher,
-    view: ViewHandle,
-    /// How long a keyed request may wait for the view to catch up with `Pedidos`, a POST for
-    /// the store's writer to take its order, and a read for this instance's own write.
-    catch_up_timeout: Duration,
-    idempotency_ttl: Duration,
-    /// The order ids of keyed requests being answered right now, on this instance.
-    keys_in_flight: Mutex<HashSet<Uuid>>,
-}
+/// The routes. Stateless: each handler takes the [`State`] it needs as request data, so the
+/// OpenAPI document renders without a broker or a store.
+pub struct OrdersApi;
 
-impl OrdersApi {
-    pub fn new(publisher: Publisher, view: ViewHandle, api: &ApiConfig) -> Self {
-        Self {
-            publisher,
-            view,
-            catch_up_timeout: Duration::from_millis(api.publish_timeout_ms),
-            idempotency_ttl: api.idempotency_ttl(),
-            keys_in_flight: Mutex::default(),
-        }
-    }
-
-    /// The answer to a keyed request whose key already stands for an order, if it does.
-    async fn replayed(&self, id: Uuid, request: &OrderRequest) -> Option<CreateResponse> {
-        let view = match self.view.order(id, self.catch_up_timeout).await {
-            Ok(view) => view?,
-            Err(e) => return Some(CreateResponse::Unavailable(Json(store_error(&e)))),
-        };
-        let original = view.order.as_ref()?;
-        let now = Utc::now();
-        let refused =
-            |rule: &str| CreateResponse::Invalid(Json(key_error("idempotency_key_reused", rule)));
-        Some(
-            match idempotency::replay(original, request, now, self.idempotency_ttl) {
-                Replay::Same => accepted(original),
-                Replay::Conflict => {
-                    refused("was used for another order: a retry must repeat the same body")
-                }
-                Replay::Expired => {
-                    refused("was used longer ago than api.idempotency_ttl_secs: send a new key")
-                }
-            },
-        )
-    }
-
-    /// For a keyed request: the answer when its key already stands for an order, or — once no
-    /// instance can have published one under it — the claim to publish it here.
-    async fn claim_key(
-        &self,
-        id: Uuid,
-        request: &OrderRequest,
-    ) -> Result<KeyClaim<'_>, CreateResponse> {
-        if let Some(answer) = self.replayed(id, request).await {
-            return Err(answer);
-        }
-        let claim =
-            KeyClaim::take(&self.keys_in_flight, id).ok_or_else(|| {
-                CreateResponse::InProgress(Json(
-                ErrorBody::new(
-                    "idempotency_key_in_progress",
-                    "a request with this Idempotency-Key is still being answered: retry shortly",
-                )
-                .field(idempotency::HEADER, "must not be in use by a request in progress"),
-            ))
-            })?;
-        // Another instance, or this one before a restart, may have published it: wait until the
-        // store holds everything on Pedidos up to now.
-        if let Err(e) = self.view.catch_up.wait(self.catch_up_timeout).await {
-            tracing::warn!(pedido = %id, error = %e, "cannot check an Idempotency-Key");
-            return Err(CreateResponse::Unavailable(Json(ErrorBody::new(
-                "broker_unavailable",
-                format!("cannot tell whether this Idempotency-Key was used, try again later: {e}"),
-            ))));
-        }
-        match self.replayed(id, request).await {
-            Some(answer) => Err(answer),
-            None => Ok(claim),
-        }
-    }
-
-    /// The order's view if this caller may see it, waiting up to `wait` for its verdict.
-    async fn view_of(
-        &self,
-        caller: &Caller,
-        id: Uuid,
-        wait: Option<Duration>,
-    ) -> Result<Option<OrderView>, StoreError> {
-        let Some(wait) = wait.filter(|w| !w.is_zero()) else {
-            return Ok(self
-                .view
-                .order(id, self.catch_up_timeout)
-                .await?
-                .filter(|v| caller.may_act_for(&v.usuario)));
-        };
-        let deadline = tokio::time::Instant::now() + wait;
-        let watch = self.view.live.watch(id);
-        loop {
-            let changed = watch.armed();
-            let view = self.view.order(id, self.catch_up_timeout).await?;
-            let view = view.filter(|v| caller.may_act_for(&v.usuario));
-            // An unknown order is not waited for: the instance that took it has written it, or
-            // is this one and `order` waited for it.
-            if view.as_ref().is_none_or(OrderView::is_final) {
-                return Ok(view);
-            }
-            if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                return Ok(view);
-            }
-        }
-    }
+/// What the handlers call: placing orders and reading the view.
+pub struct State {
+    pub orders: Orders,
+    pub view: ViewHandle,
 }
 
 /// A 503 naming the store's failure.
@@ -275,24 +165,6 @@ fn invalid_id() -> ErrorBody {
     ErrorBody::new("invalid_id", "the order id must be a UUID").field("id", "must be a UUID")
 }
 
-/// An order id this instance is placing; released when the request ends, however it ends.
-struct KeyClaim<'a> {
-    set: &'a Mutex<HashSet<Uuid>>,
-    id: Uuid,
-}
-
-impl<'a> KeyClaim<'a> {
-    fn take(set: &'a Mutex<HashSet<Uuid>>, id: Uuid) -> Option<Self> {
-        set.lock().unwrap().insert(id).then_some(Self { set, id })
-    }
-}
-
-impl Drop for KeyClaim<'_> {
-    fn drop(&mut self) {
-        self.set.lock().unwrap().remove(&self.id);
-    }
-}
-
 /// An error naming the `Idempotency-Key` header and the rule it breaks.
 fn key_error(kind: &str, rule: &str) -> ErrorBody {
     ErrorBody::new(kind, format!("{}: {rule}", idempotency::HEADER))
@@ -309,6 +181,30 @@ fn accepted(order: &Order) -> CreateResponse {
     CreateResponse::Accepted(Json(AcceptedOrder::new(order)), location)
 }
 
+/// The answer to an order that was not placed.
+fn not_placed(e: PlaceError) -> CreateResponse {
+    let message = e.to_string();
+    match e {
+        PlaceError::Forbidden => CreateResponse::Forbidden(Json(
+            ErrorBody::new("forbidden", message)
+                .field("usuario", "must equal the token's subject (`sub`)"),
+        )),
+        PlaceError::KeyInProgress => CreateResponse::InProgress(Json(
+            ErrorBody::new("idempotency_key_in_progress", message).field(
+                idempotency::HEADER,
+                "must not be in use by a request in progress",
+            ),
+        )),
+        PlaceError::KeyReused | PlaceError::KeyExpired => {
+            CreateResponse::Invalid(Json(key_error("idempotency_key_reused", &message)))
+        }
+        PlaceError::Store(e) => CreateResponse::Unavailable(Json(store_error(&e))),
+        PlaceError::KeyUnchecked(_) | PlaceError::Broker(_) => {
+            CreateResponse::Unavailable(Json(ErrorBody::new("broker_unavailable", message)))
+        }
+    }
+}
+
 #[OpenApi]
 impl OrdersApi {
     /// Place an order.
@@ -321,6 +217,7 @@ impl OrdersApi {
     #[oai(path = "/pedidos", method = "post")]
     async fn create(
         &self,
+        state: Data<&Arc<State>>,
         caller: Data<&Caller>,
         body: Json<OrderRequestBody>,
         /// Makes a retry safe: 1–255 characters without control characters, unique per order
@@ -343,77 +240,13 @@ impl OrdersApi {
             Ok(request) => request,
             Err(e) => return CreateResponse::Invalid(Json(ErrorBody::from_field_error(&e))),
         };
-        if !caller.may_act_for(&request.usuario) {
-            return CreateResponse::Forbidden(Json(
-                ErrorBody::new(
-                    "forbidden",
-                    "an order may only be placed for the token's own subject",
-                )
-                .field("usuario", "must equal the token's subject (`sub`)"),
-            ));
-        }
-        // Held until the answer is out: the key is this request's meanwhile.
-        let claim = match key {
-            None => None,
-            Some(key) => {
-                let id = idempotency::order_id(&request.usuario, key);
-                match self.claim_key(id, &request).await {
-                    Ok(claim) => Some(claim),
-                    Err(answer) => return answer,
-                }
-            }
-        };
-        let mut order = Order::new(
-            request.usuario,
-            request.produto,
-            request.quantidade,
-            request.valor,
-        );
-        if let Some(claim) = &claim {
-            order.id = claim.id;
-        }
-        let received = StatusEvent::received(&order);
-        // The order's span: continues the caller's trace (`traceparent`) or starts one; the
-        // records carry it on, and the log lines below name it.
-        let span =
-            tracing::info_span!("order", trace_id = tracing::field::Empty, pedido = %order.id);
-        let headers = http.headers().iter();
-        let trace = trace_context::continue_trace(
-            &span,
-            headers.map(|(k, v)| (k.as_str(), Some(v.as_bytes()))),
-        );
-        let published = self.publisher.publish(&order, &received, &trace).await;
-        let stored = match &published {
-            // A GET that follows the 202 finds the order, on any instance sharing the store: in
-            // a shared store before the answer; in the embedded one, the GET waits for the
-            // commit (see `store::writer`). The order is on the broker whatever happens here,
-            // so a failure still answers 202; the reader writes it later.
-            Ok(()) => {
-                let mut changes = Changes::default();
-                changes.order(&order);
-                changes.status(&received);
-                self.view.writer.post(changes, self.catch_up_timeout).await
-            }
-            Err(_) => Ok(()),
-        };
-        // Entered only now: no await follows while it is held.
-        let _in_span = span.enter();
-        match published {
-            Ok(()) => {
-                if let Err(e) = stored {
-                    tracing::warn!(pedido = %order.id, error = %e, "accepted order not in the store yet");
-                }
-                tracing::info!(pedido = %order.id, usuario = %order.usuario, "order accepted");
-                super::metrics::ORDERS_ACCEPTED.inc();
-                accepted(&order)
-            }
-            Err(e) => {
-                tracing::warn!(pedido = %order.id, error = %e, "order not accepted: broker unavailable");
-                CreateResponse::Unavailable(Json(ErrorBody::new(
-                    "broker_unavailable",
-                    format!("the order was not accepted, try again later: {e}"),
-                )))
-            }
+        let trace = http
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str(), Some(v.as_bytes())));
+        match state.orders.place(&caller, request, key, trace).await {
+            Ok(order) => accepted(&order),
+            Err(e) => not_placed(e),
         }
     }
 
@@ -424,6 +257,7 @@ impl OrdersApi {
     #[oai(path = "/pedidos/:id", method = "get")]
     async fn get(
         &self,
+        state: Data<&Arc<State>>,
         caller: Data<&Caller>,
         id: Path<OrderId>,
         /// Seconds to wait for the verdict, 0–30 (default 0: answer at once).
@@ -434,7 +268,7 @@ impl OrdersApi {
             return GetResponse::BadRequest(Json(invalid_id()));
         };
         let wait = wait.0.map(|s| Duration::from_secs(s.min(MAX_WAIT_SECS)));
-        match self.view_of(&caller, id, wait).await {
+        match state.view.order_for(&caller, id, wait).await {
             Ok(Some(view)) => GetResponse::Ok(Json((&view).into())),
             Ok(None) => GetResponse::NotFound(Json(not_found(id))),
             Err(e) => GetResponse::Unavailable(Json(store_error(&e))),
@@ -448,6 +282,7 @@ impl OrdersApi {
     #[oai(path = "/pedidos/:id/eventos", method = "get")]
     async fn events(
         &self,
+        state: Data<&Arc<State>>,
         caller: Data<&Caller>,
         id: Path<OrderId>,
         /// The `id` of the last event received, when reconnecting: only later ones are sent.
@@ -457,7 +292,7 @@ impl OrdersApi {
         let Some(id) = id.0 .0 else {
             return EventsResponse::BadRequest(Json(invalid_id()));
         };
-        let view = match self.view_of(&caller, id, None).await {
+        let view = match state.view.order_for(&caller, id, None).await {
             Ok(Some(view)) => view,
             Ok(None) => return EventsResponse::NotFound(Json(not_found(id))),
             Err(e) => return EventsResponse::Unavailable(Json(store_error(&e))),
@@ -466,9 +301,12 @@ impl OrdersApi {
             .0
             .as_deref()
             .and_then(|s| Uuid::try_parse(s.trim()).ok());
-        let events = stream::status_changes(self.view.clone(), view, after);
+        let events = state
+            .view
+            .status_changes(view, after)
+            .map(|h| HistoryEvent::from(&h));
         EventsResponse::Stream(
-            EventStream::new(events)
+            EventStream::new(events.boxed())
                 .keep_alive(stream::KEEP_ALIVE)
                 .to_event(stream::to_sse),
         )
@@ -481,6 +319,7 @@ impl OrdersApi {
     #[oai(path = "/pedidos", method = "get")]
     async fn list(
         &self,
+        state: Data<&Arc<State>>,
         caller: Data<&Caller>,
         /// Only this customer's orders.
         usuario: Query<Option<String>>,
@@ -503,11 +342,7 @@ impl OrdersApi {
             (Some(own), _) => Some(own.to_string()),
             (None, asked) => asked,
         };
-        let (total, page) = match self
-            .view
-            .page(usuario.as_deref(), offset, limit, self.catch_up_timeout)
-            .await
-        {
+        let (total, page) = match state.view.page(usuario.as_deref(), offset, limit).await {
             Ok(found) => found,
             Err(e) => return ListResponse::Unavailable(Json(store_error(&e))),
         };
@@ -522,10 +357,10 @@ impl OrdersApi {
 
     /// Liveness.
     #[oai(path = "/health", method = "get")]
-    async fn health(&self) -> HealthResponse {
+    async fn health(&self, state: Data<&Arc<State>>) -> HealthResponse {
         HealthResponse::Ok(Json(Health {
             status: "ok".into(),
-            pedidos: self.view.store.count().await.ok(),
+            pedidos: state.view.count().await.ok(),
         }))
     }
 }

@@ -114,12 +114,12 @@ pub(crate) fn constrain_idempotency_key(spec: &mut Value) {
         .expect("POST /pedidos has parameters");
     let key = parameters
         .iter_mut()
-        .find(|p| p["name"] == crate::idempotency::HEADER)
+        .find(|p| p["name"] == crate::orders::idempotency::HEADER)
         .expect("POST /pedidos documents Idempotency-Key");
     key["schema"] = serde_json::json!({
         "type": "string",
         "minLength": 1,
-        "maxLength": crate::idempotency::MAX_KEY_CHARS,
+        "maxLength": crate::orders::idempotency::MAX_KEY_CHARS,
         "pattern": IDEMPOTENCY_KEY_PATTERN,
     });
 }
@@ -134,7 +134,7 @@ mod tests {
 
     use super::*;
     use crate::http::docs::test_document;
-    use crate::http::request::parse_order_request;
+    use crate::orders::parse_order_request;
 
     fn schema() -> Value {
         test_document().0["components"]["schemas"][ORDER_REQUEST].clone()
@@ -153,7 +153,10 @@ mod tests {
         assert_eq!(parameter["in"], "header");
         assert_eq!(parameter["required"], false);
         let schema = &parameter["schema"];
-        assert_eq!(schema["maxLength"], crate::idempotency::MAX_KEY_CHARS);
+        assert_eq!(
+            schema["maxLength"],
+            crate::orders::idempotency::MAX_KEY_CHARS
+        );
         // The document's regex dialect (ECMA-262) spells code points \uXXXX; Rust's \x{XXXX}.
         let ecma = schema["pattern"].as_str().unwrap();
         let escapes = Regex::new(r"\\u([0-9A-Fa-f]{4})").unwrap();
@@ -171,10 +174,10 @@ mod tests {
             &long,
         ] {
             let by_schema = pattern.is_match(key)
-                && (1..=crate::idempotency::MAX_KEY_CHARS).contains(&key.chars().count());
+                && (1..=crate::orders::idempotency::MAX_KEY_CHARS).contains(&key.chars().count());
             assert_eq!(
                 by_schema,
-                crate::idempotency::check_key(key).is_ok(),
+                crate::orders::idempotency::check_key(key).is_ok(),
                 "{key:?}"
             );
         }

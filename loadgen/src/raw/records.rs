@@ -1,11 +1,12 @@
 //! The records one order causes, as the mesh writes them: the API's two (the order and its
 //! `Analise`, built with `shared::events` as the API's publisher builds them) and fraud's two
-//! (its verdict in its own words, and its records, from the `fraud` crate itself).
+//! (its verdict in its own words, and its records, from fraud's pure core itself).
 
 use std::collections::HashMap;
 
-use fraud::{decide, FraudHandler, Rules, Verdict};
-use shared::config::{Config, FraudConfig, TopicsConfig};
+use chrono::Utc;
+use fraud::Rules;
+use shared::config::{FraudConfig, TopicsConfig};
 use shared::events::{Order, OutRecord, StatusEvent, HEADER_CORRELATION_ID};
 
 use crate::orders::OrderGen;
@@ -39,12 +40,7 @@ pub fn mesh_orders(
     orders: usize,
 ) -> Vec<OrderRecords> {
     let mut gen = OrderGen::new(seed, orders / 4 + 1);
-    let verdicts = Verdicts::new(fraud);
-    let fraud = FraudHandler::new(&Config {
-        topics: topics.clone(),
-        fraud: fraud.clone(),
-        ..Config::default()
-    });
+    let rules = Rules::new(fraud);
     (0..orders)
         .map(|index| {
             let body = gen.next_order();
@@ -55,60 +51,18 @@ pub fn mesh_orders(
                 id: gen.uuid(),
                 ..placed
             };
-            let verdict = verdicts.decide(&order, refused(index));
-            let api = [
-                OutRecord::event(&topics.pedidos, &order),
-                OutRecord::event(&topics.notificacoes, &StatusEvent::received(&order)),
-            ];
-            let [evaluated, verdict] = <[OutRecord; 2]>::try_from(fraud.outputs(order, verdict))
-                .expect("fraud writes an evaluated order and a verdict per order");
-            let [order, analise] = api;
+            let verdict = fraud::verdict_as(&order, &rules, refused(index));
+            let analise = OutRecord::event(&topics.notificacoes, &StatusEvent::received(&order));
+            let placed = OutRecord::event(&topics.pedidos, &order);
+            let [evaluated, verdict] = fraud::outputs(topics, order, verdict, Utc::now());
             OrderRecords {
-                order,
+                order: placed,
                 analise,
                 verdict,
                 evaluated,
             }
         })
         .collect()
-}
-
-/// Fraud's decision with the outcome given: its rules still choose the words.
-struct Verdicts {
-    /// Refuses every order: by the first rule it breaks, else by the risk draw.
-    refusing: Rules,
-    /// Refuses none.
-    approving: Rules,
-}
-
-impl Verdicts {
-    fn new(fraud: &FraudConfig) -> Self {
-        Self {
-            refusing: Rules::new(&FraudConfig {
-                refusal_probability: 1.0,
-                ..fraud.clone()
-            }),
-            approving: Rules::new(&FraudConfig {
-                refusal_probability: 0.0,
-                max_valor: None,
-                max_total: None,
-                blocked_users: Vec::new(),
-                blocked_products: Vec::new(),
-                ..fraud.clone()
-            }),
-        }
-    }
-
-    fn decide(&self, order: &Order, refuse: bool) -> Verdict {
-        decide(
-            order,
-            if refuse {
-                &self.refusing
-            } else {
-                &self.approving
-            },
-        )
-    }
 }
 
 /// The records of `orders` orders, as the mesh writes them, all addressed to `topic`.
@@ -189,6 +143,8 @@ fn correlation_id(headers: &[(String, Vec<u8>)]) -> Option<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fraud::decide;
+    use shared::config::Config;
     use shared::events::{decode, EvaluatedOrder, Status};
 
     const ORDERS: usize = 512;

@@ -122,6 +122,10 @@ impl ApiConfig {
         self.listen.parse().ok()
     }
 
+    /// How long the broker has to acknowledge a POST's records, and the view to take its order.
+    pub fn publish_timeout(&self) -> Duration {
+        Duration::from_millis(self.publish_timeout_ms)
+    }
     pub fn head_timeout(&self) -> Duration {
         Duration::from_millis(self.head_timeout_ms)
     }

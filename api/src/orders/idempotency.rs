@@ -5,16 +5,18 @@
 //! The order id is derived from the customer and the key (UUIDv5), so a retried order is the
 //! same order everywhere — on another API instance, after a restart, after a 503 whose record
 //! the broker had in fact taken. The mesh already treats an order published twice as one:
-//! verdicts are deterministic and every event id derives from the order id. Pure: the HTTP
-//! handler looks the derived id up and asks [`replay`] what to answer.
+//! verdicts are deterministic and every event id derives from the order id. Pure but for
+//! [`KeysInFlight`]: `Orders::place` looks the derived id up and asks [`replay`] what to answer.
 
+use std::collections::HashSet;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use shared::events::Order;
 use uuid::Uuid;
 
-use crate::http::OrderRequest;
+use super::OrderRequest;
 
 /// The header's name.
 pub const HEADER: &str = "Idempotency-Key";
@@ -81,6 +83,30 @@ pub fn replay(
     }
 }
 
+/// The order ids of keyed requests being answered right now, on this instance.
+#[derive(Default)]
+pub(super) struct KeysInFlight(Mutex<HashSet<Uuid>>);
+
+impl KeysInFlight {
+    /// The claim to place `id` here, unless a request holding it is still being answered.
+    pub(super) fn claim(&self, id: Uuid) -> Option<KeyClaim<'_>> {
+        let claimed = self.0.lock().unwrap().insert(id);
+        claimed.then_some(KeyClaim { keys: self, id })
+    }
+}
+
+/// An order id this instance is placing; released when the request ends, however it ends.
+pub(super) struct KeyClaim<'a> {
+    keys: &'a KeysInFlight,
+    pub(super) id: Uuid,
+}
+
+impl Drop for KeyClaim<'_> {
+    fn drop(&mut self) {
+        self.keys.0.lock().unwrap().remove(&self.id);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use rust_decimal::Decimal;
@@ -106,6 +132,17 @@ mod tests {
                 request.valor,
             )
         }
+    }
+
+    #[test]
+    fn a_key_is_claimed_by_one_request_at_a_time() {
+        let keys = KeysInFlight::default();
+        let id = order_id("ana", "k");
+        let first = keys.claim(id).expect("free");
+        assert!(keys.claim(id).is_none(), "held by the first request");
+        assert!(keys.claim(order_id("ana", "other")).is_some());
+        drop(first);
+        assert!(keys.claim(id).is_some(), "released when the request ends");
     }
 
     #[test]

@@ -7,7 +7,8 @@
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{nanos, Changes};
+use super::nanos;
+use crate::view::Changes;
 
 /// One write on SQLite, in one call: the transaction and its three statements (sqlx runs a
 /// call's statements in order, binding the anonymous parameters across them). `IMMEDIATE`

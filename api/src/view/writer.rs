@@ -18,8 +18,9 @@ use tokio_util::sync::CancellationToken;
 use shared::metrics::prometheus::Histogram;
 use shared::metrics::readiness::ClientHealth;
 
-use super::{Changes, Posted, Store, Unwritten};
-use crate::live::Live;
+use super::live::Live;
+use super::store::Store;
+use super::{Changes, Posted, Unwritten};
 
 /// Most rows one transaction writes; what is still waiting goes into the next one.
 const MAX_ROWS_PER_COMMIT: usize = 5_000;
@@ -43,7 +44,7 @@ static COMMIT: LazyLock<Histogram> = LazyLock::new(|| {
 });
 
 /// Registers the writer's metrics up front, so they are scraped (at zero) before any write.
-pub fn register_metrics() {
+pub(super) fn register_metrics() {
     LazyLock::force(&COMMIT);
 }
 

@@ -4,14 +4,15 @@
 //! scripts/bench.sh`) cannot resolve a few microseconds per order on a shared 2-core VM; this can.
 //!
 //! ```text
-//! cargo run --release -p loadgen --example jwt_verify_cost [CALLS]
+//! cargo run --release -p api --example jwt_verify_cost [CALLS]
 //! ```
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use api::auth::{mint_dev_token, Auth};
+use api::auth::Auth;
 use shared::config::{ApiConfig, AuthMode, Secret};
+use shared::dev_token;
 
 fn main() {
     let calls: u32 = std::env::args()
@@ -23,7 +24,7 @@ fn main() {
         jwt_secret: Some(Secret::new("x".repeat(64))),
         ..ApiConfig::default()
     };
-    let token = mint_dev_token(&jwt, "loadgen", true, Duration::from_secs(3600)).expect("mint");
+    let token = dev_token::mint(&jwt, "loadgen", true, Duration::from_secs(3600)).expect("mint");
     let header = format!("Bearer {token}");
     println!(
         "HS256 operator token of {} bytes, {calls} calls per round",

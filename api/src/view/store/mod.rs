@@ -3,12 +3,8 @@
 //! and the offsets they were read up to are written in one transaction ([`WriteConnection`]), so a
 //! restart resumes where the view stands and never re-reads the topics from the start.
 
-mod changes;
 mod lock;
-mod posted;
 mod rows;
-mod unwritten;
-mod writer;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -26,12 +22,7 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Any, AnyConnection, AnyPool, Connection as _, Executor as _, Row as _};
 use uuid::Uuid;
 
-pub use changes::{Changes, OrderRow};
-pub use posted::Posted;
-pub use unwritten::Unwritten;
-pub use writer::{register_metrics, Writer, WriterError};
-
-use crate::orders::{HistoryEntry, OrderView};
+use super::{Changes, HistoryEntry, OrderView};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

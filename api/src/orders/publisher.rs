@@ -72,7 +72,7 @@ impl Publisher {
         let delivery = self.producer.send(record).map_err(PublishError::Kafka)?;
         let started = std::time::Instant::now();
         let answer = delivery.await;
-        crate::http::metrics::BROKER_ACK.observe(started.elapsed().as_secs_f64());
+        super::metrics::BROKER_ACK.observe(started.elapsed().as_secs_f64());
         match answer {
             Ok(Ok(_)) => Ok(()),
             Ok(Err((e, _))) => Err(PublishError::Kafka(e)),

@@ -39,7 +39,8 @@ impl Live {
     }
 
     /// How many orders someone is waiting on.
-    pub fn watched(&self) -> usize {
+    #[cfg(test)]
+    fn watched(&self) -> usize {
         self.watched.lock().unwrap().len()
     }
 }

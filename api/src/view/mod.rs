@@ -1,0 +1,254 @@
+//! The order view: each order's status and history, kept in a [`store`] from the events on
+//! `Pedidos` and `Notificacoes`, and the way the rest of the API reads it ([`ViewHandle`]).
+//!
+//! A record's way in: the [`reader`] reads both topics from the offsets the store holds and
+//! hands batches of [`Changes`] to the [`writer`], the one task that commits; a POST's order
+//! joins it there too, ahead of the reader's batches ([`ViewHandle::record_accepted`]). After
+//! each commit the writer wakes who waits on the orders it touched ([`live`]) and moves the
+//! [`catch_up`] marks along. [`order`] says what an order's rows mean (its status, its
+//! history); `store/` holds the SQL and nothing else.
+
+mod catch_up;
+mod changes;
+mod live;
+mod order;
+mod posted;
+mod reader;
+mod status_changes;
+mod unwritten;
+mod writer;
+
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::BoxStream;
+use shared::config::Config;
+use shared::events::{Order, StatusEvent};
+use shared::kafka::StartupError;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub use self::catch_up::{CatchUp, CatchUpError};
+pub use self::changes::{Changes, OrderRow};
+pub use self::order::{HistoryEntry, OrderView};
+pub use self::store::{Store, StoreError};
+pub use self::writer::WriterError;
+
+use self::catch_up::Applied;
+use self::live::Live;
+use self::posted::Posted;
+use self::unwritten::Unwritten;
+use self::writer::Writer;
+use crate::auth::Caller;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ViewError {
+    #[error(transparent)]
+    Kafka(#[from] StartupError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What the rest of the API reads of the view, and how a POST records its order. Cheap to
+/// clone.
+#[derive(Clone)]
+pub struct ViewHandle {
+    store: Store,
+    writer: Writer,
+    live: Arc<Live>,
+    catch_up: CatchUp,
+    /// How long a read waits for an order this instance accepted to be committed, a POST for
+    /// the writer to take its order, and a keyed POST for the view to catch up
+    /// (`api.publish_timeout_ms`).
+    within: Duration,
+}
+
+impl ViewHandle {
+    /// One order's view, if the store knows it; for an order this instance accepted and has
+    /// not committed yet, once it has.
+    pub async fn order(&self, id: Uuid) -> Result<Option<OrderView>, StoreError> {
+        self.committed(&[id]).await?;
+        self.store.get(id).await
+    }
+
+    /// The order's view if `caller` may see it, waiting up to `wait` for its verdict (a
+    /// long-poll): the answer comes as soon as the order is final, or at the deadline with what
+    /// it is then. An unknown order is not waited for: the instance that took it has written
+    /// it, or is this one and [`order`](Self::order) waited for it.
+    pub async fn order_for(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        wait: Option<Duration>,
+    ) -> Result<Option<OrderView>, StoreError> {
+        let visible = |view: Option<OrderView>| view.filter(|v| caller.may_act_for(&v.usuario));
+        let Some(wait) = wait.filter(|w| !w.is_zero()) else {
+            return Ok(visible(self.order(id).await?));
+        };
+        let deadline = tokio::time::Instant::now() + wait;
+        let watch = self.live.watch(id);
+        loop {
+            let changed = watch.armed();
+            let view = visible(self.order(id).await?);
+            if view.as_ref().is_none_or(OrderView::is_final) {
+                return Ok(view);
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return Ok(view);
+            }
+        }
+    }
+
+    /// A page of orders, newest first, and how many there are (see [`Store::page`]), with the
+    /// orders this instance has accepted up to now in it.
+    pub async fn page(
+        &self,
+        usuario: Option<&str>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(u64, Vec<OrderView>), StoreError> {
+        let accepted = self.writer.unwritten().of(usuario);
+        self.committed(&accepted).await?;
+        self.store.page(usuario, offset, limit).await
+    }
+
+    /// How many orders the view holds.
+    pub async fn count(&self) -> Result<u64, StoreError> {
+        self.store.count().await
+    }
+
+    /// Writes an order this instance accepted (the broker has it) and its `Analise`, ahead of
+    /// what the reader read. On the shared store it waits for the commit, so a GET on any
+    /// instance finds the order; on the embedded one only for the writer to take it, and a read
+    /// of it waits for its commit instead (see [`writer`]).
+    pub async fn record_accepted(
+        &self,
+        order: &Order,
+        received: &StatusEvent,
+    ) -> Result<(), WriterError> {
+        let mut changes = Changes::default();
+        changes.order(order);
+        changes.status(received);
+        self.writer.post(changes, self.within).await
+    }
+
+    /// Returns once the view holds every order on `Pedidos` up to now, by any instance.
+    pub async fn wait_caught_up(&self) -> Result<(), CatchUpError> {
+        self.catch_up.wait(self.within).await
+    }
+
+    /// `current`'s history after the event `after` (all of it when `after` is not in it), then
+    /// each new event as the store takes it in; ends once the verdict is out.
+    pub fn status_changes(
+        &self,
+        current: OrderView,
+        after: Option<Uuid>,
+    ) -> BoxStream<'static, HistoryEntry> {
+        status_changes::after(self.clone(), current, after)
+    }
+
+    /// Waits until none of these orders is waiting for its commit.
+    async fn committed(&self, ids: &[Uuid]) -> Result<(), StoreError> {
+        let unwritten = self.writer.unwritten();
+        let deadline = tokio::time::Instant::now() + self.within;
+        for &id in ids {
+            if !unwritten.contains(id) {
+                continue;
+            }
+            let watch = self.live.watch(id);
+            loop {
+                let woken = watch.armed();
+                if !unwritten.contains(id) {
+                    break;
+                }
+                if tokio::time::timeout_at(deadline, woken).await.is_err() {
+                    return Err(StoreError::Unwritten {
+                        id,
+                        waited: self.within,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The running view: its reader and its writer. Stopped by [`View::stop`]: the reader first,
+/// then the writer once it has written what was read, so no offset is stored past a row that
+/// was not.
+pub struct View {
+    handle: ViewHandle,
+    reader: tokio::task::JoinHandle<()>,
+    reader_stop: CancellationToken,
+    writer_task: tokio::task::JoinHandle<()>,
+    writer_stop: CancellationToken,
+}
+
+impl View {
+    /// Starts the writer, then the reader at the offsets the store holds, and logs once the
+    /// view has caught up with what was published before.
+    pub async fn start(config: &Config, store: Store) -> Result<Self, ViewError> {
+        writer::register_metrics();
+        let live = Arc::new(Live::default());
+        let posted = Arc::new(Posted::default());
+        let applied = Arc::new(Applied::default());
+        let pedidos = config.topics.pedidos.clone();
+        let on_commit = {
+            let applied = applied.clone();
+            Box::new(move |changes: &Changes| {
+                for (topic, partition, next) in changes.offsets() {
+                    if topic == pedidos {
+                        applied.advance(partition, next);
+                    }
+                }
+                applied.changed.notify_waiters();
+            })
+        };
+        let writer_stop = CancellationToken::new();
+        let (writer, writer_task) = Writer::start(
+            store.clone(),
+            live.clone(),
+            posted.clone(),
+            on_commit,
+            writer_stop.clone(),
+        );
+        let reader_stop = CancellationToken::new();
+        let (reader, catch_up) = reader::follow(
+            config,
+            &store,
+            writer.clone(),
+            posted,
+            applied,
+            reader_stop.clone(),
+        )
+        .await?;
+        catch_up::report_catch_up(catch_up.clone(), config.kafka.startup_timeout());
+        Ok(Self {
+            handle: ViewHandle {
+                store,
+                writer,
+                live,
+                catch_up,
+                within: config.api.publish_timeout(),
+            },
+            reader,
+            reader_stop,
+            writer_task,
+            writer_stop,
+        })
+    }
+
+    pub fn handle(&self) -> ViewHandle {
+        self.handle.clone()
+    }
+
+    /// Stops reading, writes what was read, then stops writing.
+    pub async fn stop(self) {
+        self.reader_stop.cancel();
+        let _ = self.reader.await;
+        self.writer_stop.cancel();
+        let _ = self.writer_task.await;
+    }
+}
