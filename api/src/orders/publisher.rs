@@ -1,6 +1,7 @@
 //! Publishing a new order: the order to `Pedidos` and its `Analise` event to `Notificacoes`,
 //! both acknowledged by the broker within a deadline, or neither is reported as accepted.
 
+use std::future::Future;
 use std::time::Duration;
 
 use rdkafka::error::KafkaError;
@@ -39,14 +40,17 @@ impl Publisher {
         }
     }
 
-    /// Publishes the `Analise` event, then — once it is acknowledged — the order. Fraud sees the
-    /// order only after `Analise` is on `Notificacoes`, and its verdict is keyed like `Analise`
-    /// (by `usuario`, so on the same partition): on the topic the verdict always follows
-    /// `Analise`, and a customer never hears "Aprovado" before "em Analise". (The API's read
-    /// model sorts by `dataEvento` instead, which two clocks stamp: see `OrderView::status`.)
-    /// Costs one broker round trip on the POST. If the order then fails, the client gets a 503
-    /// and the acknowledged `Analise` stays on `Notificacoes`, with no order behind it.
-    /// Both records carry `trace` (the order's span) as `traceparent`.
+    /// Publishes the order and its `Analise` event together, both in flight at once: one
+    /// broker round trip on the POST (one produce request where both partitions have the same
+    /// leader). Both carry `trace` (the order's span) as `traceparent`. `Ok` only once the
+    /// broker acknowledged both; otherwise the client gets a 503, and whichever record was
+    /// taken stays on its topic (a retry with the same `Idempotency-Key` is the same order).
+    ///
+    /// Nothing orders the two across topics, so on a cluster whose partition leaders differ
+    /// fraud may decide the order, and its verdict reach `Notificacoes`, before `Analise` does.
+    /// Both readers allow for it: the view lets a verdict win wherever it sorts
+    /// (`OrderView::status`), and notification never tells a customer `Analise` after the
+    /// verdict.
     pub async fn publish(
         &self,
         order: &Order,
@@ -58,25 +62,34 @@ impl Publisher {
         trace.apply(&mut event_record.headers);
         trace.apply(&mut order_record.headers);
         let both = async {
-            self.deliver(&event_record).await?;
-            self.deliver(&order_record).await
+            // Both enqueued before either is awaited, so they share the producer's batch.
+            let event = self.enqueue(&event_record)?;
+            let order = self.enqueue(&order_record)?;
+            let (event, order) = tokio::join!(event, order);
+            event.and(order)
         };
         // The producer's message.timeout.ms is the same deadline, so librdkafka gives up on a
-        // record at about the same moment; this timer bounds the two steps together.
+        // record at about the same moment; this timer bounds the wait for both.
         tokio::time::timeout(self.deadline + Duration::from_millis(500), both)
             .await
             .map_err(|_| PublishError::Timeout(self.deadline))?
     }
 
-    async fn deliver(&self, record: &OutRecord) -> Result<(), PublishError> {
+    /// Hands `record` to the producer; the returned future is its acknowledgement.
+    fn enqueue(
+        &self,
+        record: &OutRecord,
+    ) -> Result<impl Future<Output = Result<(), PublishError>> + use<'_>, PublishError> {
         let delivery = self.producer.send(record).map_err(PublishError::Kafka)?;
         let started = std::time::Instant::now();
-        let answer = delivery.await;
-        super::metrics::BROKER_ACK.observe(started.elapsed().as_secs_f64());
-        match answer {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err((e, _))) => Err(PublishError::Kafka(e)),
-            Err(_) => Err(PublishError::Timeout(self.deadline)),
-        }
+        Ok(async move {
+            let answer = delivery.await;
+            super::metrics::BROKER_ACK.observe(started.elapsed().as_secs_f64());
+            match answer {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err((e, _))) => Err(PublishError::Kafka(e)),
+                Err(_) => Err(PublishError::Timeout(self.deadline)),
+            }
+        })
     }
 }
