@@ -413,6 +413,40 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_file_that_refuses_writes_acknowledges_nothing_says_why_and_lets_shutdown_end() {
+        // /dev/full fails every write with ENOSPC, as a full disk does.
+        let path = Path::new("/dev/full");
+        let (writer, thread) = AuditWriter::open(path, Rotation::default(), false).unwrap();
+        let mut ack = writer.append(&line(0));
+        let reasons = loop {
+            if let Err(reasons) = shared::metrics::readiness::check() {
+                if reasons.iter().any(|r| r.contains("/dev/full")) {
+                    break reasons;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert!(
+            reasons[0].starts_with("audit file /dev/full cannot be written (No space left"),
+            "{reasons:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(ack.try_recv().is_err(), "not acknowledged while unwritten");
+        // Everyone gone (the consumer loop ended): the writer gives up, unacknowledged.
+        drop(writer);
+        tokio::task::spawn_blocking(move || thread.join().unwrap())
+            .await
+            .unwrap();
+        assert!(ack.await.is_err(), "dropped, never acknowledged");
+        assert!(
+            shared::metrics::readiness::check()
+                .err()
+                .is_none_or(|r| !r.iter().any(|r| r.contains("/dev/full"))),
+            "the reason leaves /ready with the writer"
+        );
+    }
+
     #[test]
     fn a_reopener_does_not_keep_the_writer_alive() {
         let dir = tempfile::tempdir().unwrap();
