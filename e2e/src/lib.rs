@@ -8,6 +8,7 @@
 //! * [`ledger`]: a stream of orders under faults, and the check of what became of them.
 //! * [`exit`]: a daemon run that must end by itself (a start-up failure).
 //! * [`secure`]: the SASL_SSL broker of the security tests.
+//! * [`audit`]: monitoring's audit files read back, a tmpfs to fill, SIGHUP.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -296,6 +297,7 @@ pub async fn ready_becomes(what: &str, url: &str, want: u16) -> Value {
     }
 }
 
+pub mod audit;
 pub mod exit;
 pub mod ledger;
 pub mod mesh;

@@ -1,13 +1,9 @@
 //! The audit trail: one JSON line per record, with everything needed to reconstruct an order's
-//! journey. Building a line is pure; writing happens on a dedicated thread that batches lines
-//! into one `write` and then acknowledges them, so offsets are stored only for records whose
-//! line reached the file.
+//! journey. Building a line is pure; [`crate::writer`] writes it, and [`crate::audit_file`]
+//! keeps the file.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -15,7 +11,6 @@ use serde_json::value::RawValue;
 use shared::config::TopicsConfig;
 use shared::events::{decode, EvaluatedOrder, Order, StatusEvent};
 use shared::pipeline::InRecord;
-use tokio::sync::{mpsc, oneshot};
 
 /// One line of the audit file. Borrows from the record: it is serialised at once, and building
 /// and dropping owned copies of every field was most of monitoring's per-record CPU.
@@ -126,76 +121,6 @@ fn single_line(body: &RawValue) -> Cow<'_, RawValue> {
         .map_or(Cow::Borrowed(body), Cow::Owned)
 }
 
-/// Hands lines to the writer thread; each line's receiver fires once it is in the file.
-#[derive(Clone)]
-pub struct AuditWriter {
-    lines: mpsc::UnboundedSender<(Vec<u8>, oneshot::Sender<()>)>,
-}
-
-impl AuditWriter {
-    /// Opens (creating, appending) the file and starts the writer thread.
-    pub fn open(path: &Path) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        let (tx, rx) = mpsc::unbounded_channel();
-        let path = path.display().to_string();
-        let thread = std::thread::Builder::new()
-            .name("audit-writer".into())
-            .spawn(move || write_loop(file, rx, &path))?;
-        Ok((Self { lines: tx }, thread))
-    }
-
-    /// Queues one entry; the receiver fires when it has been written.
-    pub fn append(&self, entry: &AuditEntry) -> oneshot::Receiver<()> {
-        let mut line = serde_json::to_vec(entry).expect("audit entries serialize");
-        line.push(b'\n');
-        let (done, wait) = oneshot::channel();
-        // If the writer is gone the receiver reports it by being dropped.
-        let _ = self.lines.send((line, done));
-        wait
-    }
-}
-
-fn write_loop(
-    mut file: File,
-    mut rx: mpsc::UnboundedReceiver<(Vec<u8>, oneshot::Sender<()>)>,
-    path: &str,
-) {
-    let mut buffer = Vec::with_capacity(1 << 20);
-    let mut acks = Vec::new();
-    let (lines, write_time) = (
-        crate::metrics::AUDIT_LINES.clone(),
-        crate::metrics::AUDIT_WRITE.clone(),
-    );
-    while let Some((line, ack)) = rx.blocking_recv() {
-        buffer.extend_from_slice(&line);
-        acks.push(ack);
-        while acks.len() < 10_000 {
-            match rx.try_recv() {
-                Ok((line, ack)) => {
-                    buffer.extend_from_slice(&line);
-                    acks.push(ack);
-                }
-                Err(_) => break,
-            }
-        }
-        // Retry until written: acknowledging a line that is not in the file would lose it.
-        let started = std::time::Instant::now();
-        while let Err(e) = file.write_all(&buffer) {
-            tracing::error!(file = path, error = %e, "cannot write audit file; retrying");
-            std::thread::sleep(std::time::Duration::from_secs(1));
-        }
-        write_time.observe(started.elapsed().as_secs_f64());
-        lines.inc_by(acks.len() as u64);
-        buffer.clear();
-        for ack in acks.drain(..) {
-            let _ = ack.send(());
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,32 +220,5 @@ mod tests {
         let back: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(back["value"]["usuario"], "ana");
         assert_eq!(e.pedido_id, Some(o.id.to_string()));
-    }
-
-    #[tokio::test]
-    async fn lines_are_acknowledged_once_in_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sub/audit.jsonl");
-        let (writer, thread) = AuditWriter::open(&path).unwrap();
-        let waits: Vec<_> = (0..100)
-            .map(|i| {
-                let payload = format!("{{\"n\":{i}}}");
-                let e = entry(
-                    &InRecord::new("x", Some(payload.as_bytes())),
-                    &topics(),
-                    Utc::now(),
-                );
-                writer.append(&e)
-            })
-            .collect();
-        for w in waits {
-            w.await.unwrap();
-        }
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(text.lines().count(), 100);
-        let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
-        assert_eq!(last["value"]["n"], 99);
-        drop(writer);
-        thread.join().unwrap();
     }
 }

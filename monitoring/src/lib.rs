@@ -2,8 +2,10 @@
 //! audit-file line per record, and a summary (counts, rates, verdict latency) every few seconds.
 
 pub mod audit;
+pub mod audit_file;
 pub mod metrics;
 pub mod stats;
+pub mod writer;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -11,10 +13,12 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use shared::config::{Config, TopicsConfig};
 use shared::pipeline::{self, Handled, Handler, InRecord, LoopOptions, PipelineError, Poison};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
-use crate::audit::AuditWriter;
+use crate::audit_file::Rotation;
 use crate::stats::Stats;
+use crate::writer::{AuditWriter, Reopener};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MonitoringError {
@@ -23,6 +27,8 @@ pub enum MonitoringError {
         path: String,
         source: std::io::Error,
     },
+    #[error("cannot handle SIGHUP (the audit file's reopen): {0}")]
+    Signal(std::io::Error),
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
 }
@@ -67,13 +73,30 @@ impl Handler for MonitoringHandler {
 
 /// Runs monitoring until `shutdown`.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), MonitoringError> {
-    let path = &config.monitoring.audit_file;
+    // First of all: SIGHUP's default action would end the process.
+    let hangup = hangups()?;
+    let m = &config.monitoring;
+    let path = &m.audit_file;
+    let rotation = Rotation {
+        max_bytes: m.audit_max_bytes,
+        period_secs: m.audit_rotate_secs,
+        keep: m.audit_keep,
+    };
     let (writer, writer_thread) =
-        AuditWriter::open(path).map_err(|source| MonitoringError::AuditFile {
-            path: path.display().to_string(),
-            source,
+        AuditWriter::open(path, rotation, m.audit_fsync).map_err(|source| {
+            MonitoringError::AuditFile {
+                path: path.display().to_string(),
+                source,
+            }
         })?;
-    tracing::info!(audit_file = %path.display(), "recording all traffic");
+    tokio::spawn(reopen_on_hangup(hangup, writer.reopener()));
+    tracing::info!(
+        audit_file = %path.display(),
+        max_bytes = m.audit_max_bytes,
+        rotate_secs = m.audit_rotate_secs,
+        keep = m.audit_keep,
+        "recording all traffic"
+    );
     let stats = Arc::new(Mutex::new(Stats::default()));
     let summaries = tokio::spawn(log_summaries(
         stats.clone(),
@@ -98,6 +121,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Moni
     // The handler (and its sender) is gone: the writer thread drains and ends.
     let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
     result.map_err(Into::into)
+}
+
+fn hangups() -> Result<Signal, MonitoringError> {
+    signal(SignalKind::hangup()).map_err(MonitoringError::Signal)
+}
+
+/// Reopens the audit file on each SIGHUP (an external logrotate renamed it), until the writer
+/// is gone.
+async fn reopen_on_hangup(mut hangups: Signal, reopener: Reopener) {
+    while hangups.recv().await.is_some() {
+        if !reopener.reopen() {
+            break;
+        }
+    }
 }
 
 async fn log_summaries(stats: Arc<Mutex<Stats>>, every: Duration, shutdown: CancellationToken) {
