@@ -39,7 +39,7 @@ use crate::auth::{Auth, AuthSetupError};
 use crate::http::GuardedAcceptor;
 pub use crate::http::HttpTimeouts;
 use crate::orders::{Orders, Publisher};
-use crate::view::{Store, StoreError, View, ViewError};
+use crate::view::{OriginError, Store, StoreError, View, ViewError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -56,6 +56,8 @@ pub enum ApiError {
     Kafka(#[from] StartupError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    ViewOrigin(#[from] OriginError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -71,6 +73,7 @@ impl From<ViewError> for ApiError {
         match e {
             ViewError::Kafka(e) => ApiError::Kafka(e),
             ViewError::Store(e) => ApiError::Store(e),
+            ViewError::Origin(e) => ApiError::ViewOrigin(e),
         }
     }
 }

@@ -12,6 +12,7 @@ mod catch_up;
 mod changes;
 mod live;
 mod order;
+mod origin;
 mod posted;
 mod reader;
 mod status_changes;
@@ -24,15 +25,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::stream::BoxStream;
-use shared::config::Config;
+use rdkafka::consumer::Consumer as _;
+use shared::config::{Config, KafkaConfig};
 use shared::events::{Order, StatusEvent};
-use shared::kafka::StartupError;
+use shared::kafka::{self, Consumer, StartupError};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub use self::catch_up::{CatchUp, CatchUpError};
 pub use self::changes::{Changes, OrderRow};
 pub use self::order::{HistoryEntry, OrderView};
+pub use self::origin::OriginError;
 pub use self::store::{Store, StoreError};
 pub use self::writer::WriterError;
 
@@ -49,6 +52,8 @@ pub enum ViewError {
     Kafka(#[from] StartupError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Origin(#[from] OriginError),
 }
 
 /// What the rest of the API reads of the view, and how a POST records its order. Cheap to
@@ -187,9 +192,20 @@ pub struct View {
 }
 
 impl View {
-    /// Starts the writer, then the reader at the offsets the store holds, and logs once the
-    /// view has caught up with what was published before.
+    /// Makes sure the view is the connected cluster's (see [`origin`]), starts the writer, then
+    /// the reader at the offsets the store holds, and logs once the view has caught up with what
+    /// was published before.
     pub async fn start(config: &Config, store: Store) -> Result<Self, ViewError> {
+        let consumer = Arc::new(kafka::reader(&config.kafka)?);
+        let cluster = cluster_id(&consumer, &config.kafka).await?;
+        origin::check(
+            &store,
+            &cluster,
+            config.api.rebuild_view_for_cluster.as_deref(),
+            &config.api.store_label(),
+            &config.kafka.bootstrap_servers,
+        )
+        .await?;
         writer::register_metrics();
         let live = Arc::new(Live::default());
         let posted = Arc::new(Posted::default());
@@ -217,6 +233,7 @@ impl View {
         let reader_stop = CancellationToken::new();
         let (reader, catch_up) = reader::follow(
             config,
+            consumer,
             &store,
             writer.clone(),
             posted,
@@ -251,4 +268,16 @@ impl View {
         self.writer_stop.cancel();
         let _ = self.writer_task.await;
     }
+}
+
+/// The id of the cluster `consumer` is connected to (Kafka's `cluster.id`).
+async fn cluster_id(consumer: &Arc<Consumer>, kafka: &KafkaConfig) -> Result<String, OriginError> {
+    let (client, waited) = (consumer.clone(), kafka.startup_timeout());
+    tokio::task::spawn_blocking(move || client.client().fetch_cluster_id(waited))
+        .await
+        .expect("fetch_cluster_id does not panic")
+        .ok_or_else(|| OriginError::NoClusterId {
+            servers: kafka.bootstrap_servers.clone(),
+            waited,
+        })
 }

@@ -10,7 +10,7 @@ use rdkafka::consumer::Consumer as _;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use shared::config::Config;
 use shared::events::{decode, Order, Status, StatusEvent};
-use shared::kafka::{self, StartupError};
+use shared::kafka::{Consumer, StartupError};
 use tokio_util::sync::CancellationToken;
 
 use super::catch_up::{Applied, CatchUp};
@@ -27,13 +27,13 @@ const MAX_BATCH_RECORDS: usize = 1_000;
 /// (`posted`).
 pub(super) async fn follow(
     config: &Config,
+    consumer: Arc<Consumer>,
     store: &Store,
     writer: Writer,
     posted: Arc<Posted>,
     applied: Arc<Applied>,
     shutdown: CancellationToken,
 ) -> Result<(tokio::task::JoinHandle<()>, CatchUp), ViewError> {
-    let consumer = Arc::new(kafka::reader(&config.kafka)?);
     let pedidos = config.topics.pedidos.clone();
     let notificacoes = config.topics.notificacoes.clone();
     let stored = store.offsets().await?;

@@ -48,6 +48,10 @@ pub struct ApiConfig {
     /// `postgres://user:password@host/db` (shared by several API instances). A `Secret`: a
     /// PostgreSQL URL may carry a password.
     pub store_url: Secret,
+    /// The id of the Kafka cluster the API is connected to, to empty a view built from another
+    /// cluster and rebuild it from this one. Only that cluster's id does it, so it is harmless
+    /// to leave set: once the view is this cluster's, it changes nothing.
+    pub rebuild_view_for_cluster: Option<String>,
     /// How long a client has to send a complete request head (request line and headers),
     /// counted from the moment its connection opens or the end of the previous response: also
     /// the keep-alive idle timeout. A client that misses it is disconnected without an answer.
@@ -88,6 +92,7 @@ impl Default for ApiConfig {
             publish_timeout_ms: 5_000,
             max_body_bytes: 16 * 1024,
             store_url: Secret::new("sqlite:pedidos-api.db"),
+            rebuild_view_for_cluster: None,
             head_timeout_ms: 10_000,
             body_timeout_ms: 10_000,
             write_timeout_ms: 10_000,

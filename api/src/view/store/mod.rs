@@ -222,6 +222,44 @@ impl Store {
             .collect()
     }
 
+    /// The id of the Kafka cluster the view was built from, once recorded.
+    pub async fn built_from(&self) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT id FROM built_from WHERE what = 'cluster'")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("id")).transpose()?)
+    }
+
+    /// Whether the view holds anything read from a cluster: any offset.
+    pub async fn has_read(&self) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM offsets")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>("n")? > 0)
+    }
+
+    /// Empties the view when `empty` (orders, events, offsets) and records `cluster` as what it
+    /// is built from, in one transaction.
+    pub async fn build_from(&self, cluster: &str, empty: bool) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if empty {
+            for table in ["pedidos", "eventos", "offsets"] {
+                sqlx::query(&format!("DELETE FROM {table}"))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        sqlx::query("DELETE FROM built_from WHERE what = 'cluster'")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO built_from (what, id) VALUES ('cluster', $1)")
+            .bind(cluster.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// A connection of its own for the one task that writes, held from commit to commit.
     pub fn write_connection(&self) -> WriteConnection {
         WriteConnection {
