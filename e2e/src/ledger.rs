@@ -13,6 +13,7 @@ use shared::Config;
 use testkit::{read_topic, ConsumedRecord};
 
 use crate::mesh::{Mesh, WAIT};
+use crate::notifications::Notifications;
 use crate::orders::order_body;
 
 /// What the driver saw.
@@ -180,10 +181,13 @@ pub struct Report {
     pub contradictory: Vec<String>,
     /// Accepted orders without any verdict: must be empty.
     pub lost: Vec<String>,
-    /// Accepted orders whose Analise or verdict was never told by notification.
+    /// Accepted orders whose verdict was never told by notification, or whose Analise was
+    /// neither told nor held back behind the verdict.
     pub not_notified: Vec<String>,
     /// Status changes told more than once (replays after a crash).
     pub notification_repeats: usize,
+    /// `Analise` events notification held back, their order's verdict having come first.
+    pub analise_held_back: usize,
     /// Records of the four topics missing from the audit file.
     pub not_audited: usize,
     /// Records audited more than once (replays after a crash).
@@ -194,7 +198,7 @@ impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "sent={} accepted={} failures={:?} verdict_records={} duplicate_verdicts={} contradictory={} lost={} not_notified={} notification_repeats={} not_audited={} audit_repeats={}",
+            "sent={} accepted={} failures={:?} verdict_records={} duplicate_verdicts={} contradictory={} lost={} not_notified={} notification_repeats={} analise_held_back={} not_audited={} audit_repeats={}",
             self.sent,
             self.accepted,
             self.failures,
@@ -204,6 +208,7 @@ impl std::fmt::Display for Report {
             self.lost.len(),
             self.not_notified.len(),
             self.notification_repeats,
+            self.analise_held_back,
             self.not_audited,
             self.audit_repeats
         )
@@ -311,7 +316,8 @@ pub async fn check(
         }
     }
 
-    // notification: every accepted order's Analise and verdict told at least once.
+    // notification: every accepted order's verdict told at least once, and its Analise told or
+    // held back behind the verdict.
     let verdict_status: HashMap<&String, &str> = verdicts
         .iter()
         .map(|r| {
@@ -326,35 +332,29 @@ pub async fn check(
         })
         .filter_map(|(k, s)| k.map(|k| (k, s)))
         .collect();
-    let told = loop {
-        let mut told: HashMap<(String, String), usize> = HashMap::new();
-        for e in notification_logs() {
-            if e["target"] == "notification" {
-                if let (Some(p), Some(s)) = (e["pedido"].as_str(), e["status"].as_str()) {
-                    *told.entry((p.to_string(), s.to_string())).or_default() += 1;
-                }
-            }
-        }
+    let notifications = loop {
+        let found = Notifications::from_log(&notification_logs());
         let complete = sent.accepted.keys().all(|id| {
-            told.contains_key(&(id.clone(), "Analise".into()))
+            found.analise_handled(id)
                 && verdict_status
                     .get(id)
-                    .is_some_and(|s| told.contains_key(&(id.clone(), s.to_string())))
+                    .is_some_and(|s| found.times_told(id, s) > 0)
         });
         if complete || Instant::now() > deadline {
-            break told;
+            break found;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     for id in sent.accepted.keys() {
-        let analise = told.contains_key(&(id.clone(), "Analise".into()));
         let verdict = verdict_status
             .get(id)
-            .is_some_and(|s| told.contains_key(&(id.clone(), s.to_string())));
-        if !(analise && verdict) {
+            .is_some_and(|s| notifications.times_told(id, s) > 0);
+        if !(notifications.analise_handled(id) && verdict) {
             report.not_notified.push(id.clone());
         }
     }
+    report.analise_held_back = notifications.held_back.len();
+    let told = notifications.told;
     report.notification_repeats = told.values().map(|n| n - 1).sum();
 
     // monitoring: every record of the four topics in the audit file.

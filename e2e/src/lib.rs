@@ -6,6 +6,7 @@
 //!   SASL_SSL.
 //! * [`orders`]: the orders the tests post.
 //! * [`ledger`]: a stream of orders under faults, and the check of what became of them.
+//! * [`notifications`]: what notification told customers, and held back, read from its log.
 //! * [`exit`]: a daemon run that must end by itself (a start-up failure).
 //! * [`secure`]: the SASL_SSL broker of the security tests.
 //! * [`audit`]: monitoring's audit files read back, a tmpfs to fill, SIGHUP.
@@ -301,6 +302,7 @@ pub mod audit;
 pub mod exit;
 pub mod ledger;
 pub mod mesh;
+pub mod notifications;
 pub mod orders;
 pub mod otlp;
 pub mod secure;

@@ -7,6 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use e2e::mesh::{fraud_rules, Mesh, WAIT};
+use e2e::notifications::Notifications;
 use e2e::orders::{order_body, post_orders};
 use e2e::otlp::{ReceivedSpan, Receiver};
 use e2e::{eventually, message};
@@ -247,14 +248,9 @@ async fn a_collector_nobody_listens_on_changes_nothing_for_the_orders() {
             "status event of {id}"
         );
     }
-    eventually("a notification per status event", WAIT, || {
-        let told = mesh
-            .notification
-            .log_events()
-            .iter()
-            .filter(|e| e["target"] == "notification" && e["pedido"].is_string())
-            .count();
-        (told == 2 * ORDERS).then_some(())
+    eventually("notification to handle every status event", WAIT, || {
+        let handled = Notifications::from_log(&mesh.notification.log_events()).handled();
+        (handled == 2 * ORDERS).then_some(())
     })
     .await;
     mesh.assert_all_running();
