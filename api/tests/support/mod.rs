@@ -52,7 +52,8 @@ impl TestApi {
         Self::serve(app.with_timeouts(timeouts))
     }
 
-    fn serve(app: api::Application) -> Self {
+    /// Serves an API already built.
+    pub fn serve(app: api::Application) -> Self {
         let addr = app.address();
         let stop = CancellationToken::new();
         let token = stop.clone();
