@@ -3,6 +3,7 @@
 # builds them, scripts/image-smoke.sh runs them). Needs scripts/lib/buildah.sh for image_size.
 
 # The Dockerfile's own defaults, read from it so there is one source.
+# shellcheck disable=SC2034 # used by the scripts that source this
 RUST_VERSION=$(sed -n 's/^ARG RUST_VERSION=//p' Dockerfile)
 DEBIAN_RELEASE=$(sed -n 's/^ARG DEBIAN_RELEASE=//p' Dockerfile)
 DEBIAN_IMAGE=docker.io/library/debian:$DEBIAN_RELEASE-slim
