@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
-# The project's test command (what CI runs): formatting, lints, a build of the daemons, the API
-# against its own OpenAPI document (Schemathesis, once with api.auth = "none" and once with
-# "jwt"), the Prometheus alert rules (promtool: syntax and unit tests), then every test of the
-# workspace, the integration tests against real Apache Kafka brokers (one node, three nodes,
-# SASL_SSL) and a real Prometheus scraping the mesh (e2e/tests/observability.rs).
+# The project's test command (what CI runs): installs what it needs (scripts/lib/install.sh),
+# then formatting, lints, the Prometheus alert rules (promtool: syntax and unit tests), the deploy
+# files (scripts/deploy-check.sh: Dockerfile, compose.yaml, the Helm chart, Alertmanager), a
+# build of the daemons, the API against its own OpenAPI document (Schemathesis, once with
+# api.auth = "none" and once with "jwt"), the container images (scripts/images.sh) and their
+# smoke test against a real broker (scripts/image-smoke.sh), then every test of the workspace,
+# the integration tests against real Apache Kafka brokers (one node, three nodes, SASL_SSL) and
+# a real Prometheus scraping the mesh (e2e/tests/observability.rs).
 #
 # Usage: ./scripts/test.sh [extra `cargo test` arguments]
 #   e.g. ./scripts/test.sh -- --nocapture      ./scripts/test.sh -p fraud (only that crate's tests)
+# Environment: PEDIDOS_SKIP_IMAGES=1 skips building and running the images (says so).
 set -euo pipefail
 cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
+
+step "requirements (scripts/lib/install.sh: Debian packages, Rust; nothing when present)"
+. scripts/lib/install.sh
+install_requirements
 
 # The API tests hold a thousand long-polling clients and their server in one process: lift the
 # soft file-descriptor limit (1,024 on many machines) to the hard one.
@@ -26,10 +34,11 @@ step "lints (cargo clippy -D warnings)"
 cargo clippy --workspace --all-targets -- -D warnings
 
 step "Prometheus configuration and alert rules (promtool check, promtool test rules)"
-command -v promtool >/dev/null 2>&1 ||
-  { echo "promtool not found: install Debian's prometheus package (.ci/run does)" >&2; exit 1; }
 promtool check config ops/prometheus/prometheus.yml
 promtool test rules ops/prometheus/alerts.test.yml
+
+step "deploy files (scripts/deploy-check.sh: hadolint, compose-go, helm lint/template, kubernetes-validate --strict, amtool)"
+scripts/deploy-check.sh
 
 step "daemon binaries (cargo build --bins), spawned by the end-to-end tests"
 cargo build --workspace --bins
@@ -39,6 +48,15 @@ scripts/schemathesis.sh
 
 step "API contract, api.auth = \"jwt\" (SCHEMATHESIS_AUTH=jwt scripts/schemathesis.sh: with an operator token)"
 SCHEMATHESIS_AUTH=jwt scripts/schemathesis.sh
+
+if [[ ${PEDIDOS_SKIP_IMAGES:-} == 1 ]]; then
+  step "container images: SKIPPED (PEDIDOS_SKIP_IMAGES=1)"
+else
+  step "container images (scripts/images.sh: buildah, one cargo build of the four daemons)"
+  scripts/images.sh
+  step "container images' smoke test (scripts/image-smoke.sh: an order through the containers, SIGTERM)"
+  scripts/image-smoke.sh
+fi
 
 # Every crate, unless the arguments pick packages (`--workspace` would override `-p`).
 scope=(--workspace)
