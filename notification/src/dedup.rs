@@ -34,6 +34,11 @@ impl<T: Hash + Eq + Clone> DedupWindow<T> {
         true
     }
 
+    /// Whether `id` is within the window, without offering it.
+    pub fn contains(&self, id: &T) -> bool {
+        self.seen.contains(id)
+    }
+
     pub fn len(&self) -> usize {
         self.order.len()
     }
@@ -67,6 +72,17 @@ mod tests {
         assert!(w.first_time(1), "1 fell out of the window");
         assert!(!w.first_time(4));
         assert!(!w.first_time(3));
+    }
+
+    #[test]
+    fn contains_looks_without_remembering() {
+        let mut w = DedupWindow::new(2);
+        assert!(!w.contains(&1));
+        assert!(w.first_time(1), "looking did not remember 1");
+        assert!(w.contains(&1));
+        w.first_time(2);
+        w.first_time(3);
+        assert!(!w.contains(&1), "1 fell out of the window");
     }
 
     #[test]

@@ -3,14 +3,14 @@
 
 pub mod dedup;
 pub mod metrics;
+pub mod telling;
 
 use shared::config::Config;
 use shared::events::{decode, StatusEvent};
 use shared::pipeline::{self, Handled, Handler, InRecord, LoopOptions, PipelineError, Poison};
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
-use crate::dedup::DedupWindow;
+use crate::telling::{Teller, Telling};
 
 /// The message a customer receives for a status change.
 pub fn message(event: &StatusEvent) -> String {
@@ -27,20 +27,23 @@ pub fn message(event: &StatusEvent) -> String {
 }
 
 pub struct NotificationHandler {
-    seen: DedupWindow<Uuid>,
+    teller: Teller,
     /// Status changes told so far.
     pub told: u64,
     /// Replayed events dropped so far.
     pub duplicates: u64,
+    /// `Analise` events not told because their order's verdict was told first.
+    pub after_verdict: u64,
     counters: metrics::Counters,
 }
 
 impl NotificationHandler {
     pub fn new(dedup_window: usize) -> Self {
         Self {
-            seen: DedupWindow::new(dedup_window),
+            teller: Teller::new(dedup_window),
             told: 0,
             duplicates: 0,
+            after_verdict: 0,
             counters: metrics::Counters::new(),
         }
     }
@@ -49,11 +52,27 @@ impl NotificationHandler {
 impl Handler for NotificationHandler {
     fn handle(&mut self, record: &InRecord<'_>) -> Result<Handled, Poison> {
         let event: StatusEvent = decode(record.payload).map_err(Poison::new)?;
-        if !self.seen.first_time(event.evento_id) {
-            self.duplicates += 1;
-            self.counters.duplicates.inc();
-            tracing::debug!(evento = %event.evento_id, duplicates = self.duplicates, "duplicate status event dropped");
-            return Ok(Handled::nothing());
+        match self.teller.offer(&event) {
+            Telling::Tell => {}
+            Telling::Duplicate => {
+                self.duplicates += 1;
+                self.counters.duplicates.inc();
+                tracing::debug!(evento = %event.evento_id, duplicates = self.duplicates, "duplicate status event dropped");
+                return Ok(Handled::nothing());
+            }
+            Telling::AfterVerdict => {
+                self.after_verdict += 1;
+                self.counters.after_verdict.inc();
+                // Not the `notification` target: this is not a message to the customer.
+                tracing::info!(
+                    usuario = %event.usuario,
+                    pedido = %event.pedido_id,
+                    status = %event.status,
+                    evento = %event.evento_id,
+                    "Analise after the order's verdict: not told"
+                );
+                return Ok(Handled::nothing());
+            }
         }
         self.told += 1;
         self.counters.sent(event.status);
@@ -91,6 +110,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Pipe
 mod tests {
     use super::*;
     use shared::events::{Order, Status};
+    use uuid::Uuid;
 
     fn order() -> Order {
         Order {
@@ -129,11 +149,29 @@ mod tests {
         ))
         .unwrap();
         let other = serde_json::to_vec(&StatusEvent::received(&order())).unwrap();
-        for payload in [&event, &event, &other, &event] {
+        for payload in [&other, &event, &event, &other] {
             h.handle(&InRecord::new("Notificacoes", Some(payload)))
                 .unwrap();
         }
         assert_eq!((h.told, h.duplicates), (2, 2));
+    }
+
+    #[test]
+    fn an_analise_behind_its_verdict_is_not_told() {
+        let mut h = NotificationHandler::new(100);
+        let verdict = serde_json::to_vec(&StatusEvent::verdict(
+            &order(),
+            Status::Recusado,
+            "produto bloqueado: livro",
+            chrono::Utc::now(),
+        ))
+        .unwrap();
+        let analise = serde_json::to_vec(&StatusEvent::received(&order())).unwrap();
+        for payload in [&verdict, &analise] {
+            h.handle(&InRecord::new("Notificacoes", Some(payload)))
+                .unwrap();
+        }
+        assert_eq!((h.told, h.after_verdict, h.duplicates), (1, 1, 0));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! notification's metrics: status changes told, by status, and replayed events dropped.
+//! notification's metrics: status changes told, by status, replayed events dropped, and late
+//! `Analise` events not told.
 
 use std::sync::LazyLock;
 
@@ -20,11 +21,19 @@ static DUPLICATES: LazyLock<IntCounter> = LazyLock::new(|| {
     )
 });
 
+static AFTER_VERDICT: LazyLock<IntCounter> = LazyLock::new(|| {
+    shared::metrics::counter(
+        "pedidos_notification_analise_after_verdict_total",
+        "Analise events not told because their order's verdict was told first (they arrived late).",
+    )
+});
+
 /// The counters, resolved up front.
 pub struct Counters {
     /// By `Status as usize`.
     sent: [IntCounter; 3],
     pub duplicates: IntCounter,
+    pub after_verdict: IntCounter,
 }
 
 impl Counters {
@@ -33,6 +42,7 @@ impl Counters {
             sent: [Status::Analise, Status::Aprovado, Status::Recusado]
                 .map(|s| SENT.with_label_values(&[s.as_str()])),
             duplicates: DUPLICATES.clone(),
+            after_verdict: AFTER_VERDICT.clone(),
         }
     }
 
