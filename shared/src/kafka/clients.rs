@@ -310,10 +310,17 @@ mod tests {
     fn a_batched_consumer_waits_for_records_and_the_user_still_wins() {
         let k = KafkaConfig::default();
         let batched = with_settings(&k, ClientKind::Consumer, Fetch::Batched.settings());
-        assert_eq!(batched.get("fetch.wait.max.ms"), Some(BATCHED_FETCH_WAIT_MS));
+        assert_eq!(
+            batched.get("fetch.wait.max.ms"),
+            Some(BATCHED_FETCH_WAIT_MS)
+        );
         assert_eq!(batched.get("fetch.min.bytes"), Some("65536"));
         let prompt = with_settings(&k, ClientKind::Consumer, Fetch::Prompt.settings());
-        assert_eq!(prompt.get("fetch.wait.max.ms"), None, "librdkafka's default");
+        assert_eq!(
+            prompt.get("fetch.wait.max.ms"),
+            None,
+            "librdkafka's default"
+        );
         let mut k = KafkaConfig::default();
         k.consumer_properties
             .insert("fetch.wait.max.ms".into(), "20".into());

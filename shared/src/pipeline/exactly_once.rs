@@ -120,6 +120,7 @@ pub async fn run<H: Handler>(
     let mut batch = Batch::default();
     // The batch whose commit is running, and that commit.
     let mut committing: Option<(Batch, Commit)> = None;
+    let mut commit_started = Instant::now();
     loop {
         if committing.is_none()
             && batch.count > 0
@@ -131,16 +132,23 @@ pub async fn run<H: Handler>(
             }
             let commit = commit(consumer, producer, &batch.span)?;
             committing = Some((std::mem::take(&mut batch), commit));
+            commit_started = Instant::now();
         }
         let due = batch.due().filter(|_| committing.is_none());
-        metrics.in_flight.set(
-            (batch.count + committing.as_ref().map_or(0, |(b, _)| b.count)) as i64,
-        );
+        metrics
+            .in_flight
+            .set((batch.count + committing.as_ref().map_or(0, |(b, _)| b.count)) as i64);
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
             result = async { committing.as_mut().expect("guarded").1.as_mut().await }, if committing.is_some() => {
                 let (done, _) = committing.take().expect("guarded");
+                tracing::debug!(
+                    records = done.count,
+                    commit_ms = commit_started.elapsed().as_millis() as u64,
+                    taken_meanwhile = batch.count,
+                    "transaction committed"
+                );
                 if let Err(e) = result {
                     recover(consumer, producer, e, done.span, &mut batch).await?;
                     continue;
@@ -201,7 +209,9 @@ pub async fn run<H: Handler>(
         }
         match commit(consumer, producer, &batch.span)?.await {
             Ok(()) => batch.produced.iter().for_each(IntCounter::inc),
-            Err(e) => tracing::warn!(error = %e, "the last commit failed; its records are processed again on the next start"),
+            Err(e) => {
+                tracing::warn!(error = %e, "the last commit failed; its records are processed again on the next start")
+            }
         }
     }
     metrics.in_flight.set(0);
@@ -245,11 +255,12 @@ fn commit(consumer: &Consumer, producer: &Producer, span: &Span) -> Result<Commi
             .map_err(PipelineError::Transaction)?;
     }
     // Only missing before the consumer joined its group, which it has once it delivered records.
-    let metadata = consumer
-        .group_metadata()
-        .ok_or(PipelineError::Transaction(KafkaError::ConsumerCommit(
-            rdkafka::types::RDKafkaErrorCode::State,
-        )))?;
+    let metadata =
+        consumer
+            .group_metadata()
+            .ok_or(PipelineError::Transaction(KafkaError::ConsumerCommit(
+                rdkafka::types::RDKafkaErrorCode::State,
+            )))?;
     let producer = producer.clone();
     Ok(Box::pin(blocking(&producer, move |p| {
         p.base()
