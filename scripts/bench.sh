@@ -336,7 +336,12 @@ broker_requests() {
 
 start_broker() { # start_broker TAG: a new, empty Kafka node on free ports, in $WORK/kafka-TAG
   local dir=$WORK/kafka-$1 controller_port i
-  read -r KAFKA_PORT controller_port JMX_PORT < <(free_ports 3)
+  # Free now, and none of the daemons' ports (free too while no mesh runs).
+  local mesh_ports=" $API_PORT ${ADMIN_ADDR[*]//127.0.0.1:/} "
+  while :; do
+    read -r KAFKA_PORT controller_port JMX_PORT < <(free_ports 3)
+    [[ $mesh_ports != *" $KAFKA_PORT "* && $mesh_ports != *" $controller_port "* && $mesh_ports != *" $JMX_PORT "* ]] && break
+  done
   log "starting Apache Kafka on 127.0.0.1:$KAFKA_PORT (controller $controller_port, JMX exporter $JMX_PORT, data in $dir)"
   # setsid: a process group of its own (kafka.sh execs the JVM, so the pid stays the JVM's), so
   # that stop_pid ends all it runs (before the broker, kafka.sh runs a JVM to format the data
@@ -364,15 +369,16 @@ broker_facts() {
     "$(sed -n 's/^readonly KAFKA_VERSION=//p' "$KAFKA_SH")"
 }
 
-API_PORT=$(free_ports 1)
-API_URL=http://127.0.0.1:$API_PORT
 # The admin endpoints (/metrics, /ready) on free ports too: a mesh of run-local.sh on the default
-# ones (9101-9103) may be running beside the benchmark.
-# The API's is API_PORT; every other daemon's admin address in its own variable.
+# ones (9101-9103) may be running beside the benchmark. The API's is API_PORT; every other
+# daemon's admin address in its own variable. One call, so that no two are the same.
+read -ra MESH_PORTS < <(free_ports "${#DAEMONS[@]}")
+API_PORT=${MESH_PORTS[0]}
+API_URL=http://127.0.0.1:$API_PORT
 declare -A ADMIN_ADDR=()
 for name in "${DAEMONS[@]}"; do
   [[ $name == api ]] && continue
-  ADMIN_ADDR[$name]=127.0.0.1:$(free_ports 1)
+  ADMIN_ADDR[$name]=127.0.0.1:${MESH_PORTS[${#ADMIN_ADDR[@]} + 1]}
   export "$(daemon_env_var "$name")=${ADMIN_ADDR[$name]}"
 done
 
