@@ -237,17 +237,24 @@ fn group_consumer(
 /// librdkafka needs a `group.id` even for a consumer that assigns partitions itself: each
 /// reader gets a fresh one, so it shares partitions with nobody. Nothing is committed.
 pub fn reader(k: &KafkaConfig) -> Result<Consumer, StartupError> {
+    reader_fetching(k, Fetch::Prompt)
+}
+
+/// [`reader`], fetching as `fetch` says (a read model that may lag by a batch, say).
+pub fn reader_fetching(k: &KafkaConfig, fetch: Fetch) -> Result<Consumer, StartupError> {
     let group = format!("pedidos-reader-{}", uuid::Uuid::new_v4());
+    let mut settings = vec![
+        ("group.id", group.as_str()),
+        ("enable.auto.commit", "false"),
+        ("isolation.level", "read_committed"),
+        ("auto.offset.reset", "earliest"),
+        ("enable.partition.eof", "false"),
+    ];
+    settings.extend_from_slice(fetch.settings());
     build_with(
         k,
         ClientKind::Consumer,
-        &[
-            ("group.id", &group),
-            ("enable.auto.commit", "false"),
-            ("isolation.level", "read_committed"),
-            ("auto.offset.reset", "earliest"),
-            ("enable.partition.eof", "false"),
-        ],
+        &settings,
         Context::with_metrics(Role::Reader),
     )
 }

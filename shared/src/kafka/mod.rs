@@ -12,7 +12,7 @@ use rdkafka::error::KafkaError;
 
 pub use admin::{check_connectivity, ensure_topics};
 pub use clients::{
-    client_config, consumer, consumer_fetching, header_value, producer, reader,
+    client_config, consumer, consumer_fetching, header_value, producer, reader, reader_fetching,
     transactional_consumer, transactional_producer, Consumer, Fetch, BATCHED_FETCH_WAIT_MS,
 };
 pub use context::Context;
