@@ -63,8 +63,10 @@ impl Handler for NotificationHandler {
             Telling::AfterVerdict => {
                 self.after_verdict += 1;
                 self.counters.after_verdict.inc();
-                // Not the `notification` target: this is not a message to the customer.
+                // Not the `notification` target (the crate's own, by default): this is not a
+                // message to the customer.
                 tracing::info!(
+                    target: "notification::held_back",
                     usuario = %event.usuario,
                     pedido = %event.pedido_id,
                     status = %event.status,
