@@ -11,9 +11,22 @@
 #      each daemon's RSS after start-up, and the CPU of each daemon and of the broker over
 #      IDLE_SECS without traffic; then the mesh driven by loadgen at full speed;
 #   3. the mesh at a fixed RATE orders/s, for latency (p50/p99 POST → verdict);
-#   4. (INFO_RUN=1, the default) the full-speed run again with the daemons at RUST_LOG=info.
+#   4. (INFO_RUN=1, the default) the full-speed run again with the daemons at RUST_LOG=info;
+#   5. the paced sweep ("sweep"): for each rate of SWEEP_RATES a fresh node and mesh, SWEEP_SECS
+#      at the rate with loadgen tracking verdicts (p50/p99 POST → 202 and POST → verdict), then
+#      SWEEP_SECS with `loadgen --no-track` (only the mesh reads Kafka): every process's CPU per
+#      order and the broker's requests per order by kind, counted by the broker itself;
+#   6. exactly-once ("eos"): on a fresh node the API alone takes EOS_ORDERS orders and stops; fraud
+#      alone then reads that backlog at-least-once, and again (a new group) with
+#      PEDIDOS_FRAUD__TRANSACTIONAL=true: orders/s and CPU per order of each.
 #
-# BENCH_PHASES picks some of them (raw, max, rate, info; e.g. BENCH_PHASES=max for the idle mesh
+# The broker runs with the Prometheus JMX exporter as a javaagent (fetched once from Maven
+# Central with `mvn`, into the same cache as Kafka), serving its request counters
+# (kafka.network:type=RequestMetrics,name=RequestsPerSec) on a free port; every measured run
+# reads them before and after. The report is scripts/bench_report.py, which can be run again on
+# a kept run (KEEP=1): `scripts/bench_report.py report /tmp/pedidos-bench.XXXXXX`.
+#
+# BENCH_PHASES picks some of them (raw, max, rate, info, sweep, eos; e.g. BENCH_PHASES=max for the idle mesh
 # and the full-speed run alone); the report then has those sections and targets only, and is
 # written nowhere unless BENCH_OUT is set. BENCH_AUTH=jwt runs the API with api.auth = "jwt" and
 # an HS256 secret generated for the run (never printed), and loadgen sends an operator token
@@ -23,9 +36,11 @@
 # package, one database per mesh). BENCH_GETS=1 has loadgen GET every order right after its 202
 # (`--get-after-202`): the GET's latency under load, and whether any was not found.
 #
-# It reports the CPU each process used during every run, checks the targets (end-to-end ≥ 25 % of
-# the pipeline's capacity; p99 POST → verdict ≤ 25 ms at 1,000 orders/s; the four idle daemons
-# ≤ 2 % of one core together; idle RSS ≤ 30 MB per daemon), and writes the figures between the
+# It reports the CPU each process used during every run, checks the targets of the phases that ran
+# (issue 26's: the four daemons ≤ 0.10 cores and ≤ 9 broker requests per order at 100 orders/s,
+# ≤ 2.5 at 1,000, p99 POST → verdict ≤ 50 ms at 1,000, end-to-end ≥ 30 % of the pipeline's
+# capacity, exactly-once ≥ 70 % of at-least-once; and p99 ≤ 25 ms at RATE, the four idle daemons
+# ≤ 2 % of one core together, idle RSS ≤ 30 MB per daemon), and writes the figures between the
 # `bench:begin` / `bench:end` markers of BENCHMARKS.md (BENCH_OUT= to skip, or another path).
 #
 # Usage: scripts/bench.sh [--short]
@@ -35,9 +50,12 @@
 # Environment, with the defaults (--short's in brackets):
 #   RAW_RECORDS=200000 [20000]  PIPELINE_UNITS=50000 [5000]  MAX_SECS=20 [3]  RATE_SECS=20 [3]
 #   IDLE_SECS=30 [5]  WARM_SECS=5 [1]  CONCURRENCY=64  RATE=1000  INFO_RUN=1 [0]
+#   SWEEP_RATES="100 300 1000"  SWEEP_SECS=20 [3]  EOS_ORDERS=100000 [5000]
 #   BROKER_HEAP=512m  BENCH_OUT=BENCHMARKS.md [unset]  KEEP=0 (1: keep the temp dir: logs, JSON,
-#   the brokers' data)  BENCH_PHASES="raw max rate info"  BENCH_AUTH=none (or jwt)
+#   the brokers' data)  BENCH_PHASES="raw max rate info sweep eos"  BENCH_AUTH=none (or jwt)
 #   BENCH_STORE=sqlite (or postgres)  BENCH_GETS=0 (or 1)
+#   BENCH_BIN= (a directory with release binaries of api, fraud, notification, monitoring and
+#   loadgen to run instead of building these: before/after runs of two commits)
 # Needs Java 17+ (and Maven the first time, to fetch Kafka: see scripts/kafka.sh), Python 3, curl.
 set -euo pipefail
 cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
@@ -73,6 +91,9 @@ WARM_SECS=${WARM_SECS:-$(pick 5 1)}
 CONCURRENCY=${CONCURRENCY:-64}
 RATE=${RATE:-1000}
 INFO_RUN=${INFO_RUN:-$(pick 1 0)}
+SWEEP_RATES=${SWEEP_RATES:-100 300 1000}
+SWEEP_SECS=${SWEEP_SECS:-$(pick 20 3)}
+EOS_ORDERS=${EOS_ORDERS:-$(pick 100000 5000)}
 BROKER_HEAP=${BROKER_HEAP:-512m}
 KEEP=${KEEP:-0}
 BENCH_AUTH=${BENCH_AUTH:-none}
@@ -83,11 +104,11 @@ BENCH_GETS=${BENCH_GETS:-0}
 GET_FLAG=()
 [[ $BENCH_GETS == 1 ]] && GET_FLAG=(--get-after-202)
 export BENCH_STORE BENCH_GETS
-ALL_PHASES="raw max rate info"
+ALL_PHASES="raw max rate info sweep eos"
 BENCH_PHASES=${BENCH_PHASES:-$ALL_PHASES}
 BENCH_PHASES=${BENCH_PHASES//,/ }
 for phase in $BENCH_PHASES; do
-  [[ " $ALL_PHASES " == *" $phase "* ]] || die "unknown phase ${phase@Q} in BENCH_PHASES (raw, max, rate, info)"
+  [[ " $ALL_PHASES " == *" $phase "* ]] || die "unknown phase ${phase@Q} in BENCH_PHASES (${ALL_PHASES// /, })"
 done
 has_phase() { [[ " $BENCH_PHASES " == *" $1 "* ]]; }
 # Some phases only: their figures are no replacement for BENCHMARKS.md's full block.
@@ -98,7 +119,8 @@ else
 fi
 # A start takes 5-10 s on an idle machine; far longer when other jobs hold the cores.
 BROKER_START_SECS=120
-DAEMONS=(api fraud notification monitoring)
+# shellcheck source=lib/daemons.sh
+source "$ROOT/scripts/lib/daemons.sh"
 
 # ---------------------------------------------------------------------------------------------
 # Processes. Every process this script starts is in PIDS (name -> pid); cleanup stops them all,
@@ -149,9 +171,10 @@ stop_pid() {
   unset "PIDS[$name]"
 }
 
-stop_mesh() {
-  local name
-  for name in loadgen monitoring notification fraud api; do stop_pid "$name"; done
+stop_mesh() { # loadgen, then the daemons in the reverse of their start order
+  local i
+  stop_pid loadgen
+  for ((i = ${#DAEMONS[@]} - 1; i >= 0; i--)); do stop_pid "${DAEMONS[i]}"; done
 }
 
 # A broker stops in 1-2 s; the daemons go first, as they commit offsets on the way out.
@@ -227,10 +250,20 @@ cpu_snapshot() {
 }
 
 # ---------------------------------------------------------------------------------------------
-log "building release binaries"
-cargo build --release --quiet -p api -p fraud -p notification -p monitoring -p loadgen
-TARGET=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-BIN=$TARGET/release
+if [[ -n ${BENCH_BIN:-} ]]; then
+  # Binaries built elsewhere (another commit, for before/after runs): used as they are.
+  BIN=$(cd "$BENCH_BIN" && pwd)
+  for name in "${DAEMONS[@]}" loadgen; do [[ -x $BIN/$name ]] || die "BENCH_BIN: no $name in $BIN"; done
+  log "binaries from $BIN"
+  # Its COMMIT file, if any, names the code they were built from ("<commit> <dirty files>").
+  if [[ -f $BIN/COMMIT ]]; then cp "$BIN/COMMIT" "$WORK/commit"; else printf '%s 0\n' "$BIN" >"$WORK/commit"; fi
+else
+  log "building release binaries"
+  # shellcheck disable=SC2046 # one word per line
+  cargo build --release --quiet $(daemon_packages) -p loadgen
+  TARGET=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+  BIN=$TARGET/release
+fi
 LOADGEN=$BIN/loadgen
 
 KAFKA_SH=$ROOT/scripts/kafka.sh
@@ -279,14 +312,44 @@ store_url() {
 }
 [[ $BENCH_STORE == postgres ]] && start_postgres
 
+# The broker's request counters, through the Prometheus JMX exporter (a javaagent from Maven
+# Central, fetched once into the same cache as Kafka's jars), limited to the counters the report
+# reads so that a scrape costs the broker next to nothing.
+readonly JMX_EXPORTER_VERSION=1.0.1
+jmx_exporter() { # the agent's jar, fetched the first time; its path
+  local dir jar
+  dir=${XDG_CACHE_HOME:-$HOME/.cache}/pedidos/jmx-exporter
+  jar=$dir/jmx_prometheus_javaagent-$JMX_EXPORTER_VERSION.jar
+  if [[ ! -s $jar ]]; then
+    log "fetching the Prometheus JMX exporter $JMX_EXPORTER_VERSION from Maven Central"
+    "${MVN:-mvn}" -B -q dependency:copy -Dartifact="io.prometheus.jmx:jmx_prometheus_javaagent:$JMX_EXPORTER_VERSION" \
+      -DoutputDirectory="$dir" >&2 || die "Maven could not fetch the Prometheus JMX exporter"
+  fi
+  printf '%s\n' "$jar"
+}
+JMX_JAR=$(jmx_exporter)
+printf 'includeObjectNames: ["kafka.network:type=RequestMetrics,name=RequestsPerSec,*"]\n' >"$WORK/jmx-exporter.yaml"
+JMX_PORT=''
+# broker_requests OUT: the broker's request counters so far (Prometheus text), into OUT.
+broker_requests() {
+  [[ -n $JMX_PORT ]] || return 0
+  curl -fsS "http://127.0.0.1:$JMX_PORT/metrics" 2>/dev/null | grep '^kafka_network_RequestMetrics_Count' >"$1" || true
+}
+
 start_broker() { # start_broker TAG: a new, empty Kafka node on free ports, in $WORK/kafka-TAG
   local dir=$WORK/kafka-$1 controller_port i
-  read -r KAFKA_PORT controller_port < <(free_ports 2)
-  log "starting Apache Kafka on 127.0.0.1:$KAFKA_PORT (controller $controller_port, data in $dir)"
+  # Free now, and none of the daemons' ports (free too while no mesh runs).
+  local mesh_ports=" $API_PORT ${ADMIN_ADDR[*]//127.0.0.1:/} "
+  while :; do
+    read -r KAFKA_PORT controller_port JMX_PORT < <(free_ports 3)
+    [[ $mesh_ports != *" $KAFKA_PORT "* && $mesh_ports != *" $controller_port "* && $mesh_ports != *" $JMX_PORT "* ]] && break
+  done
+  log "starting Apache Kafka on 127.0.0.1:$KAFKA_PORT (controller $controller_port, JMX exporter $JMX_PORT, data in $dir)"
   # setsid: a process group of its own (kafka.sh execs the JVM, so the pid stays the JVM's), so
   # that stop_pid ends all it runs (before the broker, kafka.sh runs a JVM to format the data
   # dir), and a Ctrl-C at the terminal does not stop it before the daemons.
-  spawn broker setsid "$KAFKA_SH" run --dir "$dir" --port "$KAFKA_PORT" \
+  PEDIDOS_KAFKA_JVM_OPTS="-javaagent:$JMX_JAR=127.0.0.1:$JMX_PORT:$WORK/jmx-exporter.yaml" \
+    spawn broker setsid "$KAFKA_SH" run --dir "$dir" --port "$KAFKA_PORT" \
     --controller-port "$controller_port" --heap "$BROKER_HEAP" >"$dir.log" 2>&1
   for ((i = 0; i < BROKER_START_SECS * 10; i++)); do
     grep -q 'Kafka Server started' "$dir.log" && break
@@ -304,50 +367,38 @@ start_broker() { # start_broker TAG: a new, empty Kafka node on free ports, in $
 # does not have its "Kafka version: ..." line (AppInfoParser's INFO, silenced by
 # scripts/kafka-log4j2.properties). If that fails, kafka.sh's KAFKA_VERSION, marked as such.
 broker_facts() {
-  python3 - "$1" "$("${JAVA:-java}" -version 2>&1 | head -n 1)" \
-    "$(sed -n 's/^readonly KAFKA_VERSION=//p' "$KAFKA_SH")" <<'PY'
-import glob, json, os, re, sys, zipfile
-
-pid, java, launcher_version = sys.argv[1:]
-facts = {"java": java, "version": None, "commit": None, "version_source": "the broker's kafka-clients jar"}
-for fd in glob.glob(f"/proc/{pid}/fd/*"):
-    try:
-        path = os.readlink(fd)
-    except OSError:
-        continue
-    if re.search(r"/kafka-clients-[^/]*\.jar$", path):
-        text = zipfile.ZipFile(path).read("kafka/kafka-version.properties").decode()
-        props = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
-        facts["version"], facts["commit"] = props.get("version"), props.get("commitId")
-        break
-if not facts["version"]:
-    facts["version"], facts["version_source"] = launcher_version, "KAFKA_VERSION in scripts/kafka.sh"
-heap = [a[4:] for a in open(f"/proc/{pid}/cmdline").read().split("\0") if a.startswith("-Xmx")]
-facts["heap"] = heap[-1] if heap else "?"
-print(json.dumps(facts))
-PY
+  "$ROOT/scripts/bench_report.py" broker-facts "$1" "$("${JAVA:-java}" -version 2>&1 | head -n 1)" \
+    "$(sed -n 's/^readonly KAFKA_VERSION=//p' "$KAFKA_SH")"
 }
 
-API_PORT=$(free_ports 1)
-API_URL=http://127.0.0.1:$API_PORT
 # The admin endpoints (/metrics, /ready) on free ports too: a mesh of run-local.sh on the default
-# ones (9101-9103) may be running beside the benchmark.
-read -r FRAUD_ADMIN NOTIFICATION_ADMIN MONITORING_ADMIN <<<"$(free_ports 3)"
-export PEDIDOS_FRAUD__ADMIN_LISTEN=127.0.0.1:$FRAUD_ADMIN
-export PEDIDOS_NOTIFICATION__ADMIN_LISTEN=127.0.0.1:$NOTIFICATION_ADMIN
-export PEDIDOS_MONITORING__ADMIN_LISTEN=127.0.0.1:$MONITORING_ADMIN
+# ones (9101-9103) may be running beside the benchmark. The API's is API_PORT; every other
+# daemon's admin address in its own variable. One call, so that no two are the same.
+read -ra MESH_PORTS < <(free_ports "${#DAEMONS[@]}")
+API_PORT=${MESH_PORTS[0]}
+API_URL=http://127.0.0.1:$API_PORT
+declare -A ADMIN_ADDR=()
+for name in "${DAEMONS[@]}"; do
+  [[ $name == api ]] && continue
+  ADMIN_ADDR[$name]=127.0.0.1:${MESH_PORTS[${#ADMIN_ADDR[@]} + 1]}
+  export "$(daemon_env_var "$name")=${ADMIN_ADDR[$name]}"
+done
 
-start_mesh() { # start_mesh RUST_LOG_LEVEL TAG
+# start_mesh RUST_LOG_LEVEL TAG [DAEMON...]: the daemons (all by default), on a new order store.
+start_mesh() {
   local level=$1 tag=$2 name i store
+  shift 2
+  local -a names=("$@")
+  ((${#names[@]})) || names=("${DAEMONS[@]}")
   store=$(store_url "$tag")
-  for name in "${DAEMONS[@]}"; do
+  for name in "${names[@]}"; do
     RUST_LOG=$level PEDIDOS_API__LISTEN=127.0.0.1:$API_PORT PEDIDOS_API__STORE_URL=$store \
       PEDIDOS_MONITORING__AUDIT_FILE="$WORK/audit-$tag.jsonl" \
       spawn "$name" "$BIN/$name" >"$WORK/$name-$tag.log" 2>&1
   done
   for ((i = 0; i < 600; i++)); do
     curl -fsS "$API_URL/health" >/dev/null 2>&1 && break
-    for name in "${DAEMONS[@]}"; do
+    for name in "${names[@]}"; do
       kill -0 "${PIDS[$name]}" 2>/dev/null || { tail -n 20 "$WORK/$name-$tag.log" >&2; die "$name exited"; }
     done
     sleep 0.05
@@ -394,6 +445,7 @@ raw_pass() {
 run_loadgen() {
   local out=$1 lg_ticks=0 now
   shift
+  broker_requests "$out.req0.prom"
   cpu_snapshot >"$out.cpu0.json"
   spawn loadgen "$LOADGEN" --url "$API_URL" --quiet --json "$@" >"$out"
   while kill -0 "${PIDS[loadgen]}" 2>/dev/null; do
@@ -403,6 +455,45 @@ run_loadgen() {
   done
   await loadgen || die "loadgen failed ($*)"
   cpu_snapshot "loadgen=$lg_ticks" >"$out.cpu1.json"
+  broker_requests "$out.req1.prom"
+}
+
+# metric_sum URL NAME: the sum of a Prometheus counter's series at URL.
+metric_sum() { # 0 while the endpoint is not up yet
+  { curl -fsS "$1" 2>/dev/null || true; } | awk -v name="$2" 'index($0, name "{") == 1 { s += $NF } END { printf "%.0f\n", s }'
+}
+
+# fraud_backlog TAG TRANSACTIONAL ORDERS: fraud alone, in a group of its own, through a backlog of
+# ORDERS orders on Pedidos; CPU and request snapshots at its first record (TAG.cpu0.json,
+# TAG.req0.prom) and once all its outputs are acknowledged (2 per order; committed, in
+# exactly-once mode), and TAG.json.
+fraud_backlog() {
+  local tag=$1 transactional=$2 orders=$3 url consumed produced i started=0
+  url=http://${ADMIN_ADDR[fraud]}/metrics
+  RUST_LOG=warn PEDIDOS_FRAUD__GROUP_ID=fraud-$tag PEDIDOS_FRAUD__TRANSACTIONAL=$transactional \
+    spawn fraud "$BIN/fraud" >"$WORK/fraud-$tag.log" 2>&1
+  for ((i = 0; i < 6000; i++)); do
+    kill -0 "${PIDS[fraud]}" 2>/dev/null || { tail -n 20 "$WORK/fraud-$tag.log" >&2; die "fraud exited"; }
+    if ((started == 0)); then
+      consumed=$(metric_sum "$url" pedidos_records_consumed_total)
+      if [[ -n $consumed && $consumed != 0 ]]; then
+        broker_requests "$WORK/$tag.req0.prom"
+        cpu_snapshot >"$WORK/$tag.cpu0.json"
+        started=1
+      fi
+    else
+      produced=$(metric_sum "$url" pedidos_records_produced_total)
+      if ((produced >= 2 * orders)); then
+        cpu_snapshot >"$WORK/$tag.cpu1.json"
+        broker_requests "$WORK/$tag.req1.prom"
+        printf '{"orders": %s, "transactional": %s}\n' "$orders" "$transactional" >"$WORK/$tag.json"
+        stop_pid fraud
+        return
+      fi
+    fi
+    sleep 0.1
+  done
+  die "fraud ($tag) did not get through $orders orders within 10 min"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -446,242 +537,53 @@ if [[ $INFO_RUN == 1 ]] && has_phase info; then
   run_loadgen "$WORK/max-info.json" --concurrency "$CONCURRENCY" --duration "${MAX_SECS}s" --seed 5 "${GET_FLAG[@]}"
   stop_mesh
 fi
+
+if has_phase sweep; then
+  for r in $SWEEP_RATES; do
+    log "5. the paced sweep: $r orders/s, ${SWEEP_SECS}s tracked, then ${SWEEP_SECS}s with --no-track"
+    fresh_mesh warn "sweep-$r"
+    warm_up "sweep-$r" 8
+    run_loadgen "$WORK/sweep-$r-track.json" --rate "$r" --duration "${SWEEP_SECS}s" --seed 9
+    pause 2
+    # The API's own view of the broker's acknowledgements, around the untracked run.
+    curl -fsS "$API_URL/metrics" >"$WORK/sweep-$r.api0.prom" 2>/dev/null || true
+    run_loadgen "$WORK/sweep-$r.json" --rate "$r" --duration "${SWEEP_SECS}s" --seed 10 --no-track
+    curl -fsS "$API_URL/metrics" >"$WORK/sweep-$r.api1.prom" 2>/dev/null || true
+    stop_mesh
+  done
+fi
+
+if has_phase eos; then
+  log "6. exactly-once: fraud alone on a backlog of $EOS_ORDERS orders, at-least-once then transactional"
+  stop_broker
+  start_broker eos
+  start_mesh warn eos api
+  spawn loadgen "$LOADGEN" --url "$API_URL" --quiet --json --no-track --concurrency "$CONCURRENCY" \
+    --count "$EOS_ORDERS" --seed 11 >"$WORK/eos-preload.json"
+  await loadgen || die "the exactly-once phase's preload failed"
+  stop_mesh
+  accepted=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["accepted"])' "$WORK/eos-preload.json")
+  fraud_backlog eos-alo false "$accepted"
+  fraud_backlog eos-txn true "$accepted"
+fi
 stop_broker
 
 # ---------------------------------------------------------------------------------------------
 log "results"
+cut -d' ' -f1-3 /proc/loadavg >"$WORK/loadavg-end"
+python3 -c 'import json, sys
+names = sys.argv[1::2]
+values = sys.argv[2::2]
+s = dict(zip(names, values))
+knobs = {k: s.pop(k) for k in list(s) if k.isupper()}
+print(json.dumps({"phases": s["phases"], "all_phases": s["all_phases"], "short": s["short"] == "1",
+    "auth": s["auth"], "store": s["store"], "gets": s["gets"] == "1", "rate": s["rate"],
+    "sweep_rates": s["sweep_rates"], "knobs": knobs}))' \
+  phases "$BENCH_PHASES" all_phases "$ALL_PHASES" short "$SHORT" auth "$BENCH_AUTH" store "$BENCH_STORE" \
+  gets "$BENCH_GETS" rate "$RATE" sweep_rates "$SWEEP_RATES" \
+  RAW_RECORDS "$RAW_RECORDS" PIPELINE_UNITS "$PIPELINE_UNITS" MAX_SECS "$MAX_SECS" CONCURRENCY "$CONCURRENCY" \
+  RATE "$RATE" RATE_SECS "$RATE_SECS" IDLE_SECS "$IDLE_SECS" WARM_SECS "$WARM_SECS" SWEEP_RATES "$SWEEP_RATES" \
+  SWEEP_SECS "$SWEEP_SECS" EOS_ORDERS "$EOS_ORDERS" >"$WORK/settings.json"
 cd "$ROOT"
-python3 - "$WORK" "$BENCH_OUT" "$RAW_RECORDS" "$MAX_SECS" "$CONCURRENCY" "$RATE" "$RATE_SECS" \
-  "$PIPELINE_UNITS" "$IDLE_SECS" "$WARM_SECS" "$SHORT" "$BENCH_PHASES" "$ALL_PHASES" "$BENCH_AUTH" <<'PY'
-import datetime, json, os, subprocess, sys
-
-(work, out_path, raw_records, max_secs, concurrency, rate, rate_secs, pipeline_units, idle_secs,
- warm_secs, short, phases, all_phases, auth) = sys.argv[1:15]
-load = lambda name: json.load(open(os.path.join(work, name)))
-have = lambda name: os.path.exists(os.path.join(work, name))
-DAEMONS = ["api", "fraud", "notification", "monitoring"]
-ORDER = ["broker", *DAEMONS, "loadgen"]
-
-def cpu_seconds(tag):
-    """CPU seconds each process used between the snapshots TAG.cpu0.json and TAG.cpu1.json, and
-    the wall-clock seconds between them."""
-    a, b = load(tag + ".cpu0.json"), load(tag + ".cpu1.json")
-    wall, tck = b["t"] - a["t"], b["clk_tck"]
-    used = {k: (v - a["ticks"].get(k, 0)) / tck for k, v in b["ticks"].items()}
-    return {k: used[k] for k in ORDER if k in used}, wall
-
-def cores(tag):
-    """Cores each process used between the snapshots TAG.cpu0.json and TAG.cpu1.json."""
-    used, wall = cpu_seconds(tag)
-    return {k: v / wall for k, v in used.items()}
-
-# BENCH_PHASES: what was run; every section below is there only when its phase was.
-ran = phases.split()
-partial = ran != all_phases.split()
-broker = load("broker.json")
-has_raw = have("raw.json")
-if has_raw:
-    raw, raw_cold = load("raw.json"), load("raw-warmup.json")
-keys = [k for k in ["max", "rate", "max-info"] if have(k + ".json")]
-runs = {k: load(k + ".json") for k in keys}
-cpu = {k: cores(k + ".json") for k in keys}
-cpu_secs = {k: cpu_seconds(k + ".json")[0] for k in keys}
-has_max = "max" in runs
-if has_max:
-    rss_idle = load("rss-idle.json")
-    rss_peak = load("rss-peak.json")
-    idle = cores("idle")
-
-# Records per order: produced (Pedidos, Notificacoes x2, Pedidos_validos|recusados) and consumed
-# as the issue counts them (fraud 1, notification 2, monitoring 4) ...
-P, C = 4, 7
-# ... and as the mesh really reads them: the API's read model also follows Pedidos and
-# Notificacoes (3 more per order).
-C_ALL = 10
-if has_raw:
-    rp, rc = raw["produced_per_s"], raw["consumed_per_s"]
-def mix_capacity(p, c):
-    """Records/s the broker sustains for p produced + c consumed records (costs add up)."""
-    return (p + c) / (p / rp + c / rc)
-
-if has_max:
-    mx = runs["max"]
-    orders = mx["throughput"]["verdicted_per_s"] or 0.0
-    mesh_records = orders * (P + C)
-    idle_daemons = sum(idle[k] for k in DAEMONS)
-if has_raw:
-    # The capacity the mesh is compared with: the pipeline phase, the same records through the
-    # same shape (4 produced, 7 consumed, live, by as many clients), without HTTP or daemons.
-    shape_cap = raw["pipeline_records_per_s"]
-    shape_orders = raw["pipeline_units_per_s"]
-    # The older estimate from the isolated produce and catch-up-read rates, kept for comparison.
-    cap = mix_capacity(P, C)
-if has_raw and has_max:
-    ratio = mesh_records / shape_cap
-    ratio_formula = mesh_records / cap
-    ratio_all = orders * (P + C_ALL) / mix_capacity(P, C_ALL)
-if "rate" in runs:
-    p99 = runs["rate"]["latency_ms"]["post_verdict"]["p99_ms"]
-    rate_ok = runs["rate"]["throughput"]["verdicted_per_s"] or 0.0
-
-def sh(cmd):
-    try:
-        return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
-    except Exception:
-        return "?"
-
-L = []
-w = L.append
-w(f"Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}  ")
-flag = " --short" if short == "1" else ""
-extra = (f" BENCH_PHASES=\"{phases}\"" if partial else "") + (f" BENCH_AUTH={auth}" if auth != "none" else "")
-store = os.environ.get("BENCH_STORE", "sqlite")
-gets = os.environ.get("BENCH_GETS", "0") == "1"
-extra += (f" BENCH_STORE={store}" if store != "sqlite" else "") + (" BENCH_GETS=1" if gets else "")
-w(f"Command: `scripts/bench.sh{flag}` (RAW_RECORDS={raw_records} PIPELINE_UNITS={pipeline_units} MAX_SECS={max_secs} "
-  f"CONCURRENCY={concurrency} RATE={rate} RATE_SECS={rate_secs} IDLE_SECS={idle_secs} WARM_SECS={warm_secs}{extra})  ")
-if auth == "jwt":
-    w("Auth: api.auth = \"jwt\", HS256 with a secret generated for the run; loadgen sends one operator token "
-      "(`loadgen token bench --ops`) with every order, so each request is verified by the API.  ")
-w("Order store: " + ("PostgreSQL, a server of the bench's own (default settings), one database per mesh"
-                     if store == "postgres" else "SQLite, the default, one file per mesh in the temp dir")
-  + ("; loadgen GETs every order right after its 202 (`--get-after-202`)" if gets else "") + ".  ")
-data_fs = sh(f"df -PT {work} | awk 'NR == 2 {{ print $2 }}'") or "?"
-build = f", commit {broker['commit']}" if broker.get("commit") else ""
-if not broker["version_source"].startswith("the broker's"):
-    build += f" (version from {broker['version_source']})"
-w(f"Broker: Apache Kafka {broker['version']}{build}, one KRaft node (broker + controller in one JVM, "
-  f"`scripts/kafka.sh run`), a fresh one per run; heap {broker['heap']}; {broker['java']}; data on {data_fs}  ")
-w(f"Machine: `nproc` = {sh('nproc')}; `uname -a` = `{sh('uname -a')}`  ")
-commit = open(os.path.join(work, "commit")).read().split() if have("commit") else []
-if commit:
-    dirty = f" plus uncommitted changes to {commit[1]} tracked files" if len(commit) > 1 and commit[1] != "0" else ""
-    w(f"Code: commit {commit[0]}{dirty}  ")
-w(f"Load average (1/5/15 min) when the benchmark started: {open(os.path.join(work, 'loadavg-start')).read().strip()}; "
-  "other processes on the machine compete with the mesh for its cores.  ")
-w("")
-w("```")
-w(sh("free -h"))
-w("```")
-w("")
-if has_raw:
-    w("### 1. Broker alone (`loadgen raw`)")
-    w("")
-    w(f"{raw['records']} records to a {raw['partitions']}-partition topic; key {raw['avg_key_bytes']:.0f} B, "
-      f"value {raw['avg_value_bytes']:.0f} B JSON, headers {raw['avg_headers_bytes']:.0f} B; "
-      "idempotent, acks=all, linger 1 ms, lz4 (`shared::kafka::producer`). Measured after a pass a quarter "
-      f"the size on the just-started JVM (not counted: its pipeline ran at {raw_cold['pipeline_records_per_s']:,.0f} records/s, "
-      f"produce at {raw_cold['produced_per_s']:,.0f}/s), whose topics and groups were deleted.")
-    w("")
-    w("| direction | records/s | seconds |")
-    w("|---|---:|---:|")
-    w(f"| produced (all acknowledged) | {rp:,.0f} | {raw['produce_seconds']:.2f} |")
-    w(f"| consumed back (catch-up read from the start) | {rc:,.0f} | {raw['consume_seconds']:.2f} |")
-    w(f"| live: produced while a consumer tails the topic, each record produced and read | {raw['live_per_s']:,.0f} | {raw['live_seconds']:.2f} |")
-    w(f"| pipeline: {raw['pipeline_units']} orders through the mesh's shape (2 producers, 3 consumers, 4 topics; 4 produced + 7 consumed per order), no daemons | **{shape_cap:,.0f}** ({shape_orders:,.0f} orders/s) | {raw['pipeline_seconds']:.2f} |")
-    w(f"| estimate from the isolated rates above, 4 produced + 7 consumed (earlier benchmarks' denominator) | {cap:,.0f} | |")
-    w("")
-
-def cpu_line(used):
-    return ", ".join(f"{k} {v:.2f}" for k, v in used.items()) + f"; total {sum(used.values()):.2f}"
-
-def run_table(title, key):
-    r = runs[key]
-    t = r["throughput"]
-    w(f"### {title}")
-    w("")
-    s = r["settings"]
-    pace = f"{s['target_rate']:.0f} orders/s" if s["target_rate"] else f"full speed, {s['concurrency']} in flight"
-    w(f"{r['send_seconds']:.1f} s at {pace}, after {warm_secs} s at full speed to warm up: sent {r['sent']}, "
-      f"accepted (202) {r['accepted']}, errors {r['errors']['total']} {r['errors']['by_kind'] or ''}, "
-      f"verdicts {r['verdicts']} (Aprovado {r['aprovado']}, Recusado {r['recusado']}), verdicts missing {r['verdicts_missing']}.")
-    w("")
-    w(f"- accepted {t['accepted_per_s']:,.1f} orders/s, verdicted {t['verdicted_per_s']:,.1f} orders/s")
-    if r.get("analise_after_verdict"):
-        w(f"- {r['analise_after_verdict']} orders had their verdict on Notificacoes before their Analise event")
-    if s["target_rate"]:
-        w(f"- sender fell behind schedule by at most {r['max_schedule_lag_ms']:.1f} ms")
-    w("")
-    w("| latency (ms) | count | p50 | p90 | p99 | max |")
-    w("|---|---:|---:|---:|---:|---:|")
-    for name, k in [("POST → 202", "post_202"), ("202 → GET 200", "get_after_202"), ("POST → Analise", "post_analise"), ("POST → verdict", "post_verdict")]:
-        l = r["latency_ms"].get(k)
-        if not l:
-            continue
-        w(f"| {name} | {l['count']} | {l['p50_ms']:.2f} | {l['p90_ms']:.2f} | {l['p99_ms']:.2f} | {l['max_ms']:.2f} |")
-    w("")
-    w(f"CPU used during the run (cores; the machine has {sh('nproc')}): {cpu_line(cpu[key])}.")
-    w("")
-    if r["accepted"]:
-        # CPU time between the snapshots (the run and its drain) over the orders accepted.
-        per_order = {k: v / r["accepted"] * 1e6 for k, v in cpu_secs[key].items()}
-        daemons = sum(per_order.get(k, 0.0) for k in DAEMONS)
-        w("CPU per accepted order (µs; CPU time during the run ÷ orders accepted): "
-          + ", ".join(f"{k} {v:,.0f}" for k, v in per_order.items()) + f"; the four daemons {daemons:,.0f}.")
-        w("")
-
-if has_max:
-    run_table("2. The mesh at full speed (daemons at RUST_LOG=warn)", "max")
-if "rate" in runs:
-    run_table(f"3. The mesh at {rate} orders/s (RUST_LOG=warn)", "rate")
-if "max-info" in runs:
-    run_table("4. The mesh at full speed with default logging (RUST_LOG=info)", "max-info")
-
-if has_max:
-    w("### The idle mesh, and memory")
-    w("")
-    w(f"Idle CPU: {idle_secs} s without traffic, after run 2's warm-up and a 3-s pause (so the broker's "
-      "start-up is not counted), in % of one core. Idle VmRSS: after start-up, before any order. "
-      "Peak VmHWM: after run 2.")
-    w("")
-    w("| process | idle CPU (% of one core) | idle VmRSS (MB) | peak VmHWM (MB) |")
-    w("|---|---:|---:|---:|")
-    mb = lambda kb: f"{kb / 1024:.1f}"
-    for k in DAEMONS:
-        w(f"| {k} | {100 * idle[k]:.2f} | {mb(rss_idle[k])} | {mb(rss_peak[k])} |")
-    w(f"| **the four daemons** | **{100 * idle_daemons:.2f}** | {mb(sum(rss_idle[k] for k in DAEMONS))} | |")
-    w(f"| broker (Kafka JVM, heap {broker['heap']}) | {100 * idle['broker']:.2f} | {mb(rss_idle['broker'])} | {mb(rss_peak['broker'])} |")
-    w("")
-
-# The targets whose phases ran.
-targets = []
-if has_raw and has_max:
-    targets.append(("end-to-end throughput ≥ 25 % of the broker's pipeline capacity for the same records",
-        f"{orders:,.0f} orders/s × {P + C} = {mesh_records:,.0f} records/s = {ratio:.1%} of the pipeline's {shape_cap:,.0f} "
-        f"({ratio_formula:.1%} of the isolated-rates estimate {cap:,.0f}; counting the API read model's 3 reads too: {ratio_all:.1%})",
-        ratio >= 0.25))
-if "rate" in runs:
-    verdict_note = ""
-    if runs["rate"]["verdicts_missing"]:
-        verdict_note = f" ({runs['rate']['verdicts_missing']} verdicts missing)"
-    targets.append((f"p99 POST → verdict ≤ 25 ms at {rate} orders/s",
-        f"{p99:.2f} ms (verdicted {rate_ok:,.1f} orders/s){verdict_note}", p99 <= 25.0 and rate_ok >= 0.95 * float(rate)))
-if has_max:
-    max_rss = max(rss_idle[k] for k in DAEMONS) / 1024
-    targets.append(("the four idle daemons together ≤ 2 % of one core",
-        f"{100 * idle_daemons:.2f} % over {idle_secs} s (" + ", ".join(f"{k} {100 * idle[k]:.2f}" for k in DAEMONS)
-        + f"; the broker, not counted: {100 * idle['broker']:.2f} %)", idle_daemons <= 0.02))
-    targets.append(("idle RSS ≤ 30 MB per daemon", f"largest {max_rss:.1f} MB", max_rss <= 30.0))
-if targets:
-    w("### Targets")
-    w("")
-    w("| target | measured | met |")
-    w("|---|---|---|")
-    for name, measured, ok in targets:
-        w(f"| {name} | {measured} | {'yes' if ok else '**no**'} |")
-
-text = "\n".join(L) + "\n"
-print(text)
-
-if out_path:
-    begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
-    block = f"{begin}\n{text}{end}"
-    old = open(out_path).read() if os.path.exists(out_path) else "# Benchmarks\n\n" + begin + "\n" + end + "\n"
-    if begin in old and end in old:
-        new = old[: old.index(begin)] + block + old[old.index(end) + len(end):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + block + "\n"
-    open(out_path, "w").write(new)
-    print(f"bench: figures written to {out_path}", file=sys.stderr)
-PY
+"$ROOT/scripts/bench_report.py" report "$WORK" --out "$BENCH_OUT"
 printf 'bench: done in %d min %02d s\n' $((SECONDS / 60)) $((SECONDS % 60)) >&2

@@ -35,7 +35,9 @@
 #   scripts/kafka.sh cluster-id
 #       Prints a new cluster id.
 #
-# Environment: PEDIDOS_KAFKA_HOME (where the jars go), JAVA (the java binary), MVN (mvn).
+# Environment: PEDIDOS_KAFKA_HOME (where the jars go), JAVA (the java binary), MVN (mvn),
+# PEDIDOS_KAFKA_JVM_OPTS (extra options for the broker's JVM, split on whitespace, after the
+# defaults: a -javaagent, say; not given to the formatting JVM).
 set -euo pipefail
 
 readonly KAFKA_VERSION=4.1.1
@@ -229,7 +231,9 @@ EOF
     "${java[@]}" kafka.tools.StorageTool format -t "$cluster" -c "$dir/server.properties" \
       --ignore-formatted >&2 || die "formatting $dir/data failed"
   fi
-  exec "${java[@]}" kafka.Kafka "$dir/server.properties"
+  local -a jvm_opts=()
+  read -ra jvm_opts <<<"${PEDIDOS_KAFKA_JVM_OPTS:-}"
+  exec "${java[@]}" "${jvm_opts[@]}" kafka.Kafka "$dir/server.properties"
 }
 
 # The value of option $1 in the remaining arguments.

@@ -66,7 +66,8 @@ pub async fn run_daemon<H: Handler>(
     match &options.transactional_id {
         None => {
             let producer = kafka::producer(&config.kafka, MESSAGE_TIMEOUT)?;
-            let consumer = kafka::consumer(&config.kafka, &options.group_id)?;
+            let consumer =
+                kafka::consumer_fetching(&config.kafka, &options.group_id, options.fetch)?;
             at_least_once::run(
                 &consumer,
                 &producer,
@@ -79,7 +80,8 @@ pub async fn run_daemon<H: Handler>(
         }
         Some(id) => {
             let producer = kafka::transactional_producer(&config.kafka, id)?;
-            let consumer = kafka::transactional_consumer(&config.kafka, &options.group_id)?;
+            let consumer =
+                kafka::transactional_consumer(&config.kafka, &options.group_id, options.fetch)?;
             exactly_once::run(
                 &consumer,
                 &producer,

@@ -4,7 +4,7 @@ use rdkafka::consumer::Consumer as _;
 
 use super::error::PipelineError;
 use crate::config::KafkaConfig;
-use crate::kafka::Consumer;
+use crate::kafka::{Consumer, Fetch};
 
 #[derive(Debug, Clone)]
 pub struct LoopOptions {
@@ -24,6 +24,9 @@ pub struct LoopOptions {
     /// Where `run_daemon` serves `/metrics`, `/health` and `/ready`: the configuration key and
     /// its value (`""`: nowhere). `None`: nowhere.
     pub admin_listen: Option<(String, String)>,
+    /// How the loop's consumer fetches: at once by default; [`Fetch::Batched`] for a daemon
+    /// nobody waits on.
+    pub fetch: Fetch,
 }
 
 impl LoopOptions {
@@ -36,12 +39,20 @@ impl LoopOptions {
             transactional_id: None,
             history_from: None,
             admin_listen: None,
+            fetch: Fetch::Prompt,
         }
     }
 
     /// Serves the admin endpoint on `addr`, the value of configuration key `key`.
     pub fn with_admin(mut self, key: &str, addr: &str) -> Self {
         self.admin_listen = Some((key.to_string(), addr.to_string()));
+        self
+    }
+
+    /// Fetches records in batches of up to [`crate::kafka::BATCHED_FETCH_WAIT_MS`]: fewer
+    /// requests and wake-ups, each record that much later.
+    pub fn with_batched_fetch(mut self) -> Self {
+        self.fetch = Fetch::Batched;
         self
     }
 
