@@ -11,7 +11,7 @@ use rdkafka::ClientConfig;
 use serde_json::{json, Value};
 use shared::config::KafkaConfig;
 use shared::Config;
-use testkit::{read_topic, Broker, Postgres};
+use testkit::{Broker, Postgres};
 
 mod support;
 
@@ -50,20 +50,6 @@ async fn place(api: &TestApi, key: Option<&[u8]>, body: &Value) -> String {
     assert_eq!(response.status(), 202);
     let accepted: Value = response.json().await.unwrap();
     accepted["id"].as_str().unwrap().to_string()
-}
-
-/// The order ids on `config`'s `Pedidos`, waiting for at least `at_least`.
-async fn pedidos(config: &Config, at_least: usize) -> Vec<String> {
-    read_topic(
-        &config.kafka,
-        &config.topics.pedidos,
-        at_least,
-        Duration::from_secs(10),
-    )
-    .await
-    .iter()
-    .map(|r| r.json()["id"].as_str().unwrap().to_string())
-    .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,7 +95,9 @@ async fn a_view_of_another_cluster_is_refused_and_rebuilt_only_when_asked() {
             "{store}"
         );
         assert!(
-            pedidos(&moved, 1).await.contains(&keyed),
+            support::order_ids_on_pedidos(&moved, 1)
+                .await
+                .contains(&keyed),
             "{store}: the retried order was published on the new cluster"
         );
         let old = api.get(&format!("/pedidos/{plain}")).await;

@@ -6,7 +6,6 @@ use std::time::Duration;
 use api::orders::idempotency;
 use serde_json::{json, Value};
 use shared::events::{Order, OutRecord};
-use shared::Config;
 use testkit::{produce_raw, read_topic};
 
 mod support;
@@ -29,20 +28,6 @@ async fn answer(response: reqwest::Response) -> (u16, Option<String>, Value) {
         location,
         response.json().await.expect("a JSON body"),
     )
-}
-
-/// Every record on the test's `Pedidos` (waiting for at least `at_least`) and their order ids.
-async fn pedidos(config: &Config, at_least: usize) -> Vec<String> {
-    read_topic(
-        &config.kafka,
-        &config.topics.pedidos,
-        at_least,
-        Duration::from_secs(10),
-    )
-    .await
-    .iter()
-    .map(|r| r.json()["id"].as_str().unwrap().to_string())
-    .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,7 +87,7 @@ async fn a_retry_gets_the_original_answer_and_a_reused_or_malformed_key_is_refus
     assert_eq!(api.post_json(&body("cia", "livro")).await.status(), 202);
 
     // On the topic: ana's order once, bia's, the 255-character key's, cia's two.
-    let mut ids = pedidos(&config, 5).await;
+    let mut ids = support::order_ids_on_pedidos(&config, 5).await;
     assert_eq!(ids.len(), 5, "{ids:?}");
     ids.retain(|i| *i == id);
     assert_eq!(ids.len(), 1, "the retried order was published once");
@@ -177,7 +162,7 @@ async fn another_instance_and_a_restarted_one_answer_the_same_order() {
     assert_eq!(after, first);
 
     let id = first.2["id"].as_str().unwrap();
-    let ids = pedidos(&config, 2).await;
+    let ids = support::order_ids_on_pedidos(&config, 2).await;
     assert_eq!(ids.iter().filter(|i| *i == id).count(), 1, "{ids:?}");
     restarted.stop().await;
 }
@@ -216,7 +201,7 @@ async fn a_record_the_broker_took_behind_a_503_is_what_the_retry_gets() {
         "the order the broker took, not a new one"
     );
     assert_eq!(
-        pedidos(&config, 1).await.len(),
+        support::order_ids_on_pedidos(&config, 1).await.len(),
         1,
         "nothing published again"
     );

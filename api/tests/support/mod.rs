@@ -31,6 +31,20 @@ pub fn config_on(broker: &Broker) -> Config {
     config
 }
 
+/// The order ids of every record on `config`'s `Pedidos`, waiting for at least `at_least`.
+pub async fn order_ids_on_pedidos(config: &Config, at_least: usize) -> Vec<String> {
+    testkit::read_topic(
+        &config.kafka,
+        &config.topics.pedidos,
+        at_least,
+        Duration::from_secs(10),
+    )
+    .await
+    .iter()
+    .map(|r| r.json()["id"].as_str().unwrap().to_string())
+    .collect()
+}
+
 /// The API serving in this process until [`TestApi::stop`].
 pub struct TestApi {
     pub addr: SocketAddr,
