@@ -103,7 +103,8 @@ for daemon in "${DAEMONS[@]}"; do
   { read -r entrypoint[$daemon] && read -r label; } < <(entrypoint_and_version "$daemon")
   [[ ${entrypoint[$daemon]} == "/usr/local/bin/$daemon" ]] ||
     die "$(image_name "$daemon")'s entry point is '${entrypoint[$daemon]}', not /usr/local/bin/$daemon"
-  version=$(bh run "${container[$daemon]}" -- "${entrypoint[$daemon]}" --version)
+  version=$(bh run "${container[$daemon]}" -- "${entrypoint[$daemon]}" --version) ||
+    die "$(image_name "$daemon"): ${entrypoint[$daemon]} --version does not run (status $?)"
   [[ $version == "$daemon $label" ]] ||
     die "$(image_name "$daemon"): --version prints '$version', the label says $label"
 done
