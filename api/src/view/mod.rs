@@ -32,14 +32,14 @@ use shared::kafka::{self, Consumer, StartupError};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-pub use self::catch_up::{CatchUp, CatchUpError};
-pub use self::changes::{Changes, OrderRow};
+pub use self::catch_up::CatchUpError;
+pub use self::changes::Changes;
 pub use self::order::{HistoryEntry, OrderView};
 pub use self::origin::OriginError;
 pub use self::store::{Store, StoreError};
 pub use self::writer::WriterError;
 
-use self::catch_up::Applied;
+use self::catch_up::{Applied, CatchUp};
 use self::live::Live;
 use self::posted::Posted;
 use self::unwritten::Unwritten;
