@@ -4,8 +4,11 @@
 
 use chrono::{DateTime, SubsecRound, Utc};
 use rust_decimal::Decimal;
+use schemars::JsonSchema;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::validation::{MAX_QUANTIDADE, MAX_TEXT_CHARS, MIN_QUANTIDADE};
 
 /// Header naming the event type (`pedido.criado`, `pedido.status`, `pedido.avaliado`).
 pub const HEADER_EVENT_TYPE: &str = "event-type";
@@ -17,16 +20,26 @@ pub const HEADER_CONTENT_TYPE: &str = "content-type";
 pub const SCHEMA_VERSION: &str = "1";
 
 /// An order, as published to `Pedidos`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// The `JsonSchema` derives below are the data contract (`crate::contracts`): the doc comments
+/// become the schemas' descriptions, and the limits are `crate::validation`'s.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Order {
+    /// The order id (a UUIDv7, or a UUIDv5 of the customer and their `Idempotency-Key`).
     pub id: Uuid,
+    /// The customer; also the record key.
+    #[schemars(length(min = 1, max = MAX_TEXT_CHARS))]
     pub usuario: String,
+    #[schemars(length(min = 1, max = MAX_TEXT_CHARS))]
     pub produto: String,
+    #[schemars(range(min = MIN_QUANTIDADE, max = MAX_QUANTIDADE))]
     pub quantidade: u32,
     /// Unit price, an exact decimal (JSON string, e.g. `"19.90"`): never a binary float.
     #[serde(with = "rust_decimal::serde::str")]
+    #[schemars(with = "String", regex(pattern = r"^[0-9]+(\.[0-9]+)?$"))]
     pub valor: Decimal,
+    /// When the API accepted the order (UTC, millisecond precision).
     pub data_solicitacao: DateTime<Utc>,
 }
 
@@ -57,9 +70,11 @@ impl Order {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Where an order stands: `Analise` until fraud's verdict, then `Aprovado` or `Recusado`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum Status {
-    /// Accepted by the API, waiting for the fraud check.
+    // Accepted by the API, waiting for the fraud check. (A plain comment: a doc comment here
+    // would turn the schema's `enum` into a `oneOf`.)
     Analise,
     Aprovado,
     Recusado,
@@ -86,7 +101,7 @@ impl std::fmt::Display for Status {
 }
 
 /// A change of an order's status, as published to `Notificacoes`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusEvent {
     /// Unique per status change; a replay of the same change keeps the same id.
@@ -94,6 +109,7 @@ pub struct StatusEvent {
     pub pedido_id: Uuid,
     pub usuario: String,
     pub status: Status,
+    /// Why the verdict was given; absent for `Analise`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub motivo: Option<String>,
     pub data_evento: DateTime<Utc>,
@@ -128,18 +144,19 @@ impl StatusEvent {
 }
 
 /// An order with its fraud verdict, as published to `Pedidos_validos` / `Pedidos_recusados`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EvaluatedOrder {
     #[serde(flatten)]
     pub pedido: Order,
     pub status: Status,
     pub motivo: String,
+    /// When fraud decided.
     pub data_avaliacao: DateTime<Utc>,
 }
 
 /// What every event type knows about itself for keys and headers.
-pub trait Event: Serialize + DeserializeOwned {
+pub trait Event: Serialize + DeserializeOwned + JsonSchema {
     const TYPE: &'static str;
     /// The record key: the customer, so one customer's events stay in order.
     fn key(&self) -> &str;

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod contracts;
 pub mod daemon;
 pub mod dev_token;
 pub mod events;
