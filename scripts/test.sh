@@ -3,7 +3,8 @@
 # then formatting, lints, the Prometheus alert rules (promtool: syntax and unit tests), the deploy
 # files (scripts/deploy-check.sh: Dockerfile, compose.yaml, the Helm chart, Alertmanager), a
 # build of the daemons, the API against its own OpenAPI document (Schemathesis, once with
-# api.auth = "none" and once with "jwt"), the container images (scripts/images.sh) and their
+# api.auth = "none" and once with "jwt"), the AsyncAPI parser the API tests check
+# /asyncapi.json with, the container images (scripts/images.sh) and their
 # smoke test against a real broker (scripts/image-smoke.sh), then every test of the workspace,
 # the integration tests against real Apache Kafka brokers (one node, three nodes, SASL_SSL) and
 # a real Prometheus scraping the mesh (e2e/tests/observability.rs).
@@ -48,6 +49,9 @@ scripts/schemathesis.sh
 
 step "API contract, api.auth = \"jwt\" (SCHEMATHESIS_AUTH=jwt scripts/schemathesis.sh: with an operator token)"
 SCHEMATHESIS_AUTH=jwt scripts/schemathesis.sh
+
+step "AsyncAPI parser (scripts/asyncapi-check.sh --install: the API tests validate /asyncapi.json with it)"
+scripts/asyncapi-check.sh --install
 
 if [[ ${PEDIDOS_SKIP_IMAGES:-} == 1 ]]; then
   step "container images: SKIPPED (PEDIDOS_SKIP_IMAGES=1)"

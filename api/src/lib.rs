@@ -84,6 +84,8 @@ pub struct Application {
     address: SocketAddr,
     state: http::State,
     auth: Auth,
+    /// The topics' AsyncAPI document, for the names and servers this API is configured with.
+    asyncapi: serde_json::Value,
     max_body_bytes: usize,
     timeouts: HttpTimeouts,
     /// How long in-flight requests may take to finish once `run_until` is told to stop.
@@ -129,6 +131,7 @@ impl Application {
             address,
             state,
             auth,
+            asyncapi: shared::asyncapi::document(config),
             max_body_bytes: config.api.max_body_bytes,
             timeouts: HttpTimeouts::from_config(&config.api),
             shutdown_timeout: config.api.shutdown_timeout(),
@@ -156,6 +159,7 @@ impl Application {
         let app = http::app(
             self.state,
             self.auth,
+            &self.asyncapi,
             self.max_body_bytes,
             self.timeouts.body,
         );

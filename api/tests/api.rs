@@ -404,6 +404,79 @@ async fn swagger_ui_and_spec_are_served() {
     api.stop().await;
 }
 
+/// The Kafka side's contract: the document is valid AsyncAPI by the AsyncAPI Initiative's own
+/// parser (scripts/asyncapi-check.sh, which ./scripts/test.sh installs), names the topics this API
+/// was configured with, carries the committed record schemas, and /docs links to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_asyncapi_document_of_the_topics_is_served_valid_and_linked_from_docs() {
+    let config = support::config();
+    let api = TestApi::start(&config).await;
+    let response = api.get("/asyncapi.json").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let text = response.text().await.unwrap();
+    let document: Value = serde_json::from_str(&text).unwrap();
+
+    let addresses: Vec<&str> = document["channels"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(|channel| channel["address"].as_str())
+        .collect();
+    for topic in config.topics.all() {
+        assert!(
+            addresses.contains(&topic.as_str()),
+            "{topic} in {addresses:?}"
+        );
+    }
+    let schemas = &document["components"]["schemas"];
+    for (record, committed) in shared::contracts::record_schemas() {
+        let served = &schemas[record];
+        assert_eq!(
+            served["properties"].as_object().map(|p| p.len()),
+            committed["properties"].as_object().map(|p| p.len()),
+            "{record}"
+        );
+        assert_eq!(served["required"], committed["required"], "{record}");
+    }
+    let order = &document["components"]["messages"]["Order"];
+    assert_eq!(
+        order["bindings"]["kafka"]["key"]["type"], "string",
+        "{order}"
+    );
+    assert_eq!(
+        order["payload"]["schema"]["$ref"],
+        "#/components/schemas/Order"
+    );
+
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &text).unwrap();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/asyncapi-check.sh");
+    let checked = std::process::Command::new(&script)
+        .arg(file.path())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    eprintln!("{said}");
+    assert!(
+        checked.status.success(),
+        "the AsyncAPI parser refuses the document:\n{said}"
+    );
+    assert!(said.contains("valid AsyncAPI"), "{said}");
+
+    let docs = api.get("/docs").await.text().await.unwrap();
+    assert!(
+        docs.contains("/asyncapi.json"),
+        "/docs links the AsyncAPI document"
+    );
+    api.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_error_is_json_and_405_says_what_is_allowed() {
     let api = TestApi::start(&support::config()).await;

@@ -10,7 +10,7 @@
 
 # rdkafka (feature "ssl") builds librdkafka with configure/make/cc against the system OpenSSL
 # and zlib; Java 17 and Maven fetch and host the Apache Kafka brokers of the tests
-# (scripts/kafka.sh); python3 + venv host Schemathesis, hadolint and kubernetes-validate;
+# (scripts/kafka.sh); Node.js and npm host the AsyncAPI parser; python3 + venv host Schemathesis, hadolint and kubernetes-validate;
 # postgresql is the API's shared order store, whose tests start servers of their own
 # (testkit::Postgres; Debian's own cluster is not used); prometheus (with promtool) scrapes the
 # mesh in e2e/tests/observability.rs and checks the alert rules; prometheus-alertmanager brings
@@ -38,6 +38,9 @@ install_debian_packages() {
   java_major=$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n 1 || true)
   if [[ -z $java_major || $java_major -lt 17 ]]; then missing+=(openjdk-17-jre-headless); fi
   command -v mvn >/dev/null 2>&1 || missing+=(maven)
+  # Node.js and npm host the AsyncAPI parser (scripts/asyncapi-check.sh); any install will do.
+  command -v node >/dev/null 2>&1 || missing+=(nodejs)
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
   ((${#missing[@]})) || return 0
   install_log "installing Debian packages: ${missing[*]}"
   if ((EUID != 0)); then sudo=(sudo); fi

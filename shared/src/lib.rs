@@ -2,6 +2,7 @@
 //! telemetry and shutdown.
 
 pub mod admin;
+pub mod asyncapi;
 pub mod config;
 pub mod contracts;
 pub mod daemon;

@@ -17,8 +17,11 @@ const BEARER_SCHEME: &str = "bearerAuth";
 /// The service with its title, version and description, as `/openapi.json` presents it.
 pub(crate) fn service() -> OpenApiService<OrdersApi, ()> {
     // No `servers` entry: Swagger UI then calls whatever origin it was loaded from.
-    OpenApiService::new(OrdersApi, "pedidos", env!("CARGO_PKG_VERSION"))
-        .description("Orders in, verdicts out: the HTTP entry of the pedidos Kafka mesh.")
+    OpenApiService::new(OrdersApi, "pedidos", env!("CARGO_PKG_VERSION")).description(
+        "Orders in, verdicts out: the HTTP entry of the pedidos Kafka mesh. What travels on \
+             its topics (channels, records, keys, headers, JSON Schemas) is described by the \
+             [AsyncAPI document](/asyncapi.json).",
+    )
 }
 
 /// The completed document, and the Swagger UI page embedding it.

@@ -1,5 +1,5 @@
 //! The HTTP surface, assembled: the routes with their JSON errors, Swagger UI at `/docs` and the
-//! document at `/openapi.json`, behind the authentication gate, the body reader and the `Allow`
+//! document at `/openapi.json`, the Kafka side's AsyncAPI document at `/asyncapi.json`, behind the authentication gate, the body reader and the `Allow`
 //! header; `/ready` and `/metrics` (Prometheus) beside them, and the HTTP metrics around all.
 
 mod auth;
@@ -30,10 +30,12 @@ use self::paths::RouteTemplates;
 pub use self::routes::State;
 use crate::auth::Auth;
 
-/// The whole HTTP application: API, Swagger UI at `/docs`, spec at `/openapi.json`, JSON errors.
+/// The whole HTTP application: API, Swagger UI at `/docs`, spec at `/openapi.json`, the topics'
+/// document (`asyncapi`) at `/asyncapi.json`, JSON errors.
 pub fn app(
     state: State,
     auth: Auth,
+    asyncapi: &serde_json::Value,
     max_body_bytes: usize,
     body_timeout: Duration,
 ) -> impl Endpoint {
@@ -43,19 +45,14 @@ pub fn app(
     let auth = Arc::new(auth);
     let allowed = Arc::new(AllowedMethods::from_spec(&spec));
     let spec = serde_json::to_string_pretty(&spec).expect("a JSON value serializes");
+    let asyncapi = serde_json::to_string_pretty(asyncapi).expect("a JSON value serializes");
     Route::new()
         .nest("/", service)
         .at("/docs", get(make_sync(move |_| Html(page.clone()))))
         .at("/ready", get(shared::admin::ready))
         .at("/metrics", get(shared::admin::metrics_text))
-        .at(
-            "/openapi.json",
-            get(make_sync(move |_| {
-                Response::builder()
-                    .content_type("application/json")
-                    .body(spec.clone())
-            })),
-        )
+        .at("/openapi.json", get(make_sync(move |_| json(&spec))))
+        .at("/asyncapi.json", get(make_sync(move |_| json(&asyncapi))))
         .data(Arc::new(state))
         .around(move |ep, req| read_body(ep, req, max_body_bytes, body_timeout))
         // Outside the body reader: a refused request's body is never read.
@@ -63,4 +60,10 @@ pub fn app(
         .catch_all_error(|e| async move { error::json_error(e) })
         .around(move |ep, req| allow_header(ep, req, allowed.clone()))
         .around(move |ep, req| metrics::observe(ep, req, metrics.clone()))
+}
+
+fn json(document: &str) -> Response {
+    Response::builder()
+        .content_type("application/json")
+        .body(document.to_string())
 }

@@ -5,9 +5,16 @@
 use serde_json::Value;
 
 /// Paths anyone may call, under every mode: liveness, readiness and metrics (probes and
-/// Prometheus carry no customer token), and the documentation (Swagger UI must load before its
+/// Prometheus carry no customer token), and the documentation, HTTP and Kafka (Swagger UI must load before its
 /// *Authorize* button can be used). All but `/health` are served beside the OpenAPI operations.
-pub(crate) const PUBLIC: [&str; 5] = ["/health", "/ready", "/metrics", "/docs", "/openapi.json"];
+pub(crate) const PUBLIC: [&str; 6] = [
+    "/health",
+    "/ready",
+    "/metrics",
+    "/docs",
+    "/openapi.json",
+    "/asyncapi.json",
+];
 
 /// The label of a request whose path matches no template.
 const OTHER: &str = "other";
