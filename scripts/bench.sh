@@ -15,7 +15,8 @@
 #   5. the paced sweep ("sweep"): for each rate of SWEEP_RATES a fresh node and mesh, SWEEP_SECS
 #      at the rate with loadgen tracking verdicts (p50/p99 POST → 202 and POST → verdict), then
 #      SWEEP_SECS with `loadgen --no-track` (only the mesh reads Kafka): every process's CPU per
-#      order and the broker's requests per order by kind, counted by the broker itself;
+#      order and the broker's requests per order by kind, counted by the broker itself, and
+#      each daemon's CPU and context switches per order by thread;
 #   6. exactly-once ("eos"): on a fresh node the API alone takes EOS_ORDERS orders and stops; fraud
 #      alone then reads that backlog at-least-once, and again (a new group) with
 #      PEDIDOS_FRAUD__TRANSACTIONAL=true: orders/s and CPU per order of each.
@@ -247,6 +248,13 @@ cpu_snapshot() {
     sep=', '
   done
   printf '}}\n'
+}
+
+# threads_snapshot OUT: the daemons' CPU time and context switches so far, by thread name (JSON).
+threads_snapshot() {
+  local name pairs=()
+  for name in "${DAEMONS[@]}"; do [[ -n ${PIDS[$name]:-} ]] && pairs+=("$name=${PIDS[$name]}"); done
+  "$ROOT/scripts/bench_report.py" threads "${pairs[@]}" >"$1"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -547,7 +555,9 @@ if has_phase sweep; then
     pause 2
     # The API's own view of the broker's acknowledgements, around the untracked run.
     curl -fsS "$API_URL/metrics" >"$WORK/sweep-$r.api0.prom" 2>/dev/null || true
+    threads_snapshot "$WORK/sweep-$r.threads0.json"
     run_loadgen "$WORK/sweep-$r.json" --rate "$r" --duration "${SWEEP_SECS}s" --seed 10 --no-track
+    threads_snapshot "$WORK/sweep-$r.threads1.json"
     curl -fsS "$API_URL/metrics" >"$WORK/sweep-$r.api1.prom" 2>/dev/null || true
     stop_mesh
   done
