@@ -428,7 +428,8 @@ def sweep_section(run, w, nproc):
     secs = run.settings["knobs"].get("SWEEP_SECS", "?")
     w("### 5. Paced sweep: the mesh at 100, 300 and 1,000 orders/s")
     w("")
-    w(f"Per rate, one fresh node and mesh, {run.settings['knobs']['WARM_SECS']} s at full speed to warm up, then {secs} s "
+    warm = run.settings["knobs"].get("SWEEP_WARM_SECS", run.settings["knobs"]["WARM_SECS"])
+    w(f"Per rate, one fresh node and mesh, {warm} s at full speed to warm up, then {secs} s "
       "at the rate with loadgen reading the verdicts back (the latencies), then "
       f"{secs} s at the rate with `loadgen --no-track` (nothing reads Kafka but the mesh: the CPU "
       "and the broker's requests). Requests are the broker's own count (JMX "
@@ -478,11 +479,14 @@ def sweep_section(run, w, nproc):
         if notes:
             w(f"- {r:,} orders/s: " + "; ".join(notes))
     w("")
-    threads = {r: {name: threads_line(run, f"sweep-{r}", name, x["quiet"]["accepted"] or 1) for name in DAEMONS}
+    threads = {r: {name: threads_line(run, f"sweep-{r}", name, x["quiet"]["accepted"] or 1,
+                                      most=6 if name == "broker" else None)
+                   for name in [*DAEMONS, "broker"]}
                for r, x in found.items()}
     if any(line for by_name in threads.values() for line in by_name.values()):
-        w("Where the daemons' CPU went over the untracked runs, by thread name (µs per order, with "
-          "context switches per order in brackets; `/proc/<pid>/task/*/schedstat` and `status`):")
+        w("Where the CPU went over the untracked runs, by thread name (µs per order, with context "
+          "switches per order in brackets; `/proc/<pid>/task/*/schedstat` and `status`; the broker's "
+          "six busiest):")
         w("")
         for r, by_name in threads.items():
             for name, line in by_name.items():
@@ -599,9 +603,10 @@ def threads_snapshot(pairs):
     return {"t": datetime.datetime.now().timestamp(), "procs": procs}
 
 
-def threads_line(run, tag, name, orders):
+def threads_line(run, tag, name, orders, most=None):
     """NAME's threads between TAG.threads0.json and TAG.threads1.json: µs and context switches
-    per order by thread name, the busiest first; None when not measured."""
+    per order by thread name, the busiest first (the `most` busiest, if given); None when not
+    measured."""
     if not (run.have(tag + ".threads0.json") and run.have(tag + ".threads1.json")):
         return None
     a, b = (run.load(tag + s)["procs"].get(name, {}) for s in (".threads0.json", ".threads1.json"))
@@ -611,8 +616,10 @@ def threads_line(run, tag, name, orders):
         if ns - ns0 > 0:
             rows.append(((ns - ns0) / 1e3 / orders, (switches - sw0) / orders, comm, count))
     rows.sort(reverse=True)
+    if not rows:
+        return None
     return ", ".join(f"{comm}{f' ×{count}' if count > 1 else ''} {us:,.0f} µs ({sw:.1f})"
-                     for us, sw, comm, count in rows if us >= 1)
+                     for us, sw, comm, count in rows[:most] if us >= 1)
 
 
 def main():
