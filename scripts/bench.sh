@@ -15,7 +15,8 @@
 #   5. the paced sweep ("sweep"): for each rate of SWEEP_RATES a fresh node and mesh, SWEEP_SECS
 #      at the rate with loadgen tracking verdicts (p50/p99 POST → 202 and POST → verdict), then
 #      SWEEP_SECS with `loadgen --no-track` (only the mesh reads Kafka): every process's CPU per
-#      order and the broker's requests per order by kind, counted by the broker itself;
+#      order and the broker's requests per order by kind, counted by the broker itself, and
+#      each daemon's (and the broker's) CPU and context switches per order by thread;
 #   6. exactly-once ("eos"): on a fresh node the API alone takes EOS_ORDERS orders and stops; fraud
 #      alone then reads that backlog at-least-once, and again (a new group) with
 #      PEDIDOS_FRAUD__TRANSACTIONAL=true: orders/s and CPU per order of each.
@@ -50,7 +51,7 @@
 # Environment, with the defaults (--short's in brackets):
 #   RAW_RECORDS=200000 [20000]  PIPELINE_UNITS=50000 [5000]  MAX_SECS=20 [3]  RATE_SECS=20 [3]
 #   IDLE_SECS=30 [5]  WARM_SECS=5 [1]  CONCURRENCY=64  RATE=1000  INFO_RUN=1 [0]
-#   SWEEP_RATES="100 300 1000"  SWEEP_SECS=20 [3]  EOS_ORDERS=100000 [5000]
+#   SWEEP_RATES="100 300 1000"  SWEEP_SECS=20 [3]  SWEEP_WARM_SECS=30 [1]  EOS_ORDERS=100000 [5000]
 #   BROKER_HEAP=512m  BENCH_OUT=BENCHMARKS.md [unset]  KEEP=0 (1: keep the temp dir: logs, JSON,
 #   the brokers' data)  BENCH_PHASES="raw max rate info sweep eos"  BENCH_AUTH=none (or jwt)
 #   BENCH_STORE=sqlite (or postgres)  BENCH_GETS=0 (or 1)
@@ -93,6 +94,7 @@ RATE=${RATE:-1000}
 INFO_RUN=${INFO_RUN:-$(pick 1 0)}
 SWEEP_RATES=${SWEEP_RATES:-100 300 1000}
 SWEEP_SECS=${SWEEP_SECS:-$(pick 20 3)}
+SWEEP_WARM_SECS=${SWEEP_WARM_SECS:-$(pick 30 1)}
 EOS_ORDERS=${EOS_ORDERS:-$(pick 100000 5000)}
 BROKER_HEAP=${BROKER_HEAP:-512m}
 KEEP=${KEEP:-0}
@@ -247,6 +249,14 @@ cpu_snapshot() {
     sep=', '
   done
   printf '}}\n'
+}
+
+# threads_snapshot OUT: the daemons' and the broker's CPU time and context switches so far, by
+# thread name (JSON).
+threads_snapshot() {
+  local name pairs=()
+  for name in "${DAEMONS[@]}" broker; do [[ -n ${PIDS[$name]:-} ]] && pairs+=("$name=${PIDS[$name]}"); done
+  "$ROOT/scripts/bench_report.py" threads "${pairs[@]}" >"$1"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -424,10 +434,12 @@ fresh_mesh() { # fresh_mesh RUST_LOG_LEVEL TAG: a new empty broker, the four dae
 # A just-started JVM interprets until the JIT has compiled the hot paths: on a fresh node the
 # first `loadgen raw` gave half the pipeline rate of the next ones. So every measured run follows
 # WARM_SECS at full speed (which also sets up producer ids, group joins and connection pools, and
-# proves every verdict comes back), and a few seconds for the consumers to catch up.
-warm_up() { # warm_up TAG SEED
+# proves every verdict comes back), and a few seconds for the consumers to catch up. The sweep
+# warms up for SWEEP_WARM_SECS: after 5 s, the broker's JIT compiler still took about 40 % of its
+# CPU at 100 orders/s (BENCHMARKS.md, 2026-12-07), a start-up cost, not the rate's.
+warm_up() { # warm_up TAG SEED [SECONDS]
   spawn loadgen "$LOADGEN" --url "$API_URL" --quiet --json --concurrency "$CONCURRENCY" \
-    --duration "${WARM_SECS}s" --seed "$2" >"$WORK/warmup-$1.json"
+    --duration "${3:-$WARM_SECS}s" --seed "$2" >"$WORK/warmup-$1.json"
   await loadgen || die "the warm-up failed"
   pause 3
 }
@@ -542,12 +554,14 @@ if has_phase sweep; then
   for r in $SWEEP_RATES; do
     log "5. the paced sweep: $r orders/s, ${SWEEP_SECS}s tracked, then ${SWEEP_SECS}s with --no-track"
     fresh_mesh warn "sweep-$r"
-    warm_up "sweep-$r" 8
+    warm_up "sweep-$r" 8 "$SWEEP_WARM_SECS"
     run_loadgen "$WORK/sweep-$r-track.json" --rate "$r" --duration "${SWEEP_SECS}s" --seed 9
     pause 2
     # The API's own view of the broker's acknowledgements, around the untracked run.
     curl -fsS "$API_URL/metrics" >"$WORK/sweep-$r.api0.prom" 2>/dev/null || true
+    threads_snapshot "$WORK/sweep-$r.threads0.json"
     run_loadgen "$WORK/sweep-$r.json" --rate "$r" --duration "${SWEEP_SECS}s" --seed 10 --no-track
+    threads_snapshot "$WORK/sweep-$r.threads1.json"
     curl -fsS "$API_URL/metrics" >"$WORK/sweep-$r.api1.prom" 2>/dev/null || true
     stop_mesh
   done
@@ -583,7 +597,7 @@ print(json.dumps({"phases": s["phases"], "all_phases": s["all_phases"], "short":
   gets "$BENCH_GETS" rate "$RATE" sweep_rates "$SWEEP_RATES" \
   RAW_RECORDS "$RAW_RECORDS" PIPELINE_UNITS "$PIPELINE_UNITS" MAX_SECS "$MAX_SECS" CONCURRENCY "$CONCURRENCY" \
   RATE "$RATE" RATE_SECS "$RATE_SECS" IDLE_SECS "$IDLE_SECS" WARM_SECS "$WARM_SECS" SWEEP_RATES "$SWEEP_RATES" \
-  SWEEP_SECS "$SWEEP_SECS" EOS_ORDERS "$EOS_ORDERS" >"$WORK/settings.json"
+  SWEEP_SECS "$SWEEP_SECS" SWEEP_WARM_SECS "$SWEEP_WARM_SECS" EOS_ORDERS "$EOS_ORDERS" >"$WORK/settings.json"
 cd "$ROOT"
 "$ROOT/scripts/bench_report.py" report "$WORK" --out "$BENCH_OUT"
 printf 'bench: done in %d min %02d s\n' $((SECONDS / 60)) $((SECONDS % 60)) >&2

@@ -5,11 +5,14 @@ the `bench:begin` / `bench:end` markers of a file.
 
     scripts/bench_report.py report WORK [--out BENCHMARKS.md]
     scripts/bench_report.py broker-facts PID JAVA_VERSION_LINE LAUNCHER_VERSION
+    scripts/bench_report.py threads NAME=PID...
 
 `report` reads WORK/settings.json (what bench.sh ran, with which knobs) and whatever the phases
 left there: loadgen's JSON reports, CPU snapshots (TAG.cpu0.json / TAG.cpu1.json), the broker's
 request counters (TAG.req0.prom / TAG.req1.prom, from its JMX exporter) and fraud's backlog runs.
-`broker-facts` prints, as JSON, what the report says about a running broker.
+`broker-facts` prints, as JSON, what the report says about a running broker. `threads` prints,
+as JSON, each process's CPU time and context switches so far by thread name (TAG.threads0.json /
+TAG.threads1.json around the sweep's untracked runs): which threads a rate's CPU goes to.
 """
 
 import argparse
@@ -425,7 +428,8 @@ def sweep_section(run, w, nproc):
     secs = run.settings["knobs"].get("SWEEP_SECS", "?")
     w("### 5. Paced sweep: the mesh at 100, 300 and 1,000 orders/s")
     w("")
-    w(f"Per rate, one fresh node and mesh, {run.settings['knobs']['WARM_SECS']} s at full speed to warm up, then {secs} s "
+    warm = run.settings["knobs"].get("SWEEP_WARM_SECS", run.settings["knobs"]["WARM_SECS"])
+    w(f"Per rate, one fresh node and mesh, {warm} s at full speed to warm up, then {secs} s "
       "at the rate with loadgen reading the verdicts back (the latencies), then "
       f"{secs} s at the rate with `loadgen --no-track` (nothing reads Kafka but the mesh: the CPU "
       "and the broker's requests). Requests are the broker's own count (JMX "
@@ -475,6 +479,20 @@ def sweep_section(run, w, nproc):
         if notes:
             w(f"- {r:,} orders/s: " + "; ".join(notes))
     w("")
+    threads = {r: {name: threads_line(run, f"sweep-{r}", name, x["quiet"]["accepted"] or 1,
+                                      most=6 if name == "broker" else None)
+                   for name in [*DAEMONS, "broker"]}
+               for r, x in found.items()}
+    if any(line for by_name in threads.values() for line in by_name.values()):
+        w("Where the CPU went over the untracked runs, by thread name (µs per order, with context "
+          "switches per order in brackets; `/proc/<pid>/task/*/schedstat` and `status`; the broker's "
+          "six busiest):")
+        w("")
+        for r, by_name in threads.items():
+            for name, line in by_name.items():
+                if line:
+                    w(f"- {r:,} orders/s, {name}: {line}")
+        w("")
     return found
 
 
@@ -555,6 +573,55 @@ def broker_facts(pid, java, launcher_version):
     return facts
 
 
+def threads_snapshot(pairs):
+    """NAME=PID pairs -> {"t": now, "procs": {NAME: {thread name: [ns on CPU, context switches,
+    threads]}}}, from /proc/PID/task/*: schedstat (exact CPU time) and status (voluntary and
+    involuntary switches). Threads that exited before the snapshot are not in it."""
+    procs = {}
+    for pair in pairs:
+        name, pid = pair.split("=", 1)
+        by_name = {}
+        for task in glob.glob(f"/proc/{pid}/task/*"):
+            try:
+                with open(task + "/comm") as f:
+                    comm = f.read().strip()
+                with open(task + "/schedstat") as f:
+                    ns = int(f.read().split()[0])
+                switches = 0
+                with open(task + "/status") as f:
+                    for line in f:
+                        key, _, value = line.partition(":")
+                        if key in ("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"):
+                            switches += int(value)
+            except (OSError, ValueError, IndexError):
+                continue
+            entry = by_name.setdefault(comm, [0, 0, 0])
+            entry[0] += ns
+            entry[1] += switches
+            entry[2] += 1
+        procs[name] = by_name
+    return {"t": datetime.datetime.now().timestamp(), "procs": procs}
+
+
+def threads_line(run, tag, name, orders, most=None):
+    """NAME's threads between TAG.threads0.json and TAG.threads1.json: µs and context switches
+    per order by thread name, the busiest first (the `most` busiest, if given); None when not
+    measured."""
+    if not (run.have(tag + ".threads0.json") and run.have(tag + ".threads1.json")):
+        return None
+    a, b = (run.load(tag + s)["procs"].get(name, {}) for s in (".threads0.json", ".threads1.json"))
+    rows = []
+    for comm, (ns, switches, count) in b.items():
+        ns0, sw0, _ = a.get(comm, (0, 0, 0))
+        if ns - ns0 > 0:
+            rows.append(((ns - ns0) / 1e3 / orders, (switches - sw0) / orders, comm, count))
+    rows.sort(reverse=True)
+    if not rows:
+        return None
+    return ", ".join(f"{comm}{f' ×{count}' if count > 1 else ''} {us:,.0f} µs ({sw:.1f})"
+                     for us, sw, comm, count in rows[:most] if us >= 1)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -565,7 +632,12 @@ def main():
     facts.add_argument("pid")
     facts.add_argument("java")
     facts.add_argument("launcher_version")
+    threads = sub.add_parser("threads", help="each process's CPU time and context switches by thread name, as JSON")
+    threads.add_argument("pairs", nargs="+", metavar="NAME=PID")
     args = parser.parse_args()
+    if args.command == "threads":
+        print(json.dumps(threads_snapshot(args.pairs)))
+        return
     if args.command == "broker-facts":
         print(json.dumps(broker_facts(args.pid, args.java, args.launcher_version)))
         return

@@ -28,7 +28,7 @@ use futures::stream::BoxStream;
 use rdkafka::consumer::Consumer as _;
 use shared::config::{Config, KafkaConfig};
 use shared::events::{Order, StatusEvent};
-use shared::kafka::{self, Consumer, StartupError};
+use shared::kafka::{self, Consumer, Fetch, StartupError};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -196,7 +196,9 @@ impl View {
     /// the reader at the offsets the store holds, and logs once the view has caught up with what
     /// was published before.
     pub async fn start(config: &Config, store: Store) -> Result<Self, ViewError> {
-        let consumer = Arc::new(kafka::reader(&config.kafka)?);
+        // Records of a few milliseconds per fetch rather than a fetch per arrival: a long-poll
+        // or stream hears of a verdict up to that much later (BENCHMARKS.md, issue 26).
+        let consumer = Arc::new(kafka::reader_fetching(&config.kafka, Fetch::Brief)?);
         let cluster = cluster_id(&consumer, &config.kafka).await?;
         origin::check(
             &store,

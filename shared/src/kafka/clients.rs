@@ -151,10 +151,16 @@ pub enum Fetch {
     /// comes first): for a consumer nobody waits on, which then fetches about ten times a
     /// second whatever the rate, idle or busy.
     Batched,
+    /// The records of up to [`BRIEF_FETCH_WAIT_MS`] in one fetch: for a read model whose
+    /// readers may wait on it (the API's long-polls and event streams), which may lag by that
+    /// much. Each fetch then carries every record of those milliseconds, not one arrival.
+    Brief,
 }
 
 /// How long a [`Fetch::Batched`] consumer lets records gather.
 pub const BATCHED_FETCH_WAIT_MS: &str = "100";
+/// How long a [`Fetch::Brief`] consumer lets records gather.
+pub const BRIEF_FETCH_WAIT_MS: &str = "20";
 
 impl Fetch {
     fn settings(self) -> &'static [(&'static str, &'static str)] {
@@ -162,6 +168,10 @@ impl Fetch {
             Fetch::Prompt => &[],
             Fetch::Batched => &[
                 ("fetch.wait.max.ms", BATCHED_FETCH_WAIT_MS),
+                ("fetch.min.bytes", "65536"),
+            ],
+            Fetch::Brief => &[
+                ("fetch.wait.max.ms", BRIEF_FETCH_WAIT_MS),
                 ("fetch.min.bytes", "65536"),
             ],
         }
@@ -322,6 +332,9 @@ mod tests {
             Some(BATCHED_FETCH_WAIT_MS)
         );
         assert_eq!(batched.get("fetch.min.bytes"), Some("65536"));
+        let brief = with_settings(&k, ClientKind::Consumer, Fetch::Brief.settings());
+        assert_eq!(brief.get("fetch.wait.max.ms"), Some(BRIEF_FETCH_WAIT_MS));
+        assert_eq!(brief.get("fetch.min.bytes"), Some("65536"));
         let prompt = with_settings(&k, ClientKind::Consumer, Fetch::Prompt.settings());
         assert_eq!(
             prompt.get("fetch.wait.max.ms"),

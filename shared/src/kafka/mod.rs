@@ -14,6 +14,7 @@ pub use admin::{check_connectivity, ensure_topics};
 pub use clients::{
     client_config, consumer, consumer_fetching, header_value, producer, reader, reader_fetching,
     transactional_consumer, transactional_producer, Consumer, Fetch, BATCHED_FETCH_WAIT_MS,
+    BRIEF_FETCH_WAIT_MS,
 };
 pub use context::Context;
 pub use produce::{enqueue, DeliveryFuture, Producer};
