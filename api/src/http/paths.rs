@@ -106,6 +106,7 @@ mod tests {
             "/metrics",
             "/docs",
             "/openapi.json",
+            "/asyncapi.json",
         ] {
             assert!(is_public(path), "{path}");
         }
@@ -131,6 +132,7 @@ mod tests {
         assert_eq!(
             labels,
             [
+                "/asyncapi.json",
                 "/docs",
                 "/health",
                 "/metrics",
