@@ -113,15 +113,17 @@ fn channel_description(topic: &str, topics: &TopicsConfig) -> String {
     what.to_string()
 }
 
-/// A record's schema under `components.schemas`, its shared parts (`$defs`: `Status`) beside
-/// it: a `$ref` inside an AsyncAPI document resolves from the document's root.
+/// A record's schema under `components.schemas`, its shared parts (`$defs` or `definitions`:
+/// `Status`) beside it: a `$ref` inside an AsyncAPI document resolves from the document's root.
 fn add_schema(schemas: &mut Map<String, Value>, record: &str, mut schema: Value) {
     if let Some(object) = schema.as_object_mut() {
         object.remove("$schema");
-        if let Some(Value::Object(defs)) = object.remove("$defs") {
-            for (name, mut def) in defs {
-                rewrite_refs(&mut def);
-                schemas.insert(name, def);
+        for key in ["$defs", "definitions"] {
+            if let Some(Value::Object(defs)) = object.remove(key) {
+                for (name, mut def) in defs {
+                    rewrite_refs(&mut def);
+                    schemas.insert(name, def);
+                }
             }
         }
     }
@@ -135,7 +137,10 @@ fn rewrite_refs(value: &mut Value) {
             for (key, inner) in object.iter_mut() {
                 match (key.as_str(), inner) {
                     ("$ref", Value::String(target)) => {
-                        if let Some(name) = target.strip_prefix("#/$defs/") {
+                        let name = target
+                            .strip_prefix("#/$defs/")
+                            .or_else(|| target.strip_prefix("#/definitions/"));
+                        if let Some(name) = name {
                             *target = format!("#/components/schemas/{name}");
                         }
                     }
