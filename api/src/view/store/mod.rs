@@ -44,6 +44,8 @@ pub enum StoreError {
     Malformed(String),
     #[error("order store: order {id} was accepted here but is not written yet after {waited:?}")]
     Unwritten { id: Uuid, waited: Duration },
+    #[error("the order store {store} cannot be written: {reason}")]
+    CannotWrite { store: String, reason: String },
 }
 
 /// How long opening the store, or any one query's wait for a connection, may take.
@@ -59,6 +61,8 @@ static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres")
 pub struct Store {
     pool: AnyPool,
     kind: StoreKind,
+    /// `api.store_url` without credentials, for messages.
+    label: String,
     /// An SQLite file's: held while any clone lives.
     _one_instance: Option<Arc<lock::OneInstance>>,
 }
@@ -130,12 +134,21 @@ impl Store {
         migrator
             .run(&pool)
             .await
-            .map_err(|source| StoreError::Migrate { store, source })?;
+            .map_err(|source| StoreError::Migrate {
+                store: store.clone(),
+                source,
+            })?;
         Ok(Self {
             pool,
             kind,
+            label: store,
             _one_instance: one_instance,
         })
+    }
+
+    /// `api.store_url` without credentials.
+    pub fn label(&self) -> &str {
+        &self.label
     }
 
     /// Whether several API instances may share it (PostgreSQL), rather than this one alone.
