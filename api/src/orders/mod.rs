@@ -158,10 +158,16 @@ impl Orders {
             tracing::warn!(pedido = %id, error = %e, "cannot check an Idempotency-Key");
             return Err(PlaceError::KeyUnchecked(e));
         }
-        match self.replayed(id, request).await? {
-            Some(original) => Ok(Claimed::Replayed(original)),
-            None => Ok(Claimed::New(claim)),
+        if let Some(original) = self.replayed(id, request).await? {
+            return Ok(Claimed::Replayed(original));
         }
+        // Pruned by the view's retention, which outlasts the key's TTL: expired, never placed
+        // a second time under the same id.
+        let pruned = self.view.pruned_key(id).await;
+        if pruned.map_err(PlaceError::Store)?.is_some() {
+            return Err(PlaceError::KeyExpired);
+        }
+        Ok(Claimed::New(claim))
     }
 
     /// The order a keyed request's key already stands for, if it does and the request repeats

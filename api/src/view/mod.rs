@@ -16,6 +16,7 @@ mod order;
 mod origin;
 mod posted;
 mod reader;
+mod retention;
 mod status_changes;
 mod unwritten;
 mod writer;
@@ -25,6 +26,7 @@ pub mod store;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use rdkafka::consumer::Consumer as _;
 use shared::config::{Config, KafkaConfig};
@@ -37,6 +39,7 @@ pub use self::catch_up::CatchUpError;
 pub use self::changes::Changes;
 pub use self::order::{HistoryEntry, OrderView};
 pub use self::origin::OriginError;
+pub use self::retention::prune_past;
 pub use self::store::{Store, StoreError};
 pub use self::writer::WriterError;
 
@@ -125,6 +128,11 @@ impl ViewHandle {
         self.store.count().await
     }
 
+    /// When the keyed order `id` was placed, if the view's retention pruned it.
+    pub async fn pruned_key(&self, id: Uuid) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.store.pruned_key(id).await
+    }
+
     /// Writes an order this instance accepted (the broker has it) and its `Analise`, ahead of
     /// what the reader read. On the shared store it waits for the commit, so a GET on any
     /// instance finds the order; on the embedded one only for the writer to take it, and a read
@@ -207,6 +215,8 @@ impl ViewHandle {
 pub struct View {
     handle: ViewHandle,
     reader: tokio::task::JoinHandle<()>,
+    /// The retention's pruning, when `api.view_retention_days` is set; stopped with the reader.
+    pruner: Option<tokio::task::JoinHandle<()>>,
     reader_stop: CancellationToken,
     writer_task: tokio::task::JoinHandle<()>,
     writer_stop: CancellationToken,
@@ -263,6 +273,14 @@ impl View {
         )
         .await?;
         catch_up::report_catch_up(catch_up.clone(), config.kafka.startup_timeout());
+        let pruner = config.api.view_retention().map(|retention| {
+            retention::start(
+                store.clone(),
+                retention,
+                config.api.view_prune_interval(),
+                reader_stop.clone(),
+            )
+        });
         Ok(Self {
             handle: ViewHandle {
                 store,
@@ -272,6 +290,7 @@ impl View {
                 within: config.api.publish_timeout(),
             },
             reader,
+            pruner,
             reader_stop,
             writer_task,
             writer_stop,
@@ -286,6 +305,9 @@ impl View {
     pub async fn stop(self) {
         self.reader_stop.cancel();
         let _ = self.reader.await;
+        if let Some(pruner) = self.pruner {
+            let _ = pruner.await;
+        }
         self.writer_stop.cancel();
         let _ = self.writer_task.await;
     }

@@ -4,6 +4,7 @@
 //! restart resumes where the view stands and never re-reads the topics from the start.
 
 mod lock;
+mod prune;
 mod rows;
 
 use std::collections::HashMap;
@@ -256,7 +257,7 @@ impl Store {
     pub async fn build_from(&self, cluster: &str, empty: bool) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         if empty {
-            for table in ["pedidos", "eventos", "offsets"] {
+            for table in ["pedidos", "eventos", "offsets", "pruned_keys"] {
                 sqlx::query(&format!("DELETE FROM {table}"))
                     .execute(&mut *tx)
                     .await?;
