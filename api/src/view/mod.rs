@@ -38,7 +38,7 @@ use uuid::Uuid;
 pub use self::catch_up::CatchUpError;
 pub use self::changes::Changes;
 pub use self::order::{HistoryEntry, OrderView};
-pub use self::origin::OriginError;
+pub use self::origin::{Changed, OriginError};
 pub use self::retention::prune_past;
 pub use self::store::{Store, StoreError};
 pub use self::writer::WriterError;
@@ -217,6 +217,10 @@ pub struct View {
     reader: tokio::task::JoinHandle<()>,
     /// The retention's pruning, when `api.view_retention_days` is set; stopped with the reader.
     pruner: Option<tokio::task::JoinHandle<()>>,
+    /// The check that the topics keep the identity the view was read from; stopped with the
+    /// reader.
+    watch: tokio::task::JoinHandle<()>,
+    changed: Changed,
     reader_stop: CancellationToken,
     writer_task: tokio::task::JoinHandle<()>,
     writer_stop: CancellationToken,
@@ -229,14 +233,15 @@ impl View {
     pub async fn start(config: &Config, store: Store) -> Result<Self, ViewError> {
         let consumer = Arc::new(kafka::reader(&config.kafka)?);
         let cluster = cluster_id(&consumer, &config.kafka).await?;
-        origin::check(
-            &store,
-            &cluster,
-            config.api.rebuild_view_for_cluster.as_deref(),
-            &config.api.store_label(),
-            &config.kafka.bootstrap_servers,
-        )
-        .await?;
+        let names = [
+            config.topics.pedidos.clone(),
+            config.topics.notificacoes.clone(),
+        ];
+        let topics = kafka::topic_ids(&config.kafka, &names)
+            .await
+            .map_err(OriginError::from)?;
+        let identity = origin::Identity { cluster, topics };
+        origin::check(&store, &identity, config).await?;
         writer::register_metrics();
         let live = Arc::new(Live::default());
         let posted = Arc::new(Posted::default());
@@ -273,6 +278,8 @@ impl View {
         )
         .await?;
         catch_up::report_catch_up(catch_up.clone(), config.kafka.startup_timeout());
+        let changed = Changed::default();
+        let watch = origin::watch(config, identity, changed.clone(), reader_stop.clone());
         let pruner = config.api.view_retention().map(|retention| {
             retention::start(
                 store.clone(),
@@ -291,6 +298,8 @@ impl View {
             },
             reader,
             pruner,
+            watch,
+            changed,
             reader_stop,
             writer_task,
             writer_stop,
@@ -301,6 +310,11 @@ impl View {
         self.handle.clone()
     }
 
+    /// Set once a topic the view reads changed identity while the API ran: the API must stop.
+    pub fn changed(&self) -> Changed {
+        self.changed.clone()
+    }
+
     /// Stops reading, writes what was read, then stops writing.
     pub async fn stop(self) {
         self.reader_stop.cancel();
@@ -308,6 +322,7 @@ impl View {
         if let Some(pruner) = self.pruner {
             let _ = pruner.await;
         }
+        let _ = self.watch.await;
         self.writer_stop.cancel();
         let _ = self.writer_task.await;
     }

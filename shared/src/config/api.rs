@@ -52,6 +52,10 @@ pub struct ApiConfig {
     /// cluster and rebuild it from this one. Only that cluster's id does it, so it is harmless
     /// to leave set: once the view is this cluster's, it changes nothing.
     pub rebuild_view_for_cluster: Option<String>,
+    /// The ids (KIP-516) of topics deleted and created again under the same name since the view
+    /// read them, to empty the view and rebuild it from the topics as they are now. Only those
+    /// ids do it, so it is harmless to leave set.
+    pub rebuild_view_for_topic_ids: Vec<String>,
     /// Orders with their verdict are pruned from the view once older than this many days.
     /// Off (`None`, the default): the view keeps every order. Must outlast
     /// `idempotency_ttl_secs`, so a retried key is still told it expired.
@@ -99,6 +103,7 @@ impl Default for ApiConfig {
             max_body_bytes: 16 * 1024,
             store_url: Secret::new("sqlite:pedidos-api.db"),
             rebuild_view_for_cluster: None,
+            rebuild_view_for_topic_ids: Vec::new(),
             view_retention_days: None,
             view_prune_interval_secs: 600,
             head_timeout_ms: 10_000,

@@ -252,9 +252,28 @@ impl Store {
         Ok(row.try_get::<i64, _>("n")? > 0)
     }
 
-    /// Empties the view when `empty` (orders, events, offsets) and records `cluster` as what it
-    /// is built from, in one transaction.
-    pub async fn build_from(&self, cluster: &str, empty: bool) -> Result<(), StoreError> {
+    /// The Kafka id (KIP-516) of each topic the view was read from, by name, once recorded.
+    pub async fn built_from_topics(&self) -> Result<HashMap<String, String>, StoreError> {
+        let rows = sqlx::query("SELECT what, id FROM built_from WHERE what LIKE 'topic:%'")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let what: String = r.try_get("what")?;
+                let topic = what.trim_start_matches("topic:").to_string();
+                Ok((topic, r.try_get("id")?))
+            })
+            .collect()
+    }
+
+    /// Empties the view when `empty` (orders, events, offsets, pruned keys) and records `cluster`
+    /// and `topics` (name → topic id) as what it is built from, in one transaction.
+    pub async fn build_from(
+        &self,
+        cluster: &str,
+        topics: &HashMap<String, String>,
+        empty: bool,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         if empty {
             for table in ["pedidos", "eventos", "offsets", "pruned_keys"] {
@@ -263,13 +282,21 @@ impl Store {
                     .await?;
             }
         }
-        sqlx::query("DELETE FROM built_from WHERE what = 'cluster'")
+        sqlx::query("DELETE FROM built_from")
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT INTO built_from (what, id) VALUES ('cluster', $1)")
-            .bind(cluster.to_string())
-            .execute(&mut *tx)
-            .await?;
+        let what = std::iter::once(("cluster".to_string(), cluster.to_string())).chain(
+            topics
+                .iter()
+                .map(|(t, id)| (format!("topic:{t}"), id.clone())),
+        );
+        for (what, id) in what {
+            sqlx::query("INSERT INTO built_from (what, id) VALUES ($1, $2)")
+                .bind(what)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
