@@ -10,19 +10,10 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use shared::events::{Order, OutRecord, Status, StatusEvent};
 use shared::Config;
-use testkit::{produce_raw_many, Postgres};
 
 mod support;
 
 use support::TestApi;
-
-/// The test's configuration once per store: SQLite (the default), then PostgreSQL.
-fn stores() -> Vec<(&'static str, Config)> {
-    let sqlite = support::config();
-    let mut postgres = support::config();
-    postgres.api.store_url = shared::config::Secret::new(Postgres::shared().database());
-    vec![("sqlite", sqlite), ("postgres", postgres)]
-}
 
 fn order_at(usuario: &str, at: DateTime<Utc>) -> Order {
     Order {
@@ -44,17 +35,6 @@ fn records(config: &Config, order: &Order, decided: bool) -> Vec<OutRecord> {
     out
 }
 
-async fn produce(config: &Config, records: &[OutRecord]) {
-    for topic in [&config.topics.pedidos, &config.topics.notificacoes] {
-        let raw: Vec<(Option<&[u8]>, &[u8])> = records
-            .iter()
-            .filter(|r| &r.topic == topic)
-            .map(|r| (r.key.as_deref(), r.payload.as_slice()))
-            .collect();
-        produce_raw_many(&config.kafka, topic, &raw).await;
-    }
-}
-
 fn body(usuario: &str) -> Value {
     json!({"usuario": usuario, "produto": "livro", "quantidade": 1, "valor": "9.90"})
 }
@@ -73,7 +53,7 @@ async fn status_of(api: &TestApi, id: impl std::fmt::Display) -> (u16, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn final_orders_past_the_retention_are_pruned_and_a_retried_key_of_one_is_told_it_expired() {
-    for (store, mut config) in stores() {
+    for (store, mut config) in support::per_store() {
         let old = Utc::now() - chrono::Duration::days(10);
         let old_final: Vec<Order> = (0..1_200)
             .map(|i| order_at(&format!("velho{}", i % 7), old))
@@ -96,7 +76,7 @@ async fn final_orders_past_the_retention_are_pruned_and_a_retried_key_of_one_is_
         for o in &recent {
             all.extend(records(&config, o, true));
         }
-        produce(&config, &all).await;
+        testkit::produce_events(&config.kafka, &all).await;
 
         config.api.view_retention_days = Some(7);
         config.api.view_prune_interval_secs = 1;

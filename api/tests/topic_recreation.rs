@@ -12,33 +12,14 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::ClientConfig;
 use serde_json::{json, Value};
 use shared::Config;
-use testkit::Postgres;
 use tokio_util::sync::CancellationToken;
 
 mod support;
 
 use support::TestApi;
 
-/// The test's configuration once per store: SQLite (the default), then PostgreSQL.
-fn stores() -> Vec<(&'static str, Config)> {
-    let sqlite = support::config();
-    let mut postgres = support::config();
-    postgres.api.store_url = shared::config::Secret::new(Postgres::shared().database());
-    vec![("sqlite", sqlite), ("postgres", postgres)]
-}
-
 fn order(produto: &str) -> Value {
     json!({"usuario": "ana", "produto": produto, "quantidade": 1, "valor": "9.90"})
-}
-
-async fn place(api: &TestApi, key: Option<&[u8]>, body: &Value) -> String {
-    let response = match key {
-        Some(key) => api.post_json_keyed(key, body).await,
-        None => api.post_json(body).await,
-    };
-    assert_eq!(response.status(), 202);
-    let accepted: Value = response.json().await.unwrap();
-    accepted["id"].as_str().unwrap().to_string()
 }
 
 async fn topic_id(config: &Config, topic: &str) -> String {
@@ -90,9 +71,9 @@ async fn recreate(config: &Config, topic: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_view_of_a_recreated_topic_is_refused_rebuilt_when_asked_and_stops_a_running_api() {
-    for (store, mut config) in stores() {
+    for (store, mut config) in support::per_store() {
         let api = TestApi::start(&config).await;
-        let keyed = place(&api, Some(b"k-1"), &order("livro")).await;
+        let keyed = support::place(&api, Some(b"k-1"), &order("livro")).await;
         api.stop().await;
 
         let pedidos = config.topics.pedidos.clone();
@@ -119,7 +100,7 @@ async fn a_view_of_a_recreated_topic_is_refused_rebuilt_when_asked_and_stops_a_r
         config.api.rebuild_view_for_topic_ids = vec![new.clone()];
         let api = TestApi::start(&config).await;
         assert_eq!(
-            place(&api, Some(b"k-1"), &order("livro")).await,
+            support::place(&api, Some(b"k-1"), &order("livro")).await,
             keyed,
             "{store}: the retry is the same order"
         );

@@ -150,7 +150,13 @@ async fn on_a_full_disk_the_api_places_no_order_it_could_not_show_and_catches_up
     );
 
     // The view caught up: every order on Pedidos, once, each accepted one with its verdict.
-    let on_pedidos = e2e_order_ids(&mesh, sent.accepted.len() + 2).await;
+    let on_pedidos = testkit::order_ids(
+        &mesh.config.kafka,
+        &mesh.config.topics.pedidos,
+        sent.accepted.len() + 2,
+        Duration::from_secs(30),
+    )
+    .await;
     let distinct: HashSet<&String> = on_pedidos.iter().collect();
     assert_eq!(distinct.len(), on_pedidos.len(), "no order published twice");
     assert!(distinct.contains(&placed_id) && distinct.contains(&kept_id));
@@ -181,18 +187,4 @@ async fn on_a_full_disk_the_api_places_no_order_it_could_not_show_and_catches_up
     );
     drop(mesh);
     drop(disk);
-}
-
-/// The order ids of every record on the mesh's `Pedidos`, waiting for at least `at_least`.
-async fn e2e_order_ids(mesh: &Mesh, at_least: usize) -> Vec<String> {
-    testkit::read_topic(
-        &mesh.config.kafka,
-        &mesh.config.topics.pedidos,
-        at_least,
-        Duration::from_secs(30),
-    )
-    .await
-    .iter()
-    .map(|r| r.json()["id"].as_str().unwrap().to_string())
-    .collect()
 }
