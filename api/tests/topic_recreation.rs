@@ -23,9 +23,10 @@ fn order(produto: &str) -> Value {
 }
 
 async fn topic_id(config: &Config, topic: &str) -> String {
-    let ids = shared::kafka::topic_ids(&config.kafka, &[topic.to_string()])
-        .await
-        .expect("the topic's id");
+    let ids =
+        shared::kafka::topic_ids(&config.kafka, &[topic.to_string()], Duration::from_secs(10))
+            .await
+            .expect("the topic's id");
     ids[topic].clone()
 }
 
@@ -59,7 +60,10 @@ async fn recreate(config: &Config, topic: &str) -> String {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     loop {
-        if let Ok(ids) = shared::kafka::topic_ids(&config.kafka, &[topic.to_string()]).await {
+        if let Ok(ids) =
+            shared::kafka::topic_ids(&config.kafka, &[topic.to_string()], Duration::from_secs(10))
+                .await
+        {
             if ids.get(topic).is_some_and(|id| *id != old) {
                 return ids[topic].clone();
             }

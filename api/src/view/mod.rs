@@ -237,7 +237,7 @@ impl View {
             config.topics.pedidos.clone(),
             config.topics.notificacoes.clone(),
         ];
-        let topics = kafka::topic_ids(&config.kafka, &names)
+        let topics = kafka::topic_ids(&config.kafka, &names, config.kafka.startup_timeout())
             .await
             .map_err(OriginError::from)?;
         let identity = origin::Identity { cluster, topics };

@@ -268,12 +268,17 @@ pub(super) fn watch(
     );
     let topics: Vec<String> = built_from.topics.keys().cloned().collect();
     tokio::spawn(async move {
+        let mut seen: Option<String> = None;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(WATCH_EVERY) => {}
             }
-            let now = match kafka::topic_ids(&kafka, &topics).await {
+            let asked = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                asked = kafka::topic_ids(&kafka, &topics, WATCH_EVERY) => asked,
+            };
+            let now = match asked {
                 Ok(now) => now,
                 Err(e) => {
                     tracing::debug!(error = %e, "cannot check the topics' ids; trying again");
@@ -283,8 +288,15 @@ pub(super) fn watch(
             let Some((topic, old, new)) =
                 changed_topics(&built_from.topics, &now).into_iter().next()
             else {
+                seen = None;
                 continue;
             };
+            // The same new id twice in a row: never one odd answer.
+            if seen.as_ref() != Some(&new) {
+                tracing::info!(topic = %topic, built_from = %old, now = %new, "a topic of the order view shows another id; asking again");
+                seen = Some(new);
+                continue;
+            }
             let error = OriginError::TopicRecreated {
                 store: store.clone(),
                 servers: servers.clone(),

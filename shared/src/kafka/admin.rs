@@ -301,9 +301,11 @@ pub struct TopicIdError {
 /// --describe` prints): a topic deleted and created again under the same name has a new one.
 /// rdkafka does not expose DescribeTopics, so this calls librdkafka's C API through
 /// rdkafka-sys (`rd_kafka_DescribeTopics`, librdkafka 2.3+).
+/// Waits up to `within` for the answer.
 pub async fn topic_ids(
     k: &KafkaConfig,
     topics: &[String],
+    within: Duration,
 ) -> Result<HashMap<String, String>, TopicIdError> {
     let failed = |reason: String| TopicIdError {
         topics: topics.join(","),
@@ -312,8 +314,8 @@ pub async fn topic_ids(
     };
     let admin: AdminClient<Context> =
         build(k, ClientKind::Other, &[]).map_err(|e| failed(e.to_string()))?;
-    let (names, timeout) = (topics.to_vec(), k.startup_timeout());
-    tokio::task::spawn_blocking(move || describe::topic_ids(&admin, &names, timeout))
+    let names = topics.to_vec();
+    tokio::task::spawn_blocking(move || describe::topic_ids(&admin, &names, within))
         .await
         .expect("DescribeTopics does not panic")
         .map_err(failed)
@@ -421,7 +423,11 @@ mod describe {
                     return Err(format!("topic {name}: {reason}"));
                 }
                 let id = rd::rd_kafka_TopicDescription_topic_id(description);
-                let id = (!id.is_null())
+                // The zero id is librdkafka's "unknown" (no broker answered, say): never an id.
+                let known = !id.is_null()
+                    && (rd::rd_kafka_Uuid_most_significant_bits(id) != 0
+                        || rd::rd_kafka_Uuid_least_significant_bits(id) != 0);
+                let id = known
                     .then(|| text(rd::rd_kafka_Uuid_base64str(id)))
                     .flatten()
                     .ok_or_else(|| format!("topic {name}: the broker gave no topic id"))?;
