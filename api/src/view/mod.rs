@@ -237,9 +237,16 @@ impl View {
             config.topics.pedidos.clone(),
             config.topics.notificacoes.clone(),
         ];
-        let topics = kafka::topic_ids(&config.kafka, &names, config.kafka.startup_timeout())
-            .await
-            .map_err(OriginError::from)?;
+        // A broker that cannot tell topic ids (before Kafka 2.8, a Kafka-protocol server
+        // that leaves them out) still serves: the view then cannot notice a recreated topic.
+        let within = config.kafka.startup_timeout();
+        let topics = match kafka::topic_ids(&config.kafka, &names, within).await {
+            Ok(topics) => topics,
+            Err(e) => {
+                tracing::warn!(error = %e, "the order view cannot check its topics' identity: a topic deleted and created again will not be noticed");
+                Default::default()
+            }
+        };
         let identity = origin::Identity { cluster, topics };
         origin::check(&store, &identity, config).await?;
         writer::register_metrics();

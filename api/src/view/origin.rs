@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shared::config::Config;
-use shared::kafka::{self, TopicIdError};
+use shared::kafka;
 use tokio_util::sync::CancellationToken;
 
 use super::store::{Store, StoreError};
@@ -157,8 +157,6 @@ pub enum OriginError {
         waited: std::time::Duration,
     },
     #[error(transparent)]
-    TopicIds(#[from] TopicIdError),
-    #[error(transparent)]
     Store(#[from] StoreError),
 }
 
@@ -268,6 +266,9 @@ pub(super) fn watch(
     );
     let topics: Vec<String> = built_from.topics.keys().cloned().collect();
     tokio::spawn(async move {
+        if topics.is_empty() {
+            return; // The broker gave no ids at start-up.
+        }
         let mut seen: Option<String> = None;
         loop {
             tokio::select! {
