@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::store::Store;
 
 /// Orders one transaction prunes.
-const BATCH: u32 = 500;
+const BATCH: u32 = 100;
 /// Pause between two batches: the writer's commits go between them.
 const PAUSE: Duration = Duration::from_millis(20);
 
