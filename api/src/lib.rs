@@ -56,8 +56,9 @@ pub enum ApiError {
     Kafka(#[from] StartupError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Boxed: its messages carry several ids and names.
     #[error(transparent)]
-    ViewOrigin(#[from] OriginError),
+    ViewOrigin(Box<OriginError>),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -73,8 +74,14 @@ impl From<ViewError> for ApiError {
         match e {
             ViewError::Kafka(e) => ApiError::Kafka(e),
             ViewError::Store(e) => ApiError::Store(e),
-            ViewError::Origin(e) => ApiError::ViewOrigin(e),
+            ViewError::Origin(e) => e.into(),
         }
+    }
+}
+
+impl From<OriginError> for ApiError {
+    fn from(e: OriginError) -> Self {
+        ApiError::ViewOrigin(Box::new(e))
     }
 }
 
@@ -164,14 +171,23 @@ impl Application {
             self.timeouts.body,
         );
         let acceptor = GuardedAcceptor::new(self.acceptor, self.timeouts);
+        // A topic that changes identity under the view stops the API as a shutdown does, and
+        // is then its error.
+        let changed = self.view.changed();
+        let view_changed = changed.token();
+        let stop = async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = view_changed.cancelled() => {}
+            }
+        };
         let served = poem::Server::new_with_acceptor(acceptor)
-            .run_with_graceful_shutdown(
-                app,
-                shutdown.cancelled_owned(),
-                Some(self.shutdown_timeout),
-            )
+            .run_with_graceful_shutdown(app, stop, Some(self.shutdown_timeout))
             .await;
         self.view.stop().await;
+        if let Some(e) = changed.take() {
+            return Err(e.into());
+        }
         served.map_err(ApiError::Serve)
     }
 }

@@ -10,20 +10,11 @@ use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::ClientConfig;
 use serde_json::{json, Value};
 use shared::config::KafkaConfig;
-use shared::Config;
-use testkit::{Broker, Postgres};
+use testkit::Broker;
 
 mod support;
 
 use support::TestApi;
-
-/// The test's configuration once per store: SQLite (the default), then PostgreSQL.
-fn stores() -> Vec<(&'static str, Config)> {
-    let sqlite = support::config();
-    let mut postgres = support::config();
-    postgres.api.store_url = shared::config::Secret::new(Postgres::shared().database());
-    vec![("sqlite", sqlite), ("postgres", postgres)]
-}
 
 /// The cluster's id, as the broker reports it.
 fn cluster_id(kafka: &KafkaConfig) -> String {
@@ -41,25 +32,14 @@ fn order(produto: &str) -> Value {
     json!({"usuario": "ana", "produto": produto, "quantidade": 1, "valor": "9.90"})
 }
 
-/// Posts `body` (with `key`, if any) and returns the order's id from the 202.
-async fn place(api: &TestApi, key: Option<&[u8]>, body: &Value) -> String {
-    let response = match key {
-        Some(key) => api.post_json_keyed(key, body).await,
-        None => api.post_json(body).await,
-    };
-    assert_eq!(response.status(), 202);
-    let accepted: Value = response.json().await.unwrap();
-    accepted["id"].as_str().unwrap().to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_view_of_another_cluster_is_refused_and_rebuilt_only_when_asked() {
     let other = Broker::start();
-    for (store, config) in stores() {
+    for (store, config) in support::per_store() {
         let first_cluster = cluster_id(&config.kafka);
         let api = TestApi::start(&config).await;
-        let keyed = place(&api, Some(b"k-1"), &order("livro")).await;
-        let plain = place(&api, None, &order("caneta")).await;
+        let keyed = support::place(&api, Some(b"k-1"), &order("livro")).await;
+        let plain = support::place(&api, None, &order("caneta")).await;
         api.stop().await;
 
         // The same store and topic names, on another cluster.
@@ -90,7 +70,7 @@ async fn a_view_of_another_cluster_is_refused_and_rebuilt_only_when_asked() {
         let api = TestApi::start(&moved).await;
         // The retry is the same order (its id derives from the key), now on this cluster.
         assert_eq!(
-            place(&api, Some(b"k-1"), &order("livro")).await,
+            support::place(&api, Some(b"k-1"), &order("livro")).await,
             keyed,
             "{store}"
         );

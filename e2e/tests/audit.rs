@@ -240,3 +240,61 @@ async fn a_full_disk_holds_monitoring_back_without_exit_and_it_resumes_with_no_g
     drop(disk);
     assert!(!Path::new(&audit_file).exists(), "the tmpfs is unmounted");
 }
+
+/// The full disk held for longer than `max.poll.interval.ms` (7 s here) with few records
+/// allowed in flight, so monitoring's loop stops taking records well before the space returns:
+/// the group moves on without it (librdkafka leaves it), and hands it the same records again
+/// once it polls; their lines are queued already, so none is written twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_longer_than_the_poll_interval_loses_and_repeats_no_line() {
+    let base = tempfile::tempdir().unwrap();
+    let Some(disk) = Tmpfs::mount(&base.path().join("disk"), 16 * 1024 * 1024) else {
+        return;
+    };
+    let audit_file = disk.dir.join("audit.jsonl");
+    let options = Options::default().with_env(&[
+        (
+            "PEDIDOS_MONITORING__AUDIT_FILE",
+            audit_file.to_str().unwrap(),
+        ),
+        ("PEDIDOS_MONITORING__MAX_IN_FLIGHT", "50"),
+        (
+            "PEDIDOS_KAFKA__CONSUMER_PROPERTIES",
+            r#"{ "max.poll.interval.ms" = "7000", "session.timeout.ms" = "6000" }"#,
+        ),
+    ]);
+    let mut mesh = Mesh::start_with_options(Broker::shared(), options).await;
+    mesh.audit_file = audit_file.clone();
+    let admin = mesh
+        .monitoring
+        .admin_address()
+        .expect("monitoring's admin address");
+    let admin_url = format!("http://{admin}");
+    let driver = Driver::start(&mesh.api_url, 1_500, 100, 16);
+    driver.wait_accepted(300, WAIT).await;
+
+    let filler = disk.fill();
+    ready_becomes("monitoring on a full disk", &admin_url, 503).await;
+    // Three poll intervals: a loop that stopped polling would have left its group by then.
+    tokio::time::sleep(Duration::from_secs(21)).await;
+    assert!(mesh.monitoring.is_running(), "monitoring does not exit");
+    std::fs::remove_file(&filler).unwrap();
+    ready_becomes("monitoring once space returns", &admin_url, 200).await;
+
+    let sent = driver.finish().await;
+    let report = check_sent(&mut mesh, &sent, "a full disk past the poll interval").await;
+    let wanted = topic_positions(&mesh.config, &sent, WAIT).await;
+    let files = AuditFiles::read(&disk.dir, "audit");
+    let replayed = assert_every_record_once_after_dedup(&files, &wanted);
+    let left_group = mesh.monitoring.log_text().contains("max.poll.interval.ms");
+    let skipped = metric_sum(&scrape(&admin).await, "pedidos_audit_replays_skipped_total");
+    eprintln!("full disk past the poll interval: left the group: {left_group}, {skipped} records handed again and not written twice, {replayed} positions with a second line; {report}");
+    assert!(
+        left_group && skipped > 0.0,
+        "the group moved on without monitoring and handed it the records again"
+    );
+    assert_eq!(replayed, 0, "no line twice for one record: {report}");
+    assert_eq!(report.audit_repeats, 0, "{report}");
+    drop(mesh);
+    drop(disk);
+}

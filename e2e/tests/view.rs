@@ -13,7 +13,7 @@ use e2e::{eventually, message, ready_becomes, Daemon};
 use futures::stream::{self, StreamExt};
 use serde_json::Value;
 use shared::events::{Order, OutRecord, Status, StatusEvent};
-use testkit::{produce_raw_many, Broker, Postgres};
+use testkit::{Broker, Postgres};
 
 async fn status(client: &reqwest::Client, api_url: &str, id: &str, wait: u64) -> (u16, Value) {
     let response = client
@@ -210,14 +210,7 @@ fn records(config: &shared::Config, range: std::ops::Range<usize>) -> Vec<OutRec
 }
 
 async fn produce(config: &shared::Config, records: &[OutRecord]) {
-    for topic in [&config.topics.pedidos, &config.topics.notificacoes] {
-        let raw: Vec<(Option<&[u8]>, &[u8])> = records
-            .iter()
-            .filter(|r| &r.topic == topic)
-            .map(|r| (r.key.as_deref(), r.payload.as_slice()))
-            .collect();
-        produce_raw_many(&config.kafka, topic, &raw).await;
-    }
+    testkit::produce_events(&config.kafka, records).await;
 }
 
 async fn view_holds(api_url: &str, orders: u64) {

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod audit_file;
+pub mod handed;
 pub mod metrics;
 pub mod stats;
 pub mod writer;
@@ -17,6 +18,7 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
 use crate::audit_file::Rotation;
+use crate::handed::Handed;
 use crate::stats::Stats;
 use crate::writer::{AuditWriter, Reopener};
 
@@ -38,10 +40,16 @@ pub struct MonitoringHandler {
     writer: AuditWriter,
     stats: Arc<Mutex<Stats>>,
     verdict_latency: shared::metrics::prometheus::Histogram,
+    handed: Handed,
 }
 
 impl Handler for MonitoringHandler {
     fn handle(&mut self, record: &InRecord<'_>) -> Result<Handled, Poison> {
+        // Replayed after a rebalance in this same process: its line is queued or written.
+        if self.handed.again(record) {
+            metrics::REPLAYS_SKIPPED.inc();
+            return Ok(Handled::publish(Vec::new()));
+        }
         let entry = audit::entry(record, &self.topics, Utc::now());
         // Absent fields (an order has no status, a good record no parse error) are left out.
         tracing::info!(
@@ -108,6 +116,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Moni
         writer,
         stats,
         verdict_latency: metrics::VERDICT_LATENCY.clone(),
+        handed: Handed::default(),
     };
     let options = LoopOptions::new(
         &config.monitoring.group_id,

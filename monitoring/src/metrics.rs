@@ -27,6 +27,14 @@ pub static AUDIT_BLOCKED: LazyLock<IntGauge> = LazyLock::new(|| {
     )
 });
 
+pub static REPLAYS_SKIPPED: LazyLock<IntCounter> = LazyLock::new(|| {
+    shared::metrics::counter(
+        "pedidos_audit_replays_skipped_total",
+        "Records handed again after a rebalance, in the same process, whose audit line was \
+         already queued or written: not written twice.",
+    )
+});
+
 pub static AUDIT_WRITE_ERRORS: LazyLock<IntCounter> = LazyLock::new(|| {
     shared::metrics::counter(
         "pedidos_audit_write_errors_total",

@@ -35,6 +35,7 @@ mod tls;
 pub use broker::{free_port, free_ports, Broker};
 pub use postgres::Postgres;
 pub use records::{
-    produce_raw, produce_raw_many, read_topic, reset_group_to_earliest, ConsumedRecord,
+    order_ids, produce_events, produce_raw, produce_raw_many, read_topic, reset_group_to_earliest,
+    ConsumedRecord,
 };
 pub use tls::TlsFiles;

@@ -202,6 +202,40 @@ pub async fn produce_raw(
     produce_raw_many(kafka, topic, &[(key, payload)]).await[0]
 }
 
+/// Produces events already encoded (their keys and payloads; headers are left out), each
+/// topic's through one [`produce_raw_many`], topics in the order they first appear.
+pub async fn produce_events(kafka: &KafkaConfig, records: &[OutRecord]) {
+    let mut topics: Vec<&str> = Vec::new();
+    for r in records {
+        if !topics.contains(&r.topic.as_str()) {
+            topics.push(&r.topic);
+        }
+    }
+    for topic in topics {
+        let raw: Vec<(Option<&[u8]>, &[u8])> = records
+            .iter()
+            .filter(|r| r.topic == topic)
+            .map(|r| (r.key.as_deref(), r.payload.as_slice()))
+            .collect();
+        produce_raw_many(kafka, topic, &raw).await;
+    }
+}
+
+/// The `id` of every record on `topic` (orders on `Pedidos`), waiting up to `timeout` for at
+/// least `at_least` of them.
+pub async fn order_ids(
+    kafka: &KafkaConfig,
+    topic: &str,
+    at_least: usize,
+    timeout: Duration,
+) -> Vec<String> {
+    read_topic(kafka, topic, at_least, timeout)
+        .await
+        .iter()
+        .map(|r| r.json()["id"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
 /// Like [`produce_raw`] for many records through one producer, all in flight at once; returns
 /// `(partition, offset)` of each, in the order given. Records with the same key keep their
 /// order.

@@ -59,8 +59,9 @@ enum CreateResponse {
     /// `api.idempotency_ttl_secs`.
     #[oai(status = 422)]
     Invalid(Json<ErrorBody>),
-    /// The broker did not acknowledge the order in time; it was not accepted (a retry with the
-    /// same `Idempotency-Key` is safe either way).
+    /// The broker did not acknowledge the order in time, or the order store cannot write (a
+    /// full disk: `store_unavailable`); it was not accepted (a retry with the same
+    /// `Idempotency-Key` is safe either way).
     #[oai(status = 503)]
     Unavailable(Json<ErrorBody>),
 }
@@ -199,6 +200,10 @@ fn not_placed(e: PlaceError) -> CreateResponse {
             CreateResponse::Invalid(Json(key_error("idempotency_key_reused", &message)))
         }
         PlaceError::Store(e) => CreateResponse::Unavailable(Json(store_error(&e))),
+        PlaceError::NotWritable(e) => {
+            tracing::warn!(error = %e, "order not placed: the order store cannot write");
+            CreateResponse::Unavailable(Json(ErrorBody::new("store_unavailable", message)))
+        }
         PlaceError::KeyUnchecked(_) | PlaceError::Broker(_) => {
             CreateResponse::Unavailable(Json(ErrorBody::new("broker_unavailable", message)))
         }

@@ -45,6 +45,10 @@ pub enum PlaceError {
     /// The view could not be read to find the key's order.
     #[error("the order store cannot answer right now, try again later: {0}")]
     Store(StoreError),
+    /// The store cannot write, so the order could not be shown after its 202, nor found by a
+    /// retry: it is not placed (nothing is published).
+    #[error("the order was not placed, try again later: {0}")]
+    NotWritable(StoreError),
     /// The broker did not acknowledge the records in time; the order is not accepted.
     #[error("the order was not accepted, try again later: {0}")]
     Broker(PublishError),
@@ -95,6 +99,8 @@ impl Orders {
                 }
             }
         };
+        // Checked after the key: a retry of an order the store holds is answered all the same.
+        self.view.writable().map_err(PlaceError::NotWritable)?;
         let mut order = Order::new(
             request.usuario,
             request.produto,
@@ -140,6 +146,8 @@ impl Orders {
         if let Some(original) = self.replayed(id, request).await? {
             return Ok(Claimed::Replayed(original));
         }
+        // The view does not move while the store cannot write: no use waiting for it below.
+        self.view.writable().map_err(PlaceError::NotWritable)?;
         let claim = self
             .keys_in_flight
             .claim(id)
@@ -150,10 +158,16 @@ impl Orders {
             tracing::warn!(pedido = %id, error = %e, "cannot check an Idempotency-Key");
             return Err(PlaceError::KeyUnchecked(e));
         }
-        match self.replayed(id, request).await? {
-            Some(original) => Ok(Claimed::Replayed(original)),
-            None => Ok(Claimed::New(claim)),
+        if let Some(original) = self.replayed(id, request).await? {
+            return Ok(Claimed::Replayed(original));
         }
+        // Pruned by the view's retention, which outlasts the key's TTL: expired, never placed
+        // a second time under the same id.
+        let pruned = self.view.pruned_key(id).await;
+        if pruned.map_err(PlaceError::Store)?.is_some() {
+            return Err(PlaceError::KeyExpired);
+        }
+        Ok(Claimed::New(claim))
     }
 
     /// The order a keyed request's key already stands for, if it does and the request repeats

@@ -8,6 +8,7 @@
 //! [`catch_up`] marks along. [`order`] says what an order's rows mean (its status, its
 //! history); `store/` holds the SQL and nothing else.
 
+mod blocked;
 mod catch_up;
 mod changes;
 mod live;
@@ -15,6 +16,7 @@ mod order;
 mod origin;
 mod posted;
 mod reader;
+mod retention;
 mod status_changes;
 mod unwritten;
 mod writer;
@@ -24,6 +26,7 @@ pub mod store;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use rdkafka::consumer::Consumer as _;
 use shared::config::{Config, KafkaConfig};
@@ -35,7 +38,8 @@ use uuid::Uuid;
 pub use self::catch_up::CatchUpError;
 pub use self::changes::Changes;
 pub use self::order::{HistoryEntry, OrderView};
-pub use self::origin::OriginError;
+pub use self::origin::{Changed, OriginError};
+pub use self::retention::prune_past;
 pub use self::store::{Store, StoreError};
 pub use self::writer::WriterError;
 
@@ -124,6 +128,11 @@ impl ViewHandle {
         self.store.count().await
     }
 
+    /// When the keyed order `id` was placed, if the view's retention pruned it.
+    pub async fn pruned_key(&self, id: Uuid) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.store.pruned_key(id).await
+    }
+
     /// Writes an order this instance accepted (the broker has it) and its `Analise`, ahead of
     /// what the reader read. On the shared store it waits for the commit, so a GET on any
     /// instance finds the order; on the embedded one only for the writer to take it, and a read
@@ -154,7 +163,15 @@ impl ViewHandle {
         status_changes::after(self.clone(), current, after)
     }
 
-    /// Waits until none of these orders is waiting for its commit.
+    /// Whether the store takes writes now: a POST places nothing while it does not (see
+    /// [`blocked`]).
+    pub fn writable(&self) -> Result<(), StoreError> {
+        self.writer.blocked().check()
+    }
+
+    /// Waits until none of these orders is waiting for its commit. While the store cannot
+    /// write, it does not wait: an order accepted here and not written yet is an error then,
+    /// not an order that does not exist.
     async fn committed(&self, ids: &[Uuid]) -> Result<(), StoreError> {
         let unwritten = self.writer.unwritten();
         let deadline = tokio::time::Instant::now() + self.within;
@@ -168,11 +185,23 @@ impl ViewHandle {
                 if !unwritten.contains(id) {
                     break;
                 }
-                if tokio::time::timeout_at(deadline, woken).await.is_err() {
-                    return Err(StoreError::Unwritten {
-                        id,
-                        waited: self.within,
-                    });
+                let waited = match self.writable() {
+                    Err(e) => Err(e),
+                    Ok(()) => tokio::time::timeout_at(deadline, woken).await.map_err(|_| {
+                        StoreError::Unwritten {
+                            id,
+                            waited: self.within,
+                        }
+                    }),
+                };
+                if let Err(e) = waited {
+                    // Written after all, by a commit that did not say so (the reader's, before
+                    // the POST marked it): the store is the truth.
+                    if self.store.get(id).await?.is_some_and(|v| v.order.is_some()) {
+                        unwritten.remove([&id]);
+                        break;
+                    }
+                    return Err(e);
                 }
             }
         }
@@ -186,6 +215,12 @@ impl ViewHandle {
 pub struct View {
     handle: ViewHandle,
     reader: tokio::task::JoinHandle<()>,
+    /// The retention's pruning, when `api.view_retention_days` is set; stopped with the reader.
+    pruner: Option<tokio::task::JoinHandle<()>>,
+    /// The check that the topics keep the identity the view was read from; stopped with the
+    /// reader.
+    watch: tokio::task::JoinHandle<()>,
+    changed: Changed,
     reader_stop: CancellationToken,
     writer_task: tokio::task::JoinHandle<()>,
     writer_stop: CancellationToken,
@@ -200,14 +235,22 @@ impl View {
         // or stream hears of a verdict up to that much later (BENCHMARKS.md, issue 26).
         let consumer = Arc::new(kafka::reader_fetching(&config.kafka, Fetch::Brief)?);
         let cluster = cluster_id(&consumer, &config.kafka).await?;
-        origin::check(
-            &store,
-            &cluster,
-            config.api.rebuild_view_for_cluster.as_deref(),
-            &config.api.store_label(),
-            &config.kafka.bootstrap_servers,
-        )
-        .await?;
+        let names = [
+            config.topics.pedidos.clone(),
+            config.topics.notificacoes.clone(),
+        ];
+        // A broker that cannot tell topic ids (before Kafka 2.8, a Kafka-protocol server
+        // that leaves them out) still serves: the view then cannot notice a recreated topic.
+        let within = config.kafka.startup_timeout();
+        let topics = match kafka::topic_ids(&config.kafka, &names, within).await {
+            Ok(topics) => topics,
+            Err(e) => {
+                tracing::warn!(error = %e, "the order view cannot check its topics' identity: a topic deleted and created again will not be noticed");
+                Default::default()
+            }
+        };
+        let identity = origin::Identity { cluster, topics };
+        origin::check(&store, &identity, config).await?;
         writer::register_metrics();
         let live = Arc::new(Live::default());
         let posted = Arc::new(Posted::default());
@@ -244,6 +287,16 @@ impl View {
         )
         .await?;
         catch_up::report_catch_up(catch_up.clone(), config.kafka.startup_timeout());
+        let changed = Changed::default();
+        let watch = origin::watch(config, identity, changed.clone(), reader_stop.clone());
+        let pruner = config.api.view_retention().map(|retention| {
+            retention::start(
+                store.clone(),
+                retention,
+                config.api.view_prune_interval(),
+                reader_stop.clone(),
+            )
+        });
         Ok(Self {
             handle: ViewHandle {
                 store,
@@ -253,6 +306,9 @@ impl View {
                 within: config.api.publish_timeout(),
             },
             reader,
+            pruner,
+            watch,
+            changed,
             reader_stop,
             writer_task,
             writer_stop,
@@ -263,10 +319,19 @@ impl View {
         self.handle.clone()
     }
 
+    /// Set once a topic the view reads changed identity while the API ran: the API must stop.
+    pub fn changed(&self) -> Changed {
+        self.changed.clone()
+    }
+
     /// Stops reading, writes what was read, then stops writing.
     pub async fn stop(self) {
         self.reader_stop.cancel();
         let _ = self.reader.await;
+        if let Some(pruner) = self.pruner {
+            let _ = pruner.await;
+        }
+        let _ = self.watch.await;
         self.writer_stop.cancel();
         let _ = self.writer_task.await;
     }

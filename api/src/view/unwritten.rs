@@ -1,7 +1,9 @@
-//! The orders this instance accepted whose rows the writer has not committed yet. On the
-//! embedded store, which serves one instance, a POST's 202 does not wait for its commit: a read
-//! of one of these orders waits for it instead (`ViewHandle::order`), so a GET that follows the
-//! 202 still finds the order, and a retried `Idempotency-Key` still finds its original.
+//! The orders this instance accepted whose rows no commit has written yet. On the embedded
+//! store, which serves one instance, a POST's 202 does not wait for its commit: a read of one of
+//! these orders waits for it instead (`ViewHandle::order`), so a GET that follows the 202 still
+//! finds the order, and a retried `Idempotency-Key` still finds its original. On either store,
+//! an order whose POST could not be written in time stays here until the reader writes it, so
+//! a GET answers 503 meanwhile rather than 404.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -16,8 +16,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use shared::metrics::prometheus::Histogram;
-use shared::metrics::readiness::ClientHealth;
 
+use super::blocked::WriteBlocked;
 use super::live::Live;
 use super::store::Store;
 use super::{Changes, Posted, Unwritten};
@@ -46,6 +46,7 @@ static COMMIT: LazyLock<Histogram> = LazyLock::new(|| {
 /// Registers the writer's metrics up front, so they are scraped (at zero) before any write.
 pub(super) fn register_metrics() {
     LazyLock::force(&COMMIT);
+    super::blocked::register_metrics();
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +72,7 @@ pub struct Writer {
     /// Whether a POST waits for its order's commit (a shared store) or only for its queueing.
     post_waits_for_commit: bool,
     unwritten: Arc<Unwritten>,
+    blocked: Arc<WriteBlocked>,
 }
 
 /// Called after every commit with what it wrote (for the reader's progress).
@@ -93,36 +95,37 @@ impl Writer {
         };
         let post_waits_for_commit = store.is_shared();
         let unwritten = Arc::new(Unwritten::default());
+        let blocked = Arc::new(WriteBlocked::new(store.label().to_string()));
         let committed = Committed {
             live,
             posted,
             unwritten: unwritten.clone(),
             on_commit,
         };
-        let task = tokio::spawn(run(store, committed, queues, shutdown));
+        let task = tokio::spawn(run(store, committed, queues, blocked.clone(), shutdown));
         let writer = Self {
             posts,
             batches,
             post_waits_for_commit,
             unwritten,
+            blocked,
         };
         (writer, task)
     }
 
     /// Writes a POST's order and its `Analise`, ahead of the reader's batches, and waits up to
     /// `within` for the commit on a shared store, for a place in the queue on the embedded one.
-    /// Once committed, the reader skips them when it reads them back.
+    /// Once committed, the reader skips them when it reads them back. Until some commit writes
+    /// the order (this one, or the reader's if this one never comes), a read of it here waits
+    /// for it ([`Unwritten`]) rather than answering that it does not exist.
     pub async fn post(&self, changes: Changes, within: Duration) -> Result<(), WriterError> {
-        // Unwritten: the ids a GET waits on until the commit (the embedded store).
-        let (done, committed, unwritten) = match self.post_waits_for_commit {
+        self.unwritten.add(&changes);
+        let (done, committed) = match self.post_waits_for_commit {
             true => {
                 let (done, committed) = oneshot::channel();
-                (Some(done), Some(committed), Vec::new())
+                (Some(done), Some(committed))
             }
-            false => {
-                self.unwritten.add(&changes);
-                (None, None, changes.touched().copied().collect())
-            }
+            false => (None, None),
         };
         let job = Job {
             changes,
@@ -139,15 +142,15 @@ impl Writer {
                 None => Ok(()),
             }
         };
-        let result = tokio::time::timeout(within, sent)
+        tokio::time::timeout(within, sent)
             .await
             .map_err(|_| WriterError::Timeout(within))
-            .and_then(|sent| sent);
-        if result.is_err() {
-            // Never queued: the reader writes it from `Pedidos`, and GETs must not wait for it.
-            self.unwritten.remove(&unwritten);
-        }
-        result
+            .and_then(|sent| sent)
+    }
+
+    /// Whether the store takes writes now.
+    pub fn blocked(&self) -> &WriteBlocked {
+        &self.blocked
     }
 
     /// The orders POSTed here and not yet committed.
@@ -211,10 +214,13 @@ struct Committed {
     on_commit: OnCommit,
 }
 
-async fn run(store: Store, committed: Committed, mut queues: Queues, shutdown: CancellationToken) {
-    // `/ready` says 503 while commits fail: orders are still accepted (the broker has them),
-    // but the view, and GETs, fall behind until the store takes writes again.
-    let health = ClientHealth::register_dependency("order store");
+async fn run(
+    store: Store,
+    committed: Committed,
+    mut queues: Queues,
+    blocked: Arc<WriteBlocked>,
+    shutdown: CancellationToken,
+) {
     let mut conn = store.write_connection();
     loop {
         let Some(first) = queues.next(&shutdown).await else {
@@ -253,10 +259,11 @@ async fn run(store: Store, committed: Committed, mut queues: Queues, shutdown: C
         // A batch is never dropped: its offsets would move past rows never written.
         let mut attempt = 0u32;
         let started = Instant::now();
+        // Retried as it is: what the reader and POSTs queue meanwhile waits (the reader stops
+        // reading once its queue is full), so nothing is held in memory beyond the queues.
         while let Err(e) = conn.write(&changes).await {
             attempt += 1;
-            health.set_reachable(false);
-            tracing::warn!(error = %e, attempt, "cannot write the order view; retrying");
+            blocked.failed(&e, attempt);
             if shutdown.is_cancelled() && attempt >= 3 {
                 tracing::error!(
                     "stopping with order view changes unwritten: they will be read again"
@@ -266,9 +273,12 @@ async fn run(store: Store, committed: Committed, mut queues: Queues, shutdown: C
             tokio::time::sleep(RETRY_PAUSE).await;
         }
         COMMIT.observe(started.elapsed().as_secs_f64());
-        health.set_reachable(true);
-        // Off the unwritten set before the waiters wake, so they find the rows.
-        committed.unwritten.remove(&posts);
+        blocked.cleared();
+        // Off the unwritten set before the waiters wake, so they find the rows: every order
+        // whose row this commit wrote, whoever queued it.
+        committed
+            .unwritten
+            .remove(changes.rows().filter(|r| r.order.is_some()).map(|r| &r.id));
         committed.posted.insert(posts);
         (committed.on_commit)(&changes);
         committed.live.changed(changes.touched());

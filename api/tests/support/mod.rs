@@ -33,16 +33,32 @@ pub fn config_on(broker: &Broker) -> Config {
 
 /// The order ids of every record on `config`'s `Pedidos`, waiting for at least `at_least`.
 pub async fn order_ids_on_pedidos(config: &Config, at_least: usize) -> Vec<String> {
-    testkit::read_topic(
+    testkit::order_ids(
         &config.kafka,
         &config.topics.pedidos,
         at_least,
         Duration::from_secs(10),
     )
     .await
-    .iter()
-    .map(|r| r.json()["id"].as_str().unwrap().to_string())
-    .collect()
+}
+
+/// A test's configuration once per store: SQLite (the default), then PostgreSQL.
+pub fn per_store() -> Vec<(&'static str, Config)> {
+    let sqlite = config();
+    let mut postgres = config();
+    postgres.api.store_url = shared::config::Secret::new(testkit::Postgres::shared().database());
+    vec![("sqlite", sqlite), ("postgres", postgres)]
+}
+
+/// Posts `body` (with `key`, if any), expects a 202 and returns the order's id.
+pub async fn place(api: &TestApi, key: Option<&[u8]>, body: &Value) -> String {
+    let response = match key {
+        Some(key) => api.post_json_keyed(key, body).await,
+        None => api.post_json(body).await,
+    };
+    assert_eq!(response.status(), 202);
+    let accepted: Value = response.json().await.unwrap();
+    accepted["id"].as_str().unwrap().to_string()
 }
 
 /// The API serving in this process until [`TestApi::stop`].

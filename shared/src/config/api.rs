@@ -52,6 +52,16 @@ pub struct ApiConfig {
     /// cluster and rebuild it from this one. Only that cluster's id does it, so it is harmless
     /// to leave set: once the view is this cluster's, it changes nothing.
     pub rebuild_view_for_cluster: Option<String>,
+    /// The ids (KIP-516) of topics deleted and created again under the same name since the view
+    /// read them, to empty the view and rebuild it from the topics as they are now. Only those
+    /// ids do it, so it is harmless to leave set.
+    pub rebuild_view_for_topic_ids: Vec<String>,
+    /// Orders with their verdict are pruned from the view once older than this many days.
+    /// Off (`None`, the default): the view keeps every order. Must outlast
+    /// `idempotency_ttl_secs`, so a retried key is still told it expired.
+    pub view_retention_days: Option<u32>,
+    /// How often the pruning runs, in seconds (when `view_retention_days` is set).
+    pub view_prune_interval_secs: u64,
     /// How long a client has to send a complete request head (request line and headers),
     /// counted from the moment its connection opens or the end of the previous response: also
     /// the keep-alive idle timeout. A client that misses it is disconnected without an answer.
@@ -93,6 +103,9 @@ impl Default for ApiConfig {
             max_body_bytes: 16 * 1024,
             store_url: Secret::new("sqlite:pedidos-api.db"),
             rebuild_view_for_cluster: None,
+            rebuild_view_for_topic_ids: Vec::new(),
+            view_retention_days: None,
+            view_prune_interval_secs: 600,
             head_timeout_ms: 10_000,
             body_timeout_ms: 10_000,
             write_timeout_ms: 10_000,
@@ -120,6 +133,16 @@ impl ApiConfig {
 
     pub fn idempotency_ttl(&self) -> Duration {
         Duration::from_secs(self.idempotency_ttl_secs)
+    }
+
+    /// How long final orders stay in the view, when they are pruned at all.
+    pub fn view_retention(&self) -> Option<Duration> {
+        self.view_retention_days
+            .map(|days| Duration::from_secs(u64::from(days) * 86_400))
+    }
+
+    pub fn view_prune_interval(&self) -> Duration {
+        Duration::from_secs(self.view_prune_interval_secs)
     }
 
     /// The listen address (valid once the section has been validated).
@@ -181,8 +204,29 @@ impl ApiConfig {
                 ),
             ));
         }
+        self.validate_retention()?;
         self.validate_store()?;
         self.validate_auth()
+    }
+
+    fn validate_retention(&self) -> Result<(), InvalidValue> {
+        at_least_one("view_prune_interval_secs", self.view_prune_interval_secs)?;
+        let Some(days) = self.view_retention_days else {
+            return Ok(());
+        };
+        let outlasts_keys = u64::from(days) * 86_400 > self.idempotency_ttl_secs;
+        if days == 0 || !outlasts_keys {
+            return Err(InvalidValue::new(
+                "view_retention_days",
+                format!(
+                    "must be at least 1 and longer than api.idempotency_ttl_secs ({} s), so a \
+                     retried Idempotency-Key is told it expired rather than placing its order \
+                     again; got {days} (leave it unset to keep every order)",
+                    self.idempotency_ttl_secs
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Which kind of store `store_url` names.
@@ -354,6 +398,33 @@ mod tests {
     }
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn view_retention_is_off_by_default_and_must_outlast_the_idempotency_ttl() {
+        let c = Config::from_sources(None, Vec::new()).unwrap();
+        assert_eq!(c.api.view_retention(), None);
+        let c = load("[api]\nview_retention_days = 30\n", &[]).unwrap();
+        assert_eq!(
+            c.api.view_retention(),
+            Some(std::time::Duration::from_secs(30 * 86_400))
+        );
+        for (days, ttl) in [("0", "3600"), ("1", "86400"), ("2", "259200")] {
+            let e = load(
+                "",
+                &[
+                    ("PEDIDOS_API__VIEW_RETENTION_DAYS", days),
+                    ("PEDIDOS_API__IDEMPOTENCY_TTL_SECS", ttl),
+                ],
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.contains("view_retention_days") && e.contains("idempotency_ttl_secs"),
+                "{days} days, ttl {ttl}: {e}"
+            );
+        }
+        assert!(load("[api]\nview_prune_interval_secs = 0\n", &[]).is_err());
+    }
 
     #[test]
     fn auth_is_none_by_default_with_ops_as_the_operator_role() {

@@ -287,3 +287,153 @@ mod tests {
         ));
     }
 }
+
+/// Why the topics' ids could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read the ids of topics {topics} from {servers}: {reason}")]
+pub struct TopicIdError {
+    pub topics: String,
+    pub servers: String,
+    pub reason: String,
+}
+
+/// Kafka's id of each of `topics` (KIP-516), by name, as base64 (what `kafka-topics.sh
+/// --describe` prints): a topic deleted and created again under the same name has a new one.
+/// rdkafka does not expose DescribeTopics, so this calls librdkafka's C API through
+/// rdkafka-sys (`rd_kafka_DescribeTopics`, librdkafka 2.3+).
+/// Waits up to `within` for the answer.
+pub async fn topic_ids(
+    k: &KafkaConfig,
+    topics: &[String],
+    within: Duration,
+) -> Result<HashMap<String, String>, TopicIdError> {
+    let failed = |reason: String| TopicIdError {
+        topics: topics.join(","),
+        servers: k.bootstrap_servers.clone(),
+        reason,
+    };
+    let admin: AdminClient<Context> =
+        build(k, ClientKind::Other, &[]).map_err(|e| failed(e.to_string()))?;
+    let names = topics.to_vec();
+    tokio::task::spawn_blocking(move || describe::topic_ids(&admin, &names, within))
+        .await
+        .expect("DescribeTopics does not panic")
+        .map_err(failed)
+}
+
+/// The unsafe part, kept small: one DescribeTopics request on its own queue, every librdkafka
+/// object freed by a guard whatever happens, every string copied out before its owner goes.
+mod describe {
+    use std::collections::HashMap;
+    use std::ffi::{c_char, c_int, CStr, CString};
+    use std::time::Duration;
+
+    use rdkafka::admin::AdminClient;
+    use rdkafka::bindings as rd;
+
+    use crate::kafka::Context;
+
+    /// Frees a librdkafka object when dropped.
+    struct Owned<T>(*mut T, unsafe extern "C" fn(*mut T));
+
+    impl<T> Drop for Owned<T> {
+        fn drop(&mut self) {
+            if !self.0.is_null() {
+                // SAFETY: the pointer came from the matching librdkafka constructor and is
+                // freed once, here.
+                unsafe { (self.1)(self.0) }
+            }
+        }
+    }
+
+    /// A C string librdkafka owns, copied; `None` for a null pointer.
+    ///
+    /// SAFETY: `ptr` is null or a NUL-terminated string alive for this call.
+    unsafe fn text(ptr: *const c_char) -> Option<String> {
+        (!ptr.is_null()).then(|| CStr::from_ptr(ptr).to_string_lossy().into_owned())
+    }
+
+    pub(super) fn topic_ids(
+        admin: &AdminClient<Context>,
+        topics: &[String],
+        timeout: Duration,
+    ) -> Result<HashMap<String, String>, String> {
+        let names: Vec<CString> = topics
+            .iter()
+            .map(|t| CString::new(t.as_str()).map_err(|_| format!("topic name {t:?} holds a NUL")))
+            .collect::<Result<_, _>>()?;
+        let mut pointers: Vec<*const c_char> = names.iter().map(|n| n.as_ptr()).collect();
+        let timeout_ms = c_int::try_from(timeout.as_millis()).unwrap_or(c_int::MAX / 2);
+        let rk = admin.inner().native_ptr();
+        // SAFETY: `rk` is the live client `admin` owns for the whole call; every object made
+        // here is freed by its guard after its last use (the event before the queue, the
+        // collection and options after the request that copied them); `names` outlives
+        // `pointers`.
+        unsafe {
+            let collection = Owned(
+                rd::rd_kafka_TopicCollection_of_topic_names(pointers.as_mut_ptr(), pointers.len()),
+                rd::rd_kafka_TopicCollection_destroy,
+            );
+            let options = Owned(
+                rd::rd_kafka_AdminOptions_new(
+                    rk,
+                    rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DESCRIBETOPICS,
+                ),
+                rd::rd_kafka_AdminOptions_destroy,
+            );
+            let mut errstr = [0 as c_char; 512];
+            rd::rd_kafka_AdminOptions_set_request_timeout(
+                options.0,
+                timeout_ms,
+                errstr.as_mut_ptr(),
+                errstr.len(),
+            );
+            let queue = Owned(rd::rd_kafka_queue_new(rk), rd::rd_kafka_queue_destroy);
+            rd::rd_kafka_DescribeTopics(rk, collection.0, options.0, queue.0);
+            let event = Owned(
+                rd::rd_kafka_queue_poll(queue.0, timeout_ms.saturating_add(1_000)),
+                rd::rd_kafka_event_destroy,
+            );
+            if event.0.is_null() {
+                return Err(format!("no answer to DescribeTopics within {timeout:?}"));
+            }
+            if rd::rd_kafka_event_error(event.0)
+                != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+            {
+                return Err(text(rd::rd_kafka_event_error_string(event.0))
+                    .unwrap_or_else(|| "DescribeTopics failed".into()));
+            }
+            let result = rd::rd_kafka_event_DescribeTopics_result(event.0);
+            if result.is_null() {
+                return Err("DescribeTopics answered with another event".into());
+            }
+            let mut count = 0usize;
+            let descriptions = rd::rd_kafka_DescribeTopics_result_topics(result, &mut count);
+            let mut ids = HashMap::new();
+            for i in 0..count {
+                let description = *descriptions.add(i);
+                let name =
+                    text(rd::rd_kafka_TopicDescription_name(description)).unwrap_or_default();
+                let error = rd::rd_kafka_TopicDescription_error(description);
+                if !error.is_null()
+                    && rd::rd_kafka_error_code(error)
+                        != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+                {
+                    let reason = text(rd::rd_kafka_error_string(error)).unwrap_or_default();
+                    return Err(format!("topic {name}: {reason}"));
+                }
+                let id = rd::rd_kafka_TopicDescription_topic_id(description);
+                // The zero id is librdkafka's "unknown" (no broker answered, say): never an id.
+                let known = !id.is_null()
+                    && (rd::rd_kafka_Uuid_most_significant_bits(id) != 0
+                        || rd::rd_kafka_Uuid_least_significant_bits(id) != 0);
+                let id = known
+                    .then(|| text(rd::rd_kafka_Uuid_base64str(id)))
+                    .flatten()
+                    .ok_or_else(|| format!("topic {name}: the broker gave no topic id"))?;
+                ids.insert(name, id);
+            }
+            Ok(ids)
+        }
+    }
+}

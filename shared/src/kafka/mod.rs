@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rdkafka::error::KafkaError;
 
-pub use admin::{check_connectivity, ensure_topics};
+pub use admin::{check_connectivity, ensure_topics, topic_ids, TopicIdError};
 pub use clients::{
     client_config, consumer, consumer_fetching, header_value, producer, reader, reader_fetching,
     transactional_consumer, transactional_producer, Consumer, Fetch, BATCHED_FETCH_WAIT_MS,

@@ -4,6 +4,7 @@
 //! restart resumes where the view stands and never re-reads the topics from the start.
 
 mod lock;
+mod prune;
 mod rows;
 
 use std::collections::HashMap;
@@ -44,6 +45,8 @@ pub enum StoreError {
     Malformed(String),
     #[error("order store: order {id} was accepted here but is not written yet after {waited:?}")]
     Unwritten { id: Uuid, waited: Duration },
+    #[error("the order store {store} cannot be written: {reason}")]
+    CannotWrite { store: String, reason: String },
 }
 
 /// How long opening the store, or any one query's wait for a connection, may take.
@@ -59,6 +62,8 @@ static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres")
 pub struct Store {
     pool: AnyPool,
     kind: StoreKind,
+    /// `api.store_url` without credentials, for messages.
+    label: String,
     /// An SQLite file's: held while any clone lives.
     _one_instance: Option<Arc<lock::OneInstance>>,
 }
@@ -130,12 +135,21 @@ impl Store {
         migrator
             .run(&pool)
             .await
-            .map_err(|source| StoreError::Migrate { store, source })?;
+            .map_err(|source| StoreError::Migrate {
+                store: store.clone(),
+                source,
+            })?;
         Ok(Self {
             pool,
             kind,
+            label: store,
             _one_instance: one_instance,
         })
+    }
+
+    /// `api.store_url` without credentials.
+    pub fn label(&self) -> &str {
+        &self.label
     }
 
     /// Whether several API instances may share it (PostgreSQL), rather than this one alone.
@@ -238,24 +252,51 @@ impl Store {
         Ok(row.try_get::<i64, _>("n")? > 0)
     }
 
-    /// Empties the view when `empty` (orders, events, offsets) and records `cluster` as what it
-    /// is built from, in one transaction.
-    pub async fn build_from(&self, cluster: &str, empty: bool) -> Result<(), StoreError> {
+    /// The Kafka id (KIP-516) of each topic the view was read from, by name, once recorded.
+    pub async fn built_from_topics(&self) -> Result<HashMap<String, String>, StoreError> {
+        let rows = sqlx::query("SELECT what, id FROM built_from WHERE what LIKE 'topic:%'")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let what: String = r.try_get("what")?;
+                let topic = what.trim_start_matches("topic:").to_string();
+                Ok((topic, r.try_get("id")?))
+            })
+            .collect()
+    }
+
+    /// Empties the view when `empty` (orders, events, offsets, pruned keys) and records `cluster`
+    /// and `topics` (name → topic id) as what it is built from, in one transaction.
+    pub async fn build_from(
+        &self,
+        cluster: &str,
+        topics: &HashMap<String, String>,
+        empty: bool,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         if empty {
-            for table in ["pedidos", "eventos", "offsets"] {
+            for table in ["pedidos", "eventos", "offsets", "pruned_keys"] {
                 sqlx::query(&format!("DELETE FROM {table}"))
                     .execute(&mut *tx)
                     .await?;
             }
         }
-        sqlx::query("DELETE FROM built_from WHERE what = 'cluster'")
+        sqlx::query("DELETE FROM built_from")
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT INTO built_from (what, id) VALUES ('cluster', $1)")
-            .bind(cluster.to_string())
-            .execute(&mut *tx)
-            .await?;
+        let what = std::iter::once(("cluster".to_string(), cluster.to_string())).chain(
+            topics
+                .iter()
+                .map(|(t, id)| (format!("topic:{t}"), id.clone())),
+        );
+        for (what, id) in what {
+            sqlx::query("INSERT INTO built_from (what, id) VALUES ($1, $2)")
+                .bind(what)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
