@@ -19,12 +19,16 @@ pub const HEADER_CORRELATION_ID: &str = "correlation-id";
 pub const HEADER_CONTENT_TYPE: &str = "content-type";
 pub const SCHEMA_VERSION: &str = "1";
 
+// The `JsonSchema` derives of the record types are the data contract (`crate::contracts`):
+// their doc comments become the schemas' descriptions, and the limits are
+// `crate::validation`'s. The schemas are closed (`additionalProperties: false`), which is what
+// lets a registry's BACKWARD rule take a new optional field and refuse a removed one; decoding
+// itself still ignores unknown fields.
+
 /// An order, as published to `Pedidos`.
-///
-/// The `JsonSchema` derives below are the data contract (`crate::contracts`): the doc comments
-/// become the schemas' descriptions, and the limits are `crate::validation`'s.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
 pub struct Order {
     /// The order id (a UUIDv7, or a UUIDv5 of the customer and their `Idempotency-Key`).
     pub id: Uuid,
@@ -103,6 +107,7 @@ impl std::fmt::Display for Status {
 /// A change of an order's status, as published to `Notificacoes`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
 pub struct StatusEvent {
     /// Unique per status change; a replay of the same change keeps the same id.
     pub evento_id: Uuid,
@@ -146,6 +151,7 @@ impl StatusEvent {
 /// An order with its fraud verdict, as published to `Pedidos_validos` / `Pedidos_recusados`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
 pub struct EvaluatedOrder {
     #[serde(flatten)]
     pub pedido: Order,
