@@ -29,14 +29,9 @@ install() {
     return
   fi
   log "installing confluent-kafka[json,schemaregistry] $VERSION into $VENV"
-  command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found (Debian: apt-get install python3 python3-venv)"
-  if [[ ! -x $VENV/bin/python ]]; then
-    mkdir -p -- "$(dirname -- "$VENV")"
-    "$PYTHON" -m venv "$VENV" >&2 || {
-      rm -rf -- "$VENV"
-      die "cannot create a virtualenv (Debian: apt-get install python3-venv)"
-    }
-  fi
+  # shellcheck source=lib/venv.sh
+  . "$(dirname -- "${BASH_SOURCE[0]}")/lib/venv.sh"
+  venv_ensure "$VENV" "$PYTHON"
   "$VENV/bin/python" -m pip install --disable-pip-version-check --quiet \
     "confluent-kafka[json,schemaregistry]==$VERSION" >&2 ||
     die "pip could not install confluent-kafka $VERSION (is PyPI reachable?)"

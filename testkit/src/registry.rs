@@ -3,7 +3,7 @@
 //! binary ([`Registry::shared`]); tests keep to subjects of their own (a broker namespace's
 //! topics give them that).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -24,11 +24,7 @@ pub struct Registry {
 }
 
 fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .join("scripts")
-        .join("apicurio.sh")
+    process::scripts_dir().join("apicurio.sh")
 }
 
 impl Registry {
@@ -117,24 +113,5 @@ impl Drop for Registry {
 /// Runs `scripts/apicurio.sh install` once per test process (a no-op when it is cached).
 fn install() {
     static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
-    let result = INSTALLED.get_or_init(|| {
-        let output = Command::new("bash")
-            .arg(script())
-            .arg("install")
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run bash scripts/apicurio.sh install: {e}"))?;
-        if output.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "scripts/apicurio.sh install failed ({}):\n{}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
-            ))
-        }
-    });
-    if let Err(message) = result {
-        panic!("Apicurio Registry is not available for the tests: {message}");
-    }
+    process::install_once(&INSTALLED, "apicurio.sh", "Apicurio Registry");
 }
