@@ -218,9 +218,14 @@ impl Subjects {
     ) -> Result<(), RegistryError> {
         let body = json!({ "compatibility": compatibility });
         let path = format!("/config/{subject}");
-        self.call(reqwest::Method::PUT, &path, &body)
-            .await
-            .map_err(|e| e.refusal(subject, &format!("set compatibility {compatibility}")))?;
+        let mut answer = self.call(reqwest::Method::PUT, &path, &body).await;
+        if let Err(Failure::Status { status: 409, .. }) = answer {
+            // Daemons starting together race to create the subject's rule (Apicurio answers
+            // "already exists" to the losers); once it exists, setting it again updates it.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            answer = self.call(reqwest::Method::PUT, &path, &body).await;
+        }
+        answer.map_err(|e| e.refusal(subject, &format!("set compatibility {compatibility}")))?;
         Ok(())
     }
 
