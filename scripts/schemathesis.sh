@@ -43,14 +43,9 @@ die() {
 # --- Schemathesis, in its own virtualenv ------------------------------------------------------
 if ! [[ -x $VENV/bin/st ]] || [[ $("$VENV/bin/st" --version 2>/dev/null) != "st, version $VERSION" ]]; then
   log "installing schemathesis $VERSION into $VENV"
-  command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found (Debian: apt-get install python3 python3-venv)"
-  if [[ ! -x $VENV/bin/python ]]; then
-    mkdir -p -- "$(dirname -- "$VENV")"
-    "$PYTHON" -m venv "$VENV" >&2 || {
-      rm -rf -- "$VENV"
-      die "cannot create a virtualenv (Debian: apt-get install python3-venv)"
-    }
-  fi
+  # shellcheck source=lib/venv.sh
+  . scripts/lib/venv.sh
+  venv_ensure "$VENV" "$PYTHON"
   "$VENV/bin/python" -m pip install --disable-pip-version-check --quiet "schemathesis==$VERSION" >&2
   [[ $("$VENV/bin/st" --version) == "st, version $VERSION" ]] || die "schemathesis $VERSION did not install"
 fi

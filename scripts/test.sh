@@ -28,6 +28,12 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 step "Apache Kafka (scripts/kafka.sh install)"
 echo "Kafka jars in $(scripts/kafka.sh install | tail -n 1)"
 
+step "Apicurio Registry, the Schema Registry of the tests (scripts/apicurio.sh install: Java 21+, Maven)"
+echo "Apicurio Registry in $(scripts/apicurio.sh install | tail -n 1), run with $(scripts/apicurio.sh java)"
+
+step "Confluent's Python client, the other-language consumer of the registry tests (scripts/confluent-python.sh install)"
+echo "confluent-kafka in $(scripts/confluent-python.sh install | tail -n 1)"
+
 step "formatting (cargo fmt --check)"
 cargo fmt --all -- --check
 

@@ -55,6 +55,8 @@ pub enum ApiError {
     #[error(transparent)]
     Kafka(#[from] StartupError),
     #[error(transparent)]
+    SchemaRegistry(#[from] shared::schema_registry::RegistryError),
+    #[error(transparent)]
     Store(#[from] StoreError),
     /// Boxed: its messages carry several ids and names.
     #[error(transparent)]
@@ -108,6 +110,9 @@ impl Application {
         let store = Store::open(&config.api).await?;
         kafka::check_connectivity(&config.kafka).await?;
         kafka::ensure_topics(&config.kafka, &config.topics).await?;
+        // Frames what the API publishes when a Schema Registry is configured; the view's
+        // reader takes framed records as they are.
+        shared::schema_registry::start(config).await?;
         let deadline = config.api.publish_timeout();
         let producer = kafka::producer(&config.kafka, deadline)?;
         let publisher = Publisher::new(

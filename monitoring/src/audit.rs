@@ -33,6 +33,9 @@ pub struct AuditEntry<'a> {
     /// The body when it is JSON: as it came, or compacted when it spans lines.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<Cow<'a, RawValue>>,
+    /// The Schema Registry id the body was framed with (its JSON is then `value`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema_id: Option<u32>,
     /// The body as text when it is not JSON; hex when it is not even UTF-8.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub raw: Option<&'a str>,
@@ -67,13 +70,22 @@ pub fn entry<'a>(
         pedido_id: None,
         status: None,
         value: None,
+        schema_id: None,
         raw: None,
         raw_hex: None,
         parse_error: None,
         verdict_latency_ms: None,
     };
+    // A framed body's JSON is recorded as such, with its schema id; a truncated frame, raw.
+    let json = match shared::wire::unframe(payload) {
+        Ok(body) => {
+            e.schema_id = body.schema_id();
+            body.json()
+        }
+        Err(_) => payload,
+    };
     // Validating JSON without building a tree; the typed decode below parses the bytes itself.
-    match serde_json::from_slice::<&RawValue>(payload) {
+    match serde_json::from_slice::<&RawValue>(json) {
         Ok(v) => e.value = Some(single_line(v)),
         Err(_) => match std::str::from_utf8(payload) {
             Ok(text) => e.raw = Some(text),

@@ -125,7 +125,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Moni
     )
     .with_admin("monitoring.admin_listen", &config.monitoring.admin_listen)
     // Nobody waits on it: a fetch ten times a second rather than one per record.
-    .with_batched_fetch();
+    .with_batched_fetch()
+    // It records every record as it is, framed or not; refusing is fraud's and notification's.
+    .without_schema_check();
     let result = pipeline::run_daemon(&config, options, handler, shutdown.clone()).await;
     shutdown.cancel();
     let _ = summaries.await;

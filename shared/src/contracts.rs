@@ -23,7 +23,7 @@ pub struct TopicContract {
     pub record: &'static str,
     /// The `event-type` header its records carry (`pedido.criado`).
     pub event_type: &'static str,
-    /// The record's JSON Schema (draft 2020-12).
+    /// The record's JSON Schema (draft-07).
     pub schema: Value,
 }
 
@@ -76,10 +76,11 @@ pub fn record_name<E: Event>() -> &'static str {
     }
 }
 
-/// `E`'s JSON Schema, as what producers write (serialization), draft 2020-12, self-contained
-/// (shared parts under `$defs`).
+/// `E`'s JSON Schema, as what producers write (serialization), self-contained (shared parts
+/// under `definitions`). Draft-07: registries' compatibility checkers (Apicurio's, Confluent's)
+/// do not all understand 2020-12.
 pub fn schema_of<E: Event>() -> Value {
-    let schema = SchemaSettings::draft2020_12()
+    let schema = SchemaSettings::draft07()
         .for_serialize()
         .into_generator()
         .into_root_schema_for::<E>();
@@ -243,6 +244,9 @@ mod tests {
         let mut float_money = order_json.clone();
         float_money["valor"] = serde_json::json!(19.9);
         assert!(check(schema_of::<Order>(), float_money).is_err());
+        let mut extra = order_json.clone();
+        extra["cupom"] = serde_json::json!("X");
+        assert!(check(schema_of::<Order>(), extra).is_err(), "closed schema");
         let mut no_user = order_json;
         no_user.as_object_mut().unwrap().remove("usuario");
         let err = check(schema_of::<Order>(), no_user).unwrap_err();

@@ -2,6 +2,9 @@
 //! names of the original project, keyed by `usuario`, with headers for type, schema version and
 //! correlation id.
 
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
 use chrono::{DateTime, SubsecRound, Utc};
 use rust_decimal::Decimal;
 use schemars::JsonSchema;
@@ -9,6 +12,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::validation::{MAX_QUANTIDADE, MAX_TEXT_CHARS, MIN_QUANTIDADE};
+use crate::wire;
 
 /// Header naming the event type (`pedido.criado`, `pedido.status`, `pedido.avaliado`).
 pub const HEADER_EVENT_TYPE: &str = "event-type";
@@ -19,12 +23,16 @@ pub const HEADER_CORRELATION_ID: &str = "correlation-id";
 pub const HEADER_CONTENT_TYPE: &str = "content-type";
 pub const SCHEMA_VERSION: &str = "1";
 
+// The `JsonSchema` derives of the record types are the data contract (`crate::contracts`):
+// their doc comments become the schemas' descriptions, and the limits are
+// `crate::validation`'s. The schemas are closed (`additionalProperties: false`), which is what
+// lets a registry's BACKWARD rule take a new optional field and refuse a removed one; decoding
+// itself still ignores unknown fields.
+
 /// An order, as published to `Pedidos`.
-///
-/// The `JsonSchema` derives below are the data contract (`crate::contracts`): the doc comments
-/// become the schemas' descriptions, and the limits are `crate::validation`'s.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
 pub struct Order {
     /// The order id (a UUIDv7, or a UUIDv5 of the customer and their `Idempotency-Key`).
     pub id: Uuid,
@@ -103,6 +111,7 @@ impl std::fmt::Display for Status {
 /// A change of an order's status, as published to `Notificacoes`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
 pub struct StatusEvent {
     /// Unique per status change; a replay of the same change keeps the same id.
     pub evento_id: Uuid,
@@ -146,6 +155,7 @@ impl StatusEvent {
 /// An order with its fraud verdict, as published to `Pedidos_validos` / `Pedidos_recusados`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
 pub struct EvaluatedOrder {
     #[serde(flatten)]
     pub pedido: Order,
@@ -193,6 +203,24 @@ impl Event for EvaluatedOrder {
     }
 }
 
+/// Schema Registry ids of the topics whose records this process frames (`crate::wire`), set
+/// once at start-up by `crate::schema_registry::start` when a registry is configured. Global
+/// because records are encoded deep inside the daemons' handlers, and the ids are the
+/// process's for its whole life.
+static SCHEMA_IDS: OnceLock<HashMap<String, u32>> = OnceLock::new();
+
+/// From now on, [`OutRecord::event`] frames records for these topics with their schema ids.
+/// Only the first call counts (a process registers its schemas once); returns whether this
+/// was it.
+pub fn frame_topics_with(schema_ids: HashMap<String, u32>) -> bool {
+    SCHEMA_IDS.set(schema_ids).is_ok()
+}
+
+/// The schema id this process frames `topic`'s records with, if any.
+pub fn schema_id_of(topic: &str) -> Option<u32> {
+    SCHEMA_IDS.get()?.get(topic).copied()
+}
+
 /// A record ready to be produced: owned, so it can be retried.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutRecord {
@@ -203,9 +231,14 @@ pub struct OutRecord {
 }
 
 impl OutRecord {
-    /// Encodes an event for `topic` with its key and standard headers.
+    /// Encodes an event for `topic` with its key and standard headers: JSON, framed with the
+    /// topic's schema id when a Schema Registry is configured.
     pub fn event<E: Event>(topic: &str, event: &E) -> Self {
-        let payload = serde_json::to_vec(event).expect("event types always serialize");
+        let json = serde_json::to_vec(event).expect("event types always serialize");
+        let payload = match schema_id_of(topic) {
+            Some(id) => wire::frame(id, &json),
+            None => json,
+        };
         Self {
             topic: topic.to_string(),
             key: Some(event.key().as_bytes().to_vec()),
@@ -231,17 +264,25 @@ impl OutRecord {
 pub enum DecodeError {
     #[error("empty payload")]
     Empty,
+    #[error(transparent)]
+    TruncatedFrame(#[from] wire::TruncatedFrame),
     #[error("payload is not UTF-8: {0}")]
     NotUtf8(String),
     #[error("payload is not a valid {kind}: {message}")]
     Invalid { kind: &'static str, message: String },
 }
 
-/// Decodes a record body into an event, with an error a human can act on.
+/// Decodes a record body into an event, with an error a human can act on. Takes plain JSON
+/// and Schema Registry frames alike (the frame's schema id is checked by the consumer loop,
+/// `crate::schema_registry`, not here).
 pub fn decode<E: Event>(payload: Option<&[u8]>) -> Result<E, DecodeError> {
     let bytes = payload
         .filter(|p| !p.is_empty())
         .ok_or(DecodeError::Empty)?;
+    let bytes = wire::unframe(bytes)?.json();
+    if bytes.is_empty() {
+        return Err(DecodeError::Empty);
+    }
     let text = std::str::from_utf8(bytes).map_err(|e| DecodeError::NotUtf8(e.to_string()))?;
     let de = &mut serde_json::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(invalid::<E, _>)
@@ -356,6 +397,18 @@ mod tests {
     }
 
     #[test]
+    fn framed_records_decode_like_plain_ones() {
+        let json = serde_json::to_vec(&order()).unwrap();
+        let framed = wire::frame(7, &json);
+        assert_eq!(decode::<Order>(Some(&framed)).unwrap(), order());
+        assert_eq!(decode::<Order>(Some(&json)).unwrap(), order());
+        assert_eq!(
+            decode::<Order>(Some(&wire::frame(7, b""))),
+            Err(DecodeError::Empty)
+        );
+    }
+
+    #[test]
     fn records_are_keyed_by_usuario_with_headers() {
         let r = OutRecord::event("Pedidos", &order());
         assert_eq!(r.topic, "Pedidos");
@@ -394,6 +447,10 @@ mod tests {
             wrong_type.to_string().contains("quantidade: invalid type"),
             "{wrong_type}"
         );
+        assert!(matches!(
+            decode::<Order>(Some(&[0, 0, 1])),
+            Err(DecodeError::TruncatedFrame(_))
+        ));
         let mut v = serde_json::to_value(order()).unwrap();
         v.as_object_mut().unwrap().remove("usuario");
         let missing = decode::<Order>(Some(v.to_string().as_bytes())).unwrap_err();

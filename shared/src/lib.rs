@@ -11,8 +11,10 @@ pub mod events;
 pub mod kafka;
 pub mod metrics;
 pub mod pipeline;
+pub mod schema_registry;
 pub mod shutdown;
 pub mod telemetry;
 pub mod validation;
+pub mod wire;
 
 pub use config::Config;

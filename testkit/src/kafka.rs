@@ -2,12 +2,12 @@
 //! launcher as the local run and the benchmark).
 
 use std::fs::OpenOptions;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::process;
+use crate::process::{self, scripts_dir};
 
 /// How long a node may take to say "Kafka Server started". A JVM on a busy 2-core CI machine
 /// needs 5-20 s; the bound only matters when something is wrong.
@@ -17,37 +17,10 @@ pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(120);
 pub(crate) const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 const READY_LINE: &str = "Kafka Server started";
 
-/// Where the launcher and the log4j2 file live, whatever the test's working directory.
-fn scripts_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .join("scripts")
-}
-
 /// Runs `scripts/kafka.sh install` once per test process (a no-op when the jars are cached).
 fn install() {
     static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
-    let result = INSTALLED.get_or_init(|| {
-        let output = Command::new("bash")
-            .arg(scripts_dir().join("kafka.sh"))
-            .arg("install")
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run bash scripts/kafka.sh install: {e}"))?;
-        if output.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "scripts/kafka.sh install failed ({}):\n{}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
-            ))
-        }
-    });
-    if let Err(message) = result {
-        panic!("Apache Kafka is not available for the tests: {message}");
-    }
+    process::install_once(&INSTALLED, "kafka.sh", "Apache Kafka");
 }
 
 /// A new cluster id: a random UUID as Kafka's `Uuid` prints it, 22 characters of URL-safe

@@ -9,6 +9,8 @@
 //!   topic.
 //! * [`Postgres`]: a real PostgreSQL server (Debian's `postgresql` package) in a temporary
 //!   directory, each test in a database of its own.
+//! * [`Registry`]: a real Schema Registry (Apicurio Registry 3, its Confluent-compatible API)
+//!   on a free port with in-memory storage, one per test binary.
 //! * [`free_port`]: a TCP port on 127.0.0.1 that was free a moment ago.
 //!
 //! ```no_run
@@ -30,6 +32,7 @@ mod kafka;
 mod postgres;
 mod process;
 mod records;
+mod registry;
 mod tls;
 
 pub use broker::{free_port, free_ports, Broker};
@@ -38,4 +41,5 @@ pub use records::{
     order_ids, produce_events, produce_raw, produce_raw_many, read_topic, reset_group_to_earliest,
     ConsumedRecord,
 };
+pub use registry::Registry;
 pub use tls::TlsFiles;

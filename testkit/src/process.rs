@@ -94,3 +94,36 @@ pub(crate) fn terminate(_child: &Child) -> bool {
 pub(crate) fn pid_alive(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
+
+/// Where the project's scripts live, whatever the test's working directory.
+pub(crate) fn scripts_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .join("scripts")
+}
+
+/// Runs `scripts/<script> install` once per test process through `done` (a no-op when what it
+/// installs is cached); panics saying `what` is not available, with the script's own words.
+pub(crate) fn install_once(done: &OnceLock<Result<(), String>>, script: &str, what: &str) {
+    let result = done.get_or_init(|| {
+        let output = Command::new("bash")
+            .arg(scripts_dir().join(script))
+            .arg("install")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run bash scripts/{script} install: {e}"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "scripts/{script} install failed ({}):\n{}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
+    });
+    if let Err(message) = result {
+        panic!("{what} is not available for the tests: {message}");
+    }
+}

@@ -15,6 +15,7 @@ mod kafka;
 mod monitoring;
 mod notification;
 mod properties;
+mod schema_registry;
 mod secret;
 mod sources;
 mod telemetry;
@@ -34,6 +35,7 @@ pub use kafka::{KafkaConfig, SecurityProtocol};
 pub use monitoring::MonitoringConfig;
 pub use notification::NotificationConfig;
 pub use properties::Properties;
+pub use schema_registry::{Compatibility, SchemaRegistryConfig};
 pub use secret::Secret;
 pub use telemetry::{LogFormat, TelemetryConfig};
 pub use topics::TopicsConfig;
@@ -71,6 +73,7 @@ pub struct Config {
     pub notification: NotificationConfig,
     pub monitoring: MonitoringConfig,
     pub telemetry: TelemetryConfig,
+    pub schema_registry: SchemaRegistryConfig,
 }
 
 impl Config {
@@ -115,6 +118,9 @@ impl Config {
             .is_some_and(KafkaConfig::holds_secret)
             || key == "api.jwt_secret"
             || key == "api.store_url"
+            || key
+                .strip_prefix("schema_registry.")
+                .is_some_and(SchemaRegistryConfig::holds_secret)
     }
 
     /// Every section checks its own values.
@@ -131,7 +137,10 @@ impl Config {
             .map_err(|e| e.in_section("monitoring"))?;
         self.telemetry
             .validate()
-            .map_err(|e| e.in_section("telemetry"))
+            .map_err(|e| e.in_section("telemetry"))?;
+        self.schema_registry
+            .validate()
+            .map_err(|e| e.in_section("schema_registry"))
     }
 }
 

@@ -72,7 +72,8 @@ pub async fn run<H: Handler>(
                 if !recall.prepare(&mut handler, &record, &shutdown).await {
                     break;
                 }
-                let handled = super::traced::handle(&mut dead_letters, &mut handler, &record);
+                let refused = options.schema_refusal(&record, &shutdown).await;
+                let handled = super::traced::handle_or_refuse(&mut dead_letters, &mut handler, &record, refused);
                 let mut deliveries = Vec::with_capacity(handled.records.len());
                 for out in handled.records {
                     let first = enqueue(producer, &out).await;

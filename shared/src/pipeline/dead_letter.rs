@@ -45,22 +45,25 @@ impl DeadLetters {
     pub(super) fn handle<H: Handler>(&mut self, handler: &mut H, record: &InRecord<'_>) -> Handled {
         match handler.handle(record) {
             Ok(handled) => handled,
-            Err(poison) => {
-                self.count += 1;
-                self.counters.get(record.topic).inc();
-                let dlq = TopicsConfig::dlq_with_suffix(record.topic, &self.suffix);
-                tracing::warn!(
-                    topic = record.topic,
-                    partition = record.partition,
-                    offset = record.offset,
-                    dlq = %dlq,
-                    dead_lettered = self.count,
-                    error = %poison.reason,
-                    "record sent to dead-letter topic"
-                );
-                Handled::publish(vec![dead_letter(record, &dlq, &poison, &self.group)])
-            }
+            Err(poison) => self.refuse(record, poison),
         }
+    }
+
+    /// A copy of a refused record for its input topic's dead-letter topic.
+    pub(super) fn refuse(&mut self, record: &InRecord<'_>, poison: Poison) -> Handled {
+        self.count += 1;
+        self.counters.get(record.topic).inc();
+        let dlq = TopicsConfig::dlq_with_suffix(record.topic, &self.suffix);
+        tracing::warn!(
+            topic = record.topic,
+            partition = record.partition,
+            offset = record.offset,
+            dlq = %dlq,
+            dead_lettered = self.count,
+            error = %poison.reason,
+            "record sent to dead-letter topic"
+        );
+        Handled::publish(vec![dead_letter(record, &dlq, &poison, &self.group)])
     }
 }
 

@@ -176,7 +176,8 @@ pub async fn run<H: Handler>(
                 if batch.count == 0 && committing.is_none() {
                     batch.open(producer).await?;
                 }
-                let handled = super::traced::handle(&mut dead_letters, &mut handler, &record);
+                let refused = options.schema_refusal(&record, &shutdown).await;
+                let handled = super::traced::handle_or_refuse(&mut dead_letters, &mut handler, &record, refused);
                 for out in handled.records {
                     batch.produced.push(metrics.produced.get(&out.topic).clone());
                     if batch.in_transaction {

@@ -57,6 +57,10 @@ pub async fn run_daemon<H: Handler>(
     let _admin = admin_stop.drop_guard();
     kafka::check_connectivity(&config.kafka).await?;
     kafka::ensure_topics(&config.kafka, &config.topics).await?;
+    let registry = crate::schema_registry::start(config).await?;
+    if options.check_schemas {
+        options.schema_registry = registry;
+    }
     let dead_letters = DeadLetters::new(
         &config.topics.dlq_suffix,
         &options.group_id,

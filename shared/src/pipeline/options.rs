@@ -1,10 +1,13 @@
 //! What a daemon asks of the loop.
 
+use std::sync::Arc;
+
 use rdkafka::consumer::Consumer as _;
 
 use super::error::PipelineError;
 use crate::config::KafkaConfig;
 use crate::kafka::{Consumer, Fetch};
+use crate::schema_registry::SchemaRegistry;
 
 #[derive(Debug, Clone)]
 pub struct LoopOptions {
@@ -27,6 +30,13 @@ pub struct LoopOptions {
     /// How the loop's consumer fetches: at once by default; [`Fetch::Batched`] for a daemon
     /// nobody waits on.
     pub fetch: Fetch,
+    /// Whether framed records are checked against the Schema Registry before the handler sees
+    /// them (when one is configured): on by default; off for a daemon that must record every
+    /// record as it is rather than refuse any (monitoring).
+    pub check_schemas: bool,
+    /// The registry framed records are checked against; `run_daemon` sets it from the
+    /// configuration when `check_schemas` is on.
+    pub schema_registry: Option<Arc<SchemaRegistry>>,
 }
 
 impl LoopOptions {
@@ -40,6 +50,8 @@ impl LoopOptions {
             history_from: None,
             admin_listen: None,
             fetch: Fetch::Prompt,
+            check_schemas: true,
+            schema_registry: None,
         }
     }
 
@@ -54,6 +66,23 @@ impl LoopOptions {
     pub fn with_batched_fetch(mut self) -> Self {
         self.fetch = Fetch::Batched;
         self
+    }
+
+    /// Takes framed records as they come, without asking the Schema Registry about them.
+    pub fn without_schema_check(mut self) -> Self {
+        self.check_schemas = false;
+        self
+    }
+
+    /// Why the registry refuses `record`, if it does (see [`SchemaRegistry::check`]).
+    pub(super) async fn schema_refusal(
+        &self,
+        record: &super::InRecord<'_>,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> Option<super::Poison> {
+        let registry = self.schema_registry.as_ref()?;
+        let refusal = registry.check(record.payload, shutdown).await.err()?;
+        Some(super::Poison::new(refusal))
     }
 
     /// Subscribes `consumer` to the loop's topics and says so.

@@ -4,7 +4,7 @@
 //! trace context (an old one, loadgen's raw mode) starts a new trace.
 
 use super::dead_letter::DeadLetters;
-use super::handler::{Handled, Handler, InRecord};
+use super::handler::{Handled, Handler, InRecord, Poison};
 use crate::telemetry::trace_context;
 
 /// [`DeadLetters::handle`] inside the record's span. Public for cost measurements
@@ -14,6 +14,17 @@ pub fn handle<H: Handler>(
     handler: &mut H,
     record: &InRecord<'_>,
 ) -> Handled {
+    handle_or_refuse(dead_letters, handler, record, None)
+}
+
+/// [`handle`], or, for a record already `refused` (by the Schema Registry check), its
+/// dead-letter copy without asking the handler.
+pub(super) fn handle_or_refuse<H: Handler>(
+    dead_letters: &mut DeadLetters,
+    handler: &mut H,
+    record: &InRecord<'_>,
+    refused: Option<Poison>,
+) -> Handled {
     let span = tracing::info_span!(
         "record",
         trace_id = tracing::field::Empty,
@@ -22,7 +33,10 @@ pub fn handle<H: Handler>(
         offset = record.offset,
     );
     let trace = trace_context::continue_trace(&span, record.headers());
-    let mut handled = span.in_scope(|| dead_letters.handle(handler, record));
+    let mut handled = span.in_scope(|| match refused {
+        None => dead_letters.handle(handler, record),
+        Some(poison) => dead_letters.refuse(record, poison),
+    });
     for out in &mut handled.records {
         trace.apply(&mut out.headers);
     }
