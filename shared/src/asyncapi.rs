@@ -30,9 +30,10 @@ pub fn document(config: &Config) -> Value {
     let mut channels = Map::new();
     let mut messages = Map::new();
     let mut schemas = Map::new();
+    let framed = config.schema_registry.enabled();
     for (record, schema) in contracts::record_schemas() {
         let (event_type, title) = describe(record);
-        messages.insert(record.into(), message(record, event_type, title));
+        messages.insert(record.into(), message(record, event_type, title, framed));
         add_schema(&mut schemas, record, schema);
     }
     messages.insert(DEAD_LETTER.into(), dead_letter_message());
@@ -75,7 +76,7 @@ pub fn document(config: &Config) -> Value {
                 HTTP side is described at `/openapi.json`.",
         },
         "defaultContentType": "application/json",
-        "servers": servers(&config.kafka),
+        "servers": servers(&config.kafka, &config.schema_registry.url),
         "channels": channels,
         "operations": operations(config),
         "components": {
@@ -292,7 +293,17 @@ fn channel_id(topic: &str) -> String {
         .collect()
 }
 
-fn message(record: &str, event_type: &str, title: &str) -> Value {
+/// `framed`: values in Confluent's wire format, the schema id in the payload's first bytes.
+fn message(record: &str, event_type: &str, title: &str, framed: bool) -> Value {
+    let mut kafka = json!({
+        "key": { "type": "string", "description": "The customer, `usuario`." },
+        "bindingVersion": KAFKA_BINDING,
+    });
+    if framed {
+        kafka["schemaIdLocation"] = json!("payload");
+        kafka["schemaIdPayloadEncoding"] = json!("confluent");
+        kafka["schemaLookupStrategy"] = json!("TopicNameStrategy");
+    }
     json!({
         "name": event_type,
         "title": title,
@@ -306,14 +317,7 @@ fn message(record: &str, event_type: &str, title: &str) -> Value {
             "description": "The order's id: every record of one order's journey carries it.",
             "location": format!("$message.header#/{HEADER_CORRELATION_ID}"),
         },
-        "bindings": {
-            "kafka": {
-                "key": { "type": "string", "description": "The customer, `usuario`." },
-                "schemaIdLocation": "payload",
-                "schemaIdPayloadEncoding": "confluent",
-                "bindingVersion": KAFKA_BINDING,
-            }
-        },
+        "bindings": { "kafka": kafka },
     })
 }
 
@@ -366,7 +370,10 @@ fn record_headers() -> Value {
     })
 }
 
-fn servers(kafka: &KafkaConfig) -> Value {
+/// One server per bootstrap server; with a schema registry (`registry_url`), its address in
+/// each server's Kafka binding. The URL is shown without credentials.
+fn servers(kafka: &KafkaConfig, registry_url: &str) -> Value {
+    let registry = registry_url.trim();
     let protocol = match kafka.security_protocol {
         SecurityProtocol::Plaintext | SecurityProtocol::SaslPlaintext => "kafka",
         SecurityProtocol::Ssl | SecurityProtocol::SaslSsl => "kafka-secure",
@@ -398,9 +405,33 @@ fn servers(kafka: &KafkaConfig) -> Value {
         if let Some(security) = &security {
             server["security"] = security.clone();
         }
+        if !registry.is_empty() {
+            server["bindings"] = json!({
+                "kafka": {
+                    "schemaRegistryUrl": without_userinfo(registry),
+                    "schemaRegistryVendor": "confluent",
+                    "bindingVersion": KAFKA_BINDING,
+                }
+            });
+        }
         servers.insert(format!("broker{}", i + 1), server);
     }
     Value::Object(servers)
+}
+
+/// `https://user:pass@host/x` → `https://host/x`: credentials belong in
+/// `schema_registry.username`/`password`, but a URL carrying them must not leak them.
+fn without_userinfo(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let host = authority
+                .rsplit_once('@')
+                .map_or(authority, |(_, host)| host);
+            format!("{scheme}://{host}{path}")
+        }
+        None => url.to_string(),
+    }
 }
 
 fn security_schemes() -> Value {
@@ -500,5 +531,23 @@ mod tests {
             "#/components/securitySchemes/plain"
         );
         assert!(!document.to_string().contains("KEY123"));
+        // Plain JSON values: no schema id to look for.
+        let order = &document["components"]["messages"]["Order"]["bindings"]["kafka"];
+        assert!(order.get("schemaIdLocation").is_none(), "{order}");
+    }
+
+    #[test]
+    fn with_a_registry_messages_say_where_the_schema_id_is() {
+        let mut config = Config::default();
+        config.schema_registry.url = "https://sr-key:sr-secret@psrc-1.example.cloud".into();
+        let document = document(&config);
+        let order = &document["components"]["messages"]["Order"]["bindings"]["kafka"];
+        assert_eq!(order["schemaIdLocation"], "payload");
+        assert_eq!(order["schemaIdPayloadEncoding"], "confluent");
+        assert_eq!(
+            document["servers"]["broker1"]["bindings"]["kafka"]["schemaRegistryUrl"],
+            "https://psrc-1.example.cloud"
+        );
+        assert!(!document.to_string().contains("sr-secret"));
     }
 }
