@@ -170,84 +170,56 @@ fn channel(topic: &str, message_id: &str, description: &str, partitions: i32) ->
 /// Who sends and who receives on each channel: the mesh described as one application.
 fn operations(config: &Config) -> Value {
     let topics = &config.topics;
-    let send = |daemon: &str, topic: &str, message: &str, summary: &str| {
-        operation("send", daemon, None, topic, message, summary)
-    };
-    let receive = |daemon: &str, group: &str, topic: &str, message: &str, summary: &str| {
-        operation("receive", daemon, Some(group), topic, message, summary)
-    };
-    let fraud = config.fraud.group_id.as_str();
-    let notification = config.notification.group_id.as_str();
-    let monitoring = config.monitoring.group_id.as_str();
-    let mut operations = Map::new();
-    for (id, op) in [
-        (
-            "apiSendsOrder",
-            send("api", &topics.pedidos, "Order", "The API publishes each order it accepts (POST /pedidos), before answering 202."),
-        ),
-        (
-            "apiSendsAnalise",
-            send("api", &topics.notificacoes, "StatusEvent", "The API publishes the order's first status, `Analise`, together with the order."),
-        ),
-        (
-            "fraudReceivesOrder",
-            receive("fraud", fraud, &topics.pedidos, "Order", "fraud decides each order: a pure function of the order and its rules."),
-        ),
-        (
-            "fraudSendsApproved",
-            send("fraud", &topics.pedidos_validos, "EvaluatedOrder", "An approved order, with its verdict."),
-        ),
-        (
-            "fraudSendsRefused",
-            send("fraud", &topics.pedidos_recusados, "EvaluatedOrder", "A refused order, with the reason."),
-        ),
-        (
-            "fraudSendsVerdict",
-            send("fraud", &topics.notificacoes, "StatusEvent", "The verdict as a status change: `Aprovado` or `Recusado`, with `motivo`."),
-        ),
-        (
-            "notificationReceivesStatus",
-            receive("notification", notification, &topics.notificacoes, "StatusEvent", "notification tells the customer of each status change, once per event id."),
-        ),
-        (
-            "apiReceivesStatus",
-            operation("receive", "api", None, &topics.notificacoes, "StatusEvent", "The API's order view reads every status change (no consumer group: it keeps its own offsets)."),
-        ),
-    ] {
-        operations.insert(id.into(), op);
-    }
-    let flow = [
-        (&topics.pedidos, "Order"),
-        (&topics.notificacoes, "StatusEvent"),
-        (&topics.pedidos_validos, "EvaluatedOrder"),
-        (&topics.pedidos_recusados, "EvaluatedOrder"),
+    let fraud = Some(config.fraud.group_id.as_str());
+    let notification = Some(config.notification.group_id.as_str());
+    let monitoring = Some(config.monitoring.group_id.as_str());
+    let pedidos_dlq = topics.dlq(&topics.pedidos);
+    let notificacoes_dlq = topics.dlq(&topics.notificacoes);
+    // (id, daemon, action, consumer group, topic, message, summary)
+    #[rustfmt::skip]
+    let table = [
+        ("apiSendsOrder", "api", "send", None, &topics.pedidos, "Order",
+            "The API publishes each order it accepts (POST /pedidos), before answering 202."),
+        ("apiSendsAnalise", "api", "send", None, &topics.notificacoes, "StatusEvent",
+            "The API publishes the order's first status, `Analise`, together with the order."),
+        ("fraudReceivesOrder", "fraud", "receive", fraud, &topics.pedidos, "Order",
+            "fraud decides each order: a pure function of the order and its rules."),
+        ("fraudSendsApproved", "fraud", "send", None, &topics.pedidos_validos, "EvaluatedOrder",
+            "An approved order, with its verdict."),
+        ("fraudSendsRefused", "fraud", "send", None, &topics.pedidos_recusados, "EvaluatedOrder",
+            "A refused order, with the reason."),
+        ("fraudSendsVerdict", "fraud", "send", None, &topics.notificacoes, "StatusEvent",
+            "The verdict as a status change: `Aprovado` or `Recusado`, with `motivo`."),
+        ("fraudDeadLetters", "fraud", "send", None, &pedidos_dlq, DEAD_LETTER,
+            "fraud copies an order it cannot handle here and moves on."),
+        ("notificationReceivesStatus", "notification", "receive", notification, &topics.notificacoes, "StatusEvent",
+            "notification tells the customer of each status change, once per event id."),
+        ("notificationDeadLetters", "notification", "send", None, &notificacoes_dlq, DEAD_LETTER,
+            "notification copies a status event it cannot handle here and moves on."),
+        ("apiReceivesStatus", "api", "receive", None, &topics.notificacoes, "StatusEvent",
+            "The API's order view reads every status change (no consumer group: it keeps its own offsets)."),
+        ("apiReceivesOrder", "api", "receive", None, &topics.pedidos, "Order",
+            "The API's order view reads every order, those other instances placed included."),
+        ("monitoringReceivesOrder", "monitoring", "receive", monitoring, &topics.pedidos, "Order",
+            "monitoring records every record of the flow in its audit file."),
+        ("monitoringReceivesStatus", "monitoring", "receive", monitoring, &topics.notificacoes, "StatusEvent",
+            "monitoring records every record of the flow in its audit file."),
+        ("monitoringReceivesApproved", "monitoring", "receive", monitoring, &topics.pedidos_validos, "EvaluatedOrder",
+            "monitoring records every record of the flow in its audit file."),
+        ("monitoringReceivesRefused", "monitoring", "receive", monitoring, &topics.pedidos_recusados, "EvaluatedOrder",
+            "monitoring records every record of the flow in its audit file."),
+        ("monitoringReceivesDeadOrders", "monitoring", "receive", monitoring, &pedidos_dlq, DEAD_LETTER,
+            "monitoring records every dead-lettered record too, raw, with the reason."),
+        ("monitoringReceivesDeadStatus", "monitoring", "receive", monitoring, &notificacoes_dlq, DEAD_LETTER,
+            "monitoring records every dead-lettered record too, raw, with the reason."),
     ];
-    for (topic, message) in flow {
-        operations.insert(
-            format!("monitoringReceives_{}", channel_id(topic)),
-            receive(
-                "monitoring",
-                monitoring,
-                topic,
-                message,
-                "monitoring records every record of the flow in its audit file.",
-            ),
-        );
-    }
-    for input in [&topics.pedidos, &topics.notificacoes] {
-        let dlq = topics.dlq(input);
-        operations.insert(
-            format!("deadLetter_{}", channel_id(&dlq)),
-            operation(
-                "send",
-                "fraud, notification",
-                None,
-                &dlq,
-                "DeadLetter",
-                "A consumer copies a record it cannot handle here and moves on.",
-            ),
-        );
-    }
+    let operations = table
+        .into_iter()
+        .map(|(id, daemon, action, group, topic, message, summary)| {
+            let op = operation(action, daemon, group, topic, message, summary);
+            (id.to_string(), op)
+        })
+        .collect();
     Value::Object(operations)
 }
 
