@@ -381,13 +381,17 @@ mod tests {
             ..Rotation::default()
         };
         let (writer, thread) = AuditWriter::open(&path, rotation, false).unwrap();
-        let mut waits: Vec<_> = (0..500).map(|i| writer.append(&line(i))).collect();
-        // An external logrotate in the middle: rename, then SIGHUP.
-        waits.remove(0).await.unwrap();
+        let first: Vec<_> = (0..500).map(|i| writer.append(&line(i))).collect();
+        // Once they are written (the writer's own rotations of them done: an external rename
+        // racing one would find the file gone for a moment), an external logrotate: rename,
+        // then SIGHUP.
+        for w in first {
+            w.await.unwrap();
+        }
         std::fs::rename(&path, dir.path().join("audit.jsonl.1")).unwrap();
         assert!(writer.reopener().reopen());
-        waits.extend((500..1000).map(|i| writer.append(&line(i))));
-        for w in waits {
+        let second: Vec<_> = (500..1000).map(|i| writer.append(&line(i))).collect();
+        for w in second {
             w.await.unwrap();
         }
         drop(writer);
