@@ -169,16 +169,7 @@ async fn a_full_disk_holds_monitoring_back_without_exit_and_it_resumes_with_no_g
         return;
     };
     let audit_file = disk.dir.join("audit.jsonl");
-    let options = Options::default().with_env(&[(
-        "PEDIDOS_MONITORING__AUDIT_FILE",
-        audit_file.to_str().unwrap(),
-    )]);
-    let mut mesh = Mesh::start_with_options(Broker::shared(), options).await;
-    mesh.audit_file = audit_file.clone();
-    let admin = mesh
-        .monitoring
-        .admin_address()
-        .expect("monitoring's admin address");
+    let (mut mesh, admin) = mesh_auditing_to(&audit_file, &[]).await;
     let admin_url = format!("http://{admin}");
     let driver = Driver::start(&mesh.api_url, 2_000, 100, 16);
     driver.wait_accepted(400, WAIT).await;
@@ -252,23 +243,17 @@ async fn a_full_disk_longer_than_the_poll_interval_loses_and_repeats_no_line() {
         return;
     };
     let audit_file = disk.dir.join("audit.jsonl");
-    let options = Options::default().with_env(&[
-        (
-            "PEDIDOS_MONITORING__AUDIT_FILE",
-            audit_file.to_str().unwrap(),
-        ),
-        ("PEDIDOS_MONITORING__MAX_IN_FLIGHT", "50"),
-        (
-            "PEDIDOS_KAFKA__CONSUMER_PROPERTIES",
-            r#"{ "max.poll.interval.ms" = "7000", "session.timeout.ms" = "6000" }"#,
-        ),
-    ]);
-    let mut mesh = Mesh::start_with_options(Broker::shared(), options).await;
-    mesh.audit_file = audit_file.clone();
-    let admin = mesh
-        .monitoring
-        .admin_address()
-        .expect("monitoring's admin address");
+    let (mut mesh, admin) = mesh_auditing_to(
+        &audit_file,
+        &[
+            ("PEDIDOS_MONITORING__MAX_IN_FLIGHT", "50"),
+            (
+                "PEDIDOS_KAFKA__CONSUMER_PROPERTIES",
+                r#"{ "max.poll.interval.ms" = "7000", "session.timeout.ms" = "6000" }"#,
+            ),
+        ],
+    )
+    .await;
     let admin_url = format!("http://{admin}");
     let driver = Driver::start(&mesh.api_url, 1_500, 100, 16);
     driver.wait_accepted(300, WAIT).await;
@@ -297,4 +282,22 @@ async fn a_full_disk_longer_than_the_poll_interval_loses_and_repeats_no_line() {
     assert_eq!(report.audit_repeats, 0, "{report}");
     drop(mesh);
     drop(disk);
+}
+
+/// A mesh whose monitoring writes its audit file at `audit_file`, with the `extra` settings, and
+/// monitoring's admin address.
+async fn mesh_auditing_to(audit_file: &Path, extra: &[(&str, &str)]) -> (Mesh, String) {
+    let options = Options::default()
+        .with_env(&[(
+            "PEDIDOS_MONITORING__AUDIT_FILE",
+            audit_file.to_str().unwrap(),
+        )])
+        .with_env(extra);
+    let mut mesh = Mesh::start_with_options(Broker::shared(), options).await;
+    mesh.audit_file = audit_file.to_path_buf();
+    let admin = mesh
+        .monitoring
+        .admin_address()
+        .expect("monitoring's admin address");
+    (mesh, admin)
 }
