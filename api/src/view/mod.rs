@@ -195,10 +195,15 @@ impl ViewHandle {
                     }),
                 };
                 if let Err(e) = waited {
-                    // Written after all, by a commit that did not say so (the reader's, before
+                    // Written after all, by commits that did not say so (the reader's, before
                     // the POST marked it): the store is the truth.
-                    if self.store.get(id).await?.is_some_and(|v| v.order.is_some()) {
-                        unwritten.remove([&id]);
+                    if self
+                        .store
+                        .get(id)
+                        .await?
+                        .is_some_and(|v| v.holds_what_was_posted())
+                    {
+                        unwritten.forget(id);
                         break;
                     }
                     return Err(e);

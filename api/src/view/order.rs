@@ -81,6 +81,11 @@ impl OrderView {
     pub fn is_final(&self) -> bool {
         self.status().is_final()
     }
+
+    /// Whether it holds what a POST writes: the order and its `Analise`.
+    pub fn holds_what_was_posted(&self) -> bool {
+        self.order.is_some() && self.history.iter().any(|e| e.status == Status::Analise)
+    }
 }
 
 #[cfg(test)]

@@ -4,18 +4,32 @@
 //! finds the order, and a retried `Idempotency-Key` still finds its original. On either store,
 //! an order whose POST could not be written in time stays here until the reader writes it, so
 //! a GET answers 503 meanwhile rather than 404.
+//!
+//! An order counts as written once the store holds both parts a POST writes: its row and its
+//! `Analise`. The reader may commit the row alone (it read `Pedidos` before `Notificacoes`)
+//! between the POST's queueing and the POST's own commit; a read then still waits for the rest.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use shared::events::Status;
 use uuid::Uuid;
 
 use super::Changes;
 
+const ORDER: u8 = 1;
+const RECEIVED: u8 = 2;
+
 #[derive(Default)]
 pub struct Unwritten {
-    /// Order id → its `usuario`, for listings.
-    orders: Mutex<HashMap<Uuid, String>>,
+    orders: Mutex<HashMap<Uuid, Pending>>,
+}
+
+struct Pending {
+    /// For listings.
+    usuario: String,
+    /// The parts no commit has written yet.
+    parts: u8,
 }
 
 impl Unwritten {
@@ -23,19 +37,43 @@ impl Unwritten {
     pub fn add(&self, changes: &Changes) {
         let mut orders = self.orders.lock().unwrap();
         for row in changes.rows() {
-            orders.insert(row.id, row.usuario.clone());
+            orders.insert(
+                row.id,
+                Pending {
+                    usuario: row.usuario.clone(),
+                    parts: ORDER | RECEIVED,
+                },
+            );
         }
     }
 
-    /// These orders are committed.
-    pub fn remove<'a>(&self, ids: impl IntoIterator<Item = &'a Uuid>) {
+    /// A commit wrote these changes, whoever queued them.
+    pub fn written(&self, changes: &Changes) {
         let mut orders = self.orders.lock().unwrap();
         if orders.is_empty() {
             return;
         }
-        for id in ids {
-            orders.remove(id);
+        let rows = changes
+            .rows()
+            .filter(|r| r.order.is_some())
+            .map(|r| (r.id, ORDER));
+        let received = changes
+            .events()
+            .filter(|e| e.status == Status::Analise)
+            .map(|e| (e.pedido_id, RECEIVED));
+        for (id, part) in rows.chain(received) {
+            if let Some(pending) = orders.get_mut(&id) {
+                pending.parts &= !part;
+                if pending.parts == 0 {
+                    orders.remove(&id);
+                }
+            }
         }
+    }
+
+    /// The store holds this order whole, however it got there.
+    pub fn forget(&self, id: Uuid) {
+        self.orders.lock().unwrap().remove(&id);
     }
 
     pub fn contains(&self, id: Uuid) -> bool {
@@ -47,7 +85,7 @@ impl Unwritten {
         let orders = self.orders.lock().unwrap();
         orders
             .iter()
-            .filter(|(_, u)| usuario.is_none_or(|wanted| wanted == u.as_str()))
+            .filter(|(_, p)| usuario.is_none_or(|wanted| wanted == p.usuario.as_str()))
             .map(|(id, _)| *id)
             .collect()
     }
@@ -57,29 +95,69 @@ impl Unwritten {
 mod tests {
     use super::*;
     use rust_decimal::Decimal;
-    use shared::events::Order;
+    use shared::events::{Order, StatusEvent};
 
-    fn posted(usuario: &str) -> (Uuid, Changes) {
+    /// What a POST writes: the order and its `Analise`.
+    fn posted(usuario: &str) -> (Order, StatusEvent, Changes) {
         let order = Order::new(usuario, "livro", 1, Decimal::ONE);
+        let received = StatusEvent::received(&order);
         let mut changes = Changes::default();
         changes.order(&order);
-        (order.id, changes)
+        changes.status(&received);
+        (order, received, changes)
     }
 
     #[test]
     fn an_order_is_unwritten_from_its_post_to_its_commit() {
         let unwritten = Unwritten::default();
-        let (ana, ana_changes) = posted("ana");
-        let (bia, bia_changes) = posted("bia");
+        let (ana, _, ana_changes) = posted("ana");
+        let (bia, _, bia_changes) = posted("bia");
         unwritten.add(&ana_changes);
         unwritten.add(&bia_changes);
-        assert!(unwritten.contains(ana) && unwritten.contains(bia));
-        assert_eq!(unwritten.of(Some("ana")), vec![ana]);
+        assert!(unwritten.contains(ana.id) && unwritten.contains(bia.id));
+        assert_eq!(unwritten.of(Some("ana")), vec![ana.id]);
         assert_eq!(unwritten.of(Some("caio")), Vec::<Uuid>::new());
         assert_eq!(unwritten.of(None).len(), 2);
-        unwritten.remove([&ana]);
-        assert!(!unwritten.contains(ana), "committed");
-        assert!(unwritten.contains(bia), "not committed yet");
-        assert_eq!(unwritten.of(None), vec![bia]);
+        unwritten.written(&ana_changes);
+        assert!(!unwritten.contains(ana.id), "committed");
+        assert!(unwritten.contains(bia.id), "not committed yet");
+        assert_eq!(unwritten.of(None), vec![bia.id]);
+    }
+
+    #[test]
+    fn the_readers_commit_of_the_row_alone_leaves_the_order_unwritten_until_its_analise() {
+        let unwritten = Unwritten::default();
+        let (order, received, changes) = posted("ana");
+        unwritten.add(&changes);
+        let mut row_only = Changes::default();
+        row_only.order(&order);
+        unwritten.written(&row_only);
+        assert!(
+            unwritten.contains(order.id),
+            "a GET now would find the order without its history"
+        );
+        let mut analise = Changes::default();
+        analise.status(&received);
+        unwritten.written(&analise);
+        assert!(!unwritten.contains(order.id), "both parts in the store");
+    }
+
+    #[test]
+    fn a_verdict_does_not_stand_for_the_analise() {
+        let unwritten = Unwritten::default();
+        let (order, _, changes) = posted("ana");
+        unwritten.add(&changes);
+        let mut row_and_verdict = Changes::default();
+        row_and_verdict.order(&order);
+        row_and_verdict.status(&StatusEvent::verdict(
+            &order,
+            Status::Aprovado,
+            "ok",
+            chrono::Utc::now(),
+        ));
+        unwritten.written(&row_and_verdict);
+        assert!(unwritten.contains(order.id));
+        unwritten.forget(order.id);
+        assert!(!unwritten.contains(order.id));
     }
 }

@@ -274,11 +274,9 @@ async fn run(
         }
         COMMIT.observe(started.elapsed().as_secs_f64());
         blocked.cleared();
-        // Off the unwritten set before the waiters wake, so they find the rows: every order
-        // whose row this commit wrote, whoever queued it.
-        committed
-            .unwritten
-            .remove(changes.rows().filter(|r| r.order.is_some()).map(|r| &r.id));
+        // Off the unwritten set before the waiters wake, so they find the rows: every part of
+        // an order this commit wrote, whoever queued it.
+        committed.unwritten.written(&changes);
         committed.posted.insert(posts);
         (committed.on_commit)(&changes);
         committed.live.changed(changes.touched());
