@@ -28,8 +28,14 @@ const MAX_ROWS_PER_COMMIT: usize = 5_000;
 const BATCH_QUEUE: usize = 8;
 /// POSTs waiting for the writer; each holds a request open, so HTTP concurrency bounds them.
 const POST_QUEUE: usize = 1_024;
-/// How long a commit that starts with a POST waits for more POSTs to join it.
+/// How long a commit that starts with a POST waits for more POSTs to join it, when the POST
+/// waits for that commit (a shared store).
 const POST_LINGER: Duration = Duration::from_millis(1);
+/// How long a commit that starts with a POST waits for the reader's next batch to join it, when
+/// nothing but a GET may wait on it (the embedded store): a little more than the reader's fetch
+/// wait (`shared::kafka::BRIEF_FETCH_WAIT_MS`), so at a light load a POST's order rides in the
+/// reader's next commit rather than costing one of its own (BENCHMARKS.md, issue 26).
+const POST_LINGER_FOR_BATCH: Duration = Duration::from_millis(25);
 /// Pause after a failed commit before the same batch is tried again.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
@@ -87,13 +93,28 @@ impl Writer {
         on_commit: OnCommit,
         shutdown: CancellationToken,
     ) -> (Self, tokio::task::JoinHandle<()>) {
+        let linger = match store.is_shared() {
+            true => Linger::ForPosts(POST_LINGER),
+            false => Linger::ForBatch(POST_LINGER_FOR_BATCH),
+        };
+        Self::start_lingering(store, live, posted, on_commit, linger, shutdown)
+    }
+
+    fn start_lingering(
+        store: Store,
+        live: Arc<Live>,
+        posted: Arc<Posted>,
+        on_commit: OnCommit,
+        linger: Linger,
+        shutdown: CancellationToken,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (posts, post_queue) = mpsc::channel(POST_QUEUE);
         let (batches, batch_queue) = mpsc::channel(BATCH_QUEUE);
         let queues = Queues {
             posts: post_queue,
             batches: batch_queue,
         };
-        let post_waits_for_commit = store.is_shared();
+        let post_waits_for_commit = matches!(linger, Linger::ForPosts(_));
         let unwritten = Arc::new(Unwritten::default());
         let blocked = Arc::new(WriteBlocked::new(store.label().to_string()));
         let committed = Committed {
@@ -102,7 +123,14 @@ impl Writer {
             unwritten: unwritten.clone(),
             on_commit,
         };
-        let task = tokio::spawn(run(store, committed, queues, blocked.clone(), shutdown));
+        let task = tokio::spawn(run(
+            store,
+            committed,
+            queues,
+            linger,
+            blocked.clone(),
+            shutdown,
+        ));
         let writer = Self {
             posts,
             batches,
@@ -172,6 +200,16 @@ impl Writer {
     }
 }
 
+/// What a commit that starts with a POST waits for before it is written.
+#[derive(Clone, Copy)]
+enum Linger {
+    /// More POSTs, up to this long: each of them waits for the commit.
+    ForPosts(Duration),
+    /// The reader's next batch, up to this long; POSTs queued meanwhile join without waking the
+    /// writer.
+    ForBatch(Duration),
+}
+
 struct Queues {
     posts: mpsc::Receiver<Job>,
     batches: mpsc::Receiver<Job>,
@@ -197,6 +235,15 @@ impl Queues {
         }
     }
 
+    /// The job that a linger begun at `started` waits for, if it comes in time.
+    async fn lingered(&mut self, linger: Linger, started: tokio::time::Instant) -> Option<Job> {
+        let next = match linger {
+            Linger::ForPosts(wait) => tokio::time::timeout_at(started + wait, self.posts.recv()),
+            Linger::ForBatch(wait) => tokio::time::timeout_at(started + wait, self.batches.recv()),
+        };
+        next.await.ok().flatten()
+    }
+
     /// A job that is ready now, POSTs first.
     fn ready(&mut self) -> Option<Job> {
         self.posts
@@ -218,6 +265,7 @@ async fn run(
     store: Store,
     committed: Committed,
     mut queues: Queues,
+    linger: Linger,
     blocked: Arc<WriteBlocked>,
     shutdown: CancellationToken,
 ) {
@@ -229,16 +277,17 @@ async fn run(
         let mut changes = Changes::default();
         let mut posts: Vec<uuid::Uuid> = Vec::new();
         let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
-        // A commit that starts with a POST waits a moment for more: commits cost the same
-        // however few rows they hold, and whoever waits on it (a 202 on the shared store, a
-        // GET on the embedded one) waits mostly on the broker anyway.
-        let linger = first
-            .post
-            .then(|| tokio::time::Instant::now() + POST_LINGER);
+        // A commit that starts with a POST waits a moment for more (see `Linger`): commits cost
+        // the same however few rows they hold, and whoever waits on it (a 202 on the shared
+        // store, a GET on the embedded one) waits mostly on the broker anyway. A reader's batch
+        // ends the wait: the view moves on at once.
+        let mut lingering = first.post.then(tokio::time::Instant::now);
         let mut next = Some(first);
         while let Some(job) = next.take() {
             if job.post {
                 posts.extend(job.changes.touched().copied());
+            } else {
+                lingering = None;
             }
             if changes.is_empty() {
                 changes = job.changes;
@@ -248,11 +297,13 @@ async fn run(
             waiting.extend(job.done);
             if changes.len() < MAX_ROWS_PER_COMMIT {
                 next = queues.ready();
-                if let (None, Some(until)) = (&next, linger) {
-                    next = tokio::time::timeout_at(until, queues.posts.recv())
-                        .await
-                        .ok()
-                        .flatten();
+                if let (None, Some(started)) = (&next, lingering) {
+                    next = queues.lingered(linger, started).await;
+                    if next.is_none() {
+                        // Waited out: what was queued meanwhile joins, then the commit.
+                        lingering = None;
+                        next = queues.ready();
+                    }
                 }
             }
         }
@@ -282,6 +333,91 @@ async fn run(
         committed.live.changed(changes.touched());
         for done in waiting {
             let _ = done.send(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rust_decimal::Decimal;
+    use shared::config::{ApiConfig, Secret};
+    use shared::events::{Order, StatusEvent};
+    use tempfile::TempDir;
+
+    use super::*;
+
+    /// What a POST writes: an order and its `Analise`.
+    fn posted() -> Changes {
+        let order = Order::new("ana", "livro", 1, Decimal::ONE);
+        let mut changes = Changes::default();
+        changes.order(&order);
+        changes.status(&StatusEvent::received(&order));
+        changes
+    }
+
+    /// A reader's batch: another order, read up to an offset.
+    fn read(offset: i64) -> Changes {
+        let mut changes = posted();
+        changes.read_up_to("Pedidos", 0, offset);
+        changes
+    }
+
+    /// A writer on a fresh SQLite file, lingering as told, and the orders each of its commits
+    /// wrote, as they come.
+    async fn writer(linger: Linger) -> (Writer, mpsc::UnboundedReceiver<usize>, TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let api = ApiConfig {
+            store_url: Secret::new(format!("sqlite:{}", dir.path().join("view.db").display())),
+            ..ApiConfig::default()
+        };
+        let store = Store::open(&api).await.unwrap();
+        let (tx, commits) = mpsc::unbounded_channel();
+        let on_commit: OnCommit = Box::new(move |changes| {
+            let _ = tx.send(changes.touched().count());
+        });
+        let (writer, _task) = Writer::start_lingering(
+            store,
+            Arc::default(),
+            Arc::default(),
+            on_commit,
+            linger,
+            CancellationToken::new(),
+        );
+        (writer, commits, dir)
+    }
+
+    const LONG: Duration = Duration::from_secs(3600);
+    const WITHIN: Duration = Duration::from_secs(10);
+
+    #[tokio::test]
+    async fn on_the_embedded_store_a_post_rides_in_the_readers_next_commit() {
+        let (writer, mut commits, _dir) = writer(Linger::ForBatch(LONG)).await;
+        writer.post(posted(), WITHIN).await.unwrap();
+        // The writer takes the POST and lingers (this runtime has one thread: it runs now).
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        writer.send(read(1)).await.unwrap();
+        let commit = tokio::time::timeout(WITHIN, commits.recv()).await;
+        assert_eq!(
+            commit.expect("committed as the batch came, not at the end of the linger"),
+            Some(2),
+            "the POST's order and the batch's in one commit"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_post_is_written_once_its_linger_is_over_without_a_batch() {
+        for linger in [
+            Linger::ForBatch(POST_LINGER_FOR_BATCH),
+            Linger::ForPosts(POST_LINGER),
+        ] {
+            let (writer, mut commits, _dir) = writer(linger).await;
+            let changes = posted();
+            let id = *changes.touched().next().unwrap();
+            writer.post(changes, WITHIN).await.unwrap();
+            assert_eq!(commits.recv().await, Some(1));
+            assert!(!writer.unwritten().contains(id));
         }
     }
 }
