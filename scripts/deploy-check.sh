@@ -2,7 +2,8 @@
 # Static checks of everything that deploys pedidos, none of which can run here (no Docker engine,
 # no cluster); a broken file fails this script, and so ./scripts/test.sh:
 #   Dockerfile, deploy/images/rust.Dockerfile   hadolint; one stage per daemon of
-#                            scripts/lib/daemons.sh with its entry point, port and build
+#                            scripts/lib/daemons.txt with its entry point and port; the build
+#                            reading that list; .dockerignore letting it and each crate in
 #   compose.yaml             compose-go's loader (the Compose Specification's schema, references,
 #                            interpolation) with each profile and env file: no broker, --profile
 #                            kafka, kafka + postgres, deploy/compose/kafka3.env, and
@@ -52,7 +53,7 @@ done | "$PY" -c 'import json, sys; print(json.dumps([json.loads(l) for l in sys.
 # --- the Dockerfiles ---------------------------------------------------------------------------
 step "hadolint Dockerfile deploy/images/rust.Dockerfile"
 "$DEPLOY_VENV/bin/hadolint" Dockerfile deploy/images/rust.Dockerfile
-"${CHECK[@]}" dockerfile "$work/daemons.json" Dockerfile
+"${CHECK[@]}" dockerfile "$work/daemons.json" Dockerfile .dockerignore
 
 # --- compose.yaml ------------------------------------------------------------------------------
 # Each scenario loads a copy of the files compose.yaml names, so a developer's own .env does not
