@@ -9,7 +9,8 @@
 #                            kafka, kafka + postgres, deploy/compose/kafka3.env, and
 #                            deploy/compose/confluent.env.example as .env; the services and
 #                            settings each should give; every mounted file exists
-#   deploy/compose/prometheus.yml   promtool check config, with alerts.yml beside it as mounted
+#   deploy/compose/prometheus.yml   promtool check config, with alerts.yml beside it as mounted;
+#                            a job per daemon at its service
 #   deploy/alertmanager/alertmanager.yml   amtool check-config
 #   deploy/helm/pedidos      helm lint --strict; helm template with the defaults (must fail,
 #                            naming the values to set) and with several sets of values (Confluent
@@ -80,6 +81,7 @@ step "promtool check config deploy/compose/prometheus.yml (with ops/prometheus/a
 mkdir -p "$work/prometheus"
 cp deploy/compose/prometheus.yml ops/prometheus/alerts.yml "$work/prometheus/"
 promtool check config "$work/prometheus/prometheus.yml"
+"${CHECK[@]}" prometheus "$work/daemons.json" deploy/compose/prometheus.yml
 
 step "amtool check-config deploy/alertmanager/alertmanager.yml"
 amtool check-config deploy/alertmanager/alertmanager.yml

@@ -32,3 +32,23 @@ daemon_env_var() {
   local section=${key%%.*} field=${key#*.}
   printf 'PEDIDOS_%s__%s\n' "${section^^}" "${field^^}"
 }
+
+# daemon_address NAME: where NAME listens for `/health`, `/ready`, `/metrics`: the address its
+# variable sets in the environment, else the default.
+daemon_address() {
+  local var
+  var=$(daemon_env_var "$1")
+  printf '%s\n' "${!var:-${DAEMON_ADMIN_ADDR[$1]}}"
+}
+
+# prometheus_targets: the daemons as Prometheus file_sd targets (JSON), each with its name as
+# its job, at daemon_address.
+prometheus_targets() {
+  local name sep=''
+  printf '['
+  for name in "${DAEMONS[@]}"; do
+    printf '%s\n  {"targets": ["%s"], "labels": {"job": "%s"}}' "$sep" "$(daemon_address "$name")" "$name"
+    sep=,
+  done
+  printf '\n]\n'
+}

@@ -4,6 +4,7 @@ names the file and what is wrong; exit status 1.
 
     deploy_check.py dockerfile DAEMONS_JSON Dockerfile .dockerignore
     deploy_check.py compose DAEMONS_JSON SCENARIO PROJECT_JSON
+    deploy_check.py prometheus DAEMONS_JSON deploy/compose/prometheus.yml
     deploy_check.py chart DAEMONS_JSON ALERTS_YML RENDERED_YAML [--replicas-api N]
     deploy_check.py crs CRD_DIR RENDERED_YAML
 """
@@ -115,6 +116,18 @@ def check_compose(daemons, scenario, project_path):
     published = [p for p in api.get("ports") or [] if p.get("host_ip") != "127.0.0.1"]
     if published:
         problem("compose.yaml: the API (anonymous by default) is published beyond 127.0.0.1")
+
+
+# --- compose's Prometheus -----------------------------------------------------------------------
+def check_prometheus(daemons, config_path):
+    """A scrape job per daemon, named as it, at its service's name and port."""
+    config = yaml.safe_load(Path(config_path).read_text())
+    jobs = {job["job_name"]: [t for c in job.get("static_configs", []) for t in c.get("targets", [])]
+            for job in config.get("scrape_configs", [])}
+    for d in daemons:
+        want = f"{d['name']}:{d['port']}"
+        if jobs.get(d["name"]) != [want]:
+            problem(f"{config_path}: job {d['name']} scrapes {jobs.get(d['name'])}, expected [{want!r}]")
 
 
 # --- the chart ----------------------------------------------------------------------------------
@@ -240,6 +253,8 @@ def main(argv):
         check_dockerfile(daemons_of(argv[2]), argv[3], argv[4])
     elif command == "compose":
         check_compose(daemons_of(argv[2]), argv[3], argv[4])
+    elif command == "prometheus":
+        check_prometheus(daemons_of(argv[2]), argv[3])
     elif command == "chart":
         replicas = int(argv[6]) if len(argv) > 6 and argv[5] == "--replicas-api" else None
         check_chart(daemons_of(argv[2]), argv[3], argv[4], replicas)
