@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034 # (the arrays are for the scripts that source this file)
 # The mesh's daemons for the scripts (run-local.sh, bench.sh, images.sh, deploy-check.sh …), read
 # from scripts/lib/daemons.txt, the one list (the e2e harness embeds the same file): sourced,
 # never run. Adding a daemon: a line in daemons.txt.
