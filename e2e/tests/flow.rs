@@ -145,7 +145,7 @@ async fn whole_flow(fraud_instances: usize) {
     // came after its verdict (in the partition's order, as notification reads it) was held
     // back, never told.
     let notifications = eventually("notification to handle every status event", WAIT, || {
-        let found = Notifications::from_log(&mesh.notification.log_events());
+        let found = Notifications::from_log(&mesh.daemon("notification").log_events());
         (found.handled() >= 2 * ORDERS).then_some(found)
     })
     .await;
@@ -169,7 +169,7 @@ async fn whole_flow(fraud_instances: usize) {
         );
     }
     let sample = mesh
-        .notification
+        .daemon("notification")
         .log_events()
         .into_iter()
         .find(|e| e["target"] == "notification" && e["status"] == "Recusado")
@@ -228,7 +228,7 @@ async fn whole_flow(fraud_instances: usize) {
             && one["value"]["motivo"].is_string(),
         "{one}"
     );
-    mesh.monitoring
+    mesh.daemon("monitoring")
         .wait_for_log("a traffic summary", WAIT, |e| {
             message(e) == "traffic summary" && e["verdict_p99_ms"].is_u64()
         });
@@ -254,7 +254,7 @@ async fn whole_flow(fraud_instances: usize) {
     }
 
     if fraud_instances > 1 {
-        for f in &mesh.frauds {
+        for f in mesh.instances("fraud") {
             let held = assigned(f).unwrap_or_default();
             assert!(!held.is_empty(), "{} held no partition", f.name);
         }

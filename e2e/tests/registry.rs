@@ -202,7 +202,7 @@ async fn every_record_framed_plain_ones_still_flow_and_bad_frames_go_to_the_dlq(
         assert!(event_schema.is_valid(&json), "StatusEvent contract: {json}");
     }
     let notifications = eventually("notification to tell every status event", WAIT, || {
-        let found = Notifications::from_log(&mesh.notification.log_events());
+        let found = Notifications::from_log(&mesh.daemon("notification").log_events());
         (found.handled() >= POSTED + total).then_some(found)
     })
     .await;

@@ -185,13 +185,13 @@ async fn one_order_is_one_trace_across_records_spans_and_logs() {
     // The logs: notification's message and monitoring's record lines name the trace.
     let in_trace =
         |e: &Value| e["span"]["trace_id"] == trace.as_str() && e["pedido"] == id.as_str();
-    mesh.notification
+    mesh.daemon("notification")
         .wait_for_log("the notification in the trace", WAIT, in_trace);
-    mesh.monitoring
+    mesh.daemon("monitoring")
         .wait_for_log("a monitored record in the trace", WAIT, |e| {
             message(e) == "record" && in_trace(e)
         });
-    mesh.api
+    mesh.daemon("api")
         .wait_for_log("the API's acceptance in the trace", WAIT, |e| {
             message(e) == "order accepted" && in_trace(e)
         });
@@ -249,7 +249,7 @@ async fn a_collector_nobody_listens_on_changes_nothing_for_the_orders() {
         );
     }
     eventually("notification to handle every status event", WAIT, || {
-        let handled = Notifications::from_log(&mesh.notification.log_events()).handled();
+        let handled = Notifications::from_log(&mesh.daemon("notification").log_events()).handled();
         (handled == 2 * ORDERS).then_some(())
     })
     .await;
