@@ -48,7 +48,15 @@ pub fn init(config: &TelemetryConfig, service: &str) {
         _ => None,
     };
     // A second init (tests running several daemons in one process) keeps the first subscriber.
-    let _ = subscriber(config.format, filter, tracer, service, std::io::stdout, ansi).try_init();
+    let _ = subscriber(
+        config.format,
+        filter,
+        tracer,
+        service,
+        std::io::stdout,
+        ansi,
+    )
+    .try_init();
     match (provider, &config.otlp_endpoint) {
         (Err(problem), _) => tracing::warn!("{problem}"),
         (Ok(_), Some(endpoint)) => {
