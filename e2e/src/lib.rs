@@ -1,9 +1,10 @@
 //! Support for the end-to-end tests in `tests/`: the real daemon binaries as child processes,
 //! pointed at a test broker, with JSON logs the tests read like an operator would.
 //!
+//! * [`DAEMONS`]: the mesh's daemons, `scripts/lib/daemons.txt` embedded (the scripts' list too).
 //! * [`Daemon`]: one daemon process and its log; [`eventually`] and [`message`] to read it.
-//! * [`mesh`]: the four daemons on a broker, in a namespace of their own, over PLAINTEXT or
-//!   SASL_SSL.
+//! * [`mesh`]: every daemon of the list on a broker, in a namespace of their own, over PLAINTEXT
+//!   or SASL_SSL; each reached by its name.
 //! * [`orders`]: the orders the tests post.
 //! * [`ledger`]: a stream of orders under faults, and the check of what became of them.
 //! * [`notifications`]: what notification told customers, and held back, read from its log.
