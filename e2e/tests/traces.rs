@@ -113,7 +113,8 @@ async fn one_order_is_one_trace_across_records_spans_and_logs() {
 
     // The spans: every daemon's, in that one trace, each the child of the span whose record it
     // handled.
-    let spans: Vec<ReceivedSpan> = eventually("spans from all four daemons", WAIT, || {
+    let every_daemon: BTreeSet<&str> = e2e::DAEMONS.iter().copied().collect();
+    let spans: Vec<ReceivedSpan> = eventually("spans from every daemon", WAIT, || {
         let spans: Vec<ReceivedSpan> = receiver
             .spans()
             .into_iter()
@@ -122,9 +123,7 @@ async fn one_order_is_one_trace_across_records_spans_and_logs() {
         let services: BTreeSet<&str> = spans.iter().map(|s| s.service.as_str()).collect();
         // monitoring handles all four records; wait for each of them.
         let monitored = spans.iter().filter(|s| s.service == "monitoring").count();
-        (services == BTreeSet::from(["api", "fraud", "monitoring", "notification"])
-            && monitored >= 4)
-            .then_some(spans)
+        (services == every_daemon && monitored >= 4).then_some(spans)
     })
     .await;
     let by_id: HashMap<&str, &ReceivedSpan> =
