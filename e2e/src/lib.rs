@@ -11,6 +11,7 @@
 //! * [`exit`]: a daemon run that must end by itself (a start-up failure).
 //! * [`secure`]: the SASL_SSL broker of the security tests.
 //! * [`audit`]: monitoring's audit files read back, a tmpfs to fill, SIGHUP.
+//! * [`dead_letters`]: a dead-letter topic read back, one consumer group's records.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -343,6 +344,7 @@ pub async fn ready_becomes(what: &str, url: &str, want: u16) -> Value {
 }
 
 pub mod audit;
+pub mod dead_letters;
 pub mod exit;
 pub mod ledger;
 pub mod mesh;

@@ -6,6 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use e2e::dead_letters;
 use e2e::mesh::{assigned, fraud_rules, Mesh, WAIT};
 use e2e::notifications::Notifications;
 use e2e::orders::{order_body, post_orders};
@@ -15,31 +16,6 @@ use shared::events::{Order, Status};
 use testkit::{read_topic, Broker, ConsumedRecord};
 
 const ORDERS: usize = 520;
-
-/// The dead letters `group` wrote on `dlq`, once there are `n` of them (or what there is after
-/// [`WAIT`]).
-async fn dead_letters(
-    kafka: &shared::config::KafkaConfig,
-    dlq: &str,
-    group: &str,
-    n: usize,
-) -> Vec<ConsumedRecord> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let mut expected = n;
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let all = read_topic(kafka, dlq, expected, left).await;
-        let ours: Vec<ConsumedRecord> = all
-            .iter()
-            .filter(|r| r.header("dlq-consumer-group").as_deref() == Some(group))
-            .cloned()
-            .collect();
-        if ours.len() >= n || left.is_zero() {
-            return ours;
-        }
-        expected = all.len() + 1;
-    }
-}
 
 fn id_of(record: &ConsumedRecord, field: &str) -> String {
     record.json()[field]
@@ -355,7 +331,7 @@ async fn malformed_records_go_to_dead_letter_topics_and_block_nothing() {
         (&topics.notificacoes, &mesh.config.notification.group_id),
     ] {
         let dlq = &topics.dlq(topic);
-        let dead = dead_letters(&kafka, dlq, group, garbage.len()).await;
+        let dead = dead_letters::of_group(&kafka, dlq, group, garbage.len()).await;
         // "breaks a rule" is valid JSON for an order but not a status event: both DLQs get all.
         assert_eq!(
             dead.len(),
