@@ -1,8 +1,8 @@
 # syntax=docker/dockerfile:1
-# pedidos' images: one build of the four daemons, then one image per daemon that differs from the
-# others only in its entry point, admin port and title. All four share every layer (Debian
-# bookworm-slim, ca-certificates and libssl3, the four binaries), so a registry or a node stores
-# them once; one cargo invocation compiles the dependencies once for all four.
+# pedidos' images: one build of the daemons (scripts/lib/daemons.txt), then one image per daemon
+# that differs from the others only in its entry point, admin port and title. All share every
+# layer (Debian bookworm-slim, ca-certificates and libssl3, the daemons' binaries), so a registry
+# or a node stores them once; one cargo invocation compiles the dependencies once for all.
 #
 #   docker build --target fraud -t pedidos-fraud .          (api, fraud, notification, monitoring)
 #   scripts/images.sh                                       (all four, here, with buildah)
@@ -24,18 +24,20 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
+# The daemons built are those of scripts/lib/daemons.txt, the one list, in one cargo invocation.
 # The crates' download cache and the target directory are cache mounts: a rebuild after a source
 # change compiles only the workspace's crates. Both are outside the image; the binaries are
 # copied out of the cache mount into /out. Downloads trust the build secret build_ca when given
 # (a CA bundle, for a build behind a TLS-inspecting proxy), else the public CAs.
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 RUN --mount=type=cache,id=pedidos-cargo-registry,target=/usr/local/cargo/registry \
     --mount=type=cache,id=pedidos-target,target=/src/target \
     --mount=type=secret,id=build_ca,target=/run/secrets/build_ca \
     if [ -s /run/secrets/build_ca ]; then export CARGO_HTTP_CAINFO=/run/secrets/build_ca; fi \
- && cargo build --release --locked -p api -p fraud -p notification -p monitoring \
+ && awk '!/^#/ && NF { print "-p"; print $1 }' scripts/lib/daemons.txt \
+      | xargs cargo build --release --locked \
  && mkdir -p /out \
- && cp target/release/api target/release/fraud target/release/notification \
-       target/release/monitoring /out/
+ && awk '!/^#/ && NF { print "target/release/" $1 }' scripts/lib/daemons.txt | xargs cp -t /out/
 
 FROM docker.io/library/debian:${DEBIAN_RELEASE}-slim AS runtime
 # ca-certificates: the system CA bundle that verifies Confluent Cloud's brokers; libssl3: the
@@ -63,7 +65,9 @@ USER 10001:10001
 STOPSIGNAL SIGTERM
 
 # One stage per daemon (`--target`): its entry point, and its HTTP port on every interface, as a
-# container's port must be (the daemons' own default is loopback). The API also refuses that
+# container's port must be (the daemons' own default is loopback). Written out, not generated: a
+# Dockerfile has no loop, and a stage taking the daemon as a build argument could not name its
+# binary in an exec-form ENTRYPOINT, nor keep `--target fraud` meaning what it does. The API also refuses that
 # address under api.auth = "none" unless api.allow_anonymous = true: choose one or the other.
 FROM runtime AS api
 LABEL org.opencontainers.image.title="pedidos-api"

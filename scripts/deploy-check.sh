@@ -2,13 +2,15 @@
 # Static checks of everything that deploys pedidos, none of which can run here (no Docker engine,
 # no cluster); a broken file fails this script, and so ./scripts/test.sh:
 #   Dockerfile, deploy/images/rust.Dockerfile   hadolint; one stage per daemon of
-#                            scripts/lib/daemons.sh with its entry point, port and build
+#                            scripts/lib/daemons.txt with its entry point and port; the build
+#                            reading that list; .dockerignore letting it and each crate in
 #   compose.yaml             compose-go's loader (the Compose Specification's schema, references,
 #                            interpolation) with each profile and env file: no broker, --profile
 #                            kafka, kafka + postgres, deploy/compose/kafka3.env, and
 #                            deploy/compose/confluent.env.example as .env; the services and
 #                            settings each should give; every mounted file exists
-#   deploy/compose/prometheus.yml   promtool check config, with alerts.yml beside it as mounted
+#   deploy/compose/prometheus.yml   promtool check config, with alerts.yml beside it as mounted;
+#                            a job per daemon at its service
 #   deploy/alertmanager/alertmanager.yml   amtool check-config
 #   deploy/helm/pedidos      helm lint --strict; helm template with the defaults (must fail,
 #                            naming the values to set) and with several sets of values (Confluent
@@ -52,7 +54,7 @@ done | "$PY" -c 'import json, sys; print(json.dumps([json.loads(l) for l in sys.
 # --- the Dockerfiles ---------------------------------------------------------------------------
 step "hadolint Dockerfile deploy/images/rust.Dockerfile"
 "$DEPLOY_VENV/bin/hadolint" Dockerfile deploy/images/rust.Dockerfile
-"${CHECK[@]}" dockerfile "$work/daemons.json" Dockerfile
+"${CHECK[@]}" dockerfile "$work/daemons.json" Dockerfile .dockerignore
 
 # --- compose.yaml ------------------------------------------------------------------------------
 # Each scenario loads a copy of the files compose.yaml names, so a developer's own .env does not
@@ -79,6 +81,7 @@ step "promtool check config deploy/compose/prometheus.yml (with ops/prometheus/a
 mkdir -p "$work/prometheus"
 cp deploy/compose/prometheus.yml ops/prometheus/alerts.yml "$work/prometheus/"
 promtool check config "$work/prometheus/prometheus.yml"
+"${CHECK[@]}" prometheus "$work/daemons.json" deploy/compose/prometheus.yml
 
 step "amtool check-config deploy/alertmanager/alertmanager.yml"
 amtool check-config deploy/alertmanager/alertmanager.yml

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole pedidos mesh locally: the broker (started, and installed, if none is listening),
-# then api, fraud, notification and monitoring with labelled output. Ctrl-C stops everything.
+# then the daemons of scripts/lib/daemons.txt (api, fraud, notification, monitoring) with labelled
+# output, and writes ops/prometheus/targets.json for a local Prometheus. Ctrl-C stops everything.
 #
 #   ./scripts/run-local.sh                  # debug build, Apache Kafka (needs Java 17 and Maven)
 #   ./scripts/run-local.sh --release        # optimised build
@@ -132,6 +133,8 @@ target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import js
 bin="$target_dir/$profile"
 
 export PEDIDOS_KAFKA__BOOTSTRAP_SERVERS="$bootstrap"
+# What a local Prometheus scrapes (ops/prometheus/prometheus.yml reads it).
+prometheus_targets >ops/prometheus/targets.json
 
 # The API first (DAEMONS' order): it creates the topics; the others then find them.
 for name in "${DAEMONS[@]}"; do

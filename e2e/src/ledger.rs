@@ -255,7 +255,7 @@ pub async fn finish_and_check(mesh: &mut Mesh, driver: Driver, what: &str) -> Re
 /// Checks `mesh`'s ledger against what was `sent` (by a [`Driver`] or by hand), as
 /// [`finish_and_check`] does.
 pub async fn check_sent(mesh: &mut Mesh, sent: &Sent, what: &str) -> Report {
-    let notification = &mesh.notification;
+    let notification = mesh.daemon("notification");
     let report = check(
         &mesh.config,
         sent,

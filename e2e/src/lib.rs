@@ -1,34 +1,79 @@
 //! Support for the end-to-end tests in `tests/`: the real daemon binaries as child processes,
 //! pointed at a test broker, with JSON logs the tests read like an operator would.
 //!
+//! * [`DAEMONS`]: the mesh's daemons, `scripts/lib/daemons.txt` embedded (the scripts' list too).
 //! * [`Daemon`]: one daemon process and its log; [`eventually`] and [`message`] to read it.
-//! * [`mesh`]: the four daemons on a broker, in a namespace of their own, over PLAINTEXT or
-//!   SASL_SSL.
+//! * [`mesh`]: every daemon of the list on a broker, in a namespace of their own, over PLAINTEXT
+//!   or SASL_SSL; each reached by its name.
 //! * [`orders`]: the orders the tests post.
 //! * [`ledger`]: a stream of orders under faults, and the check of what became of them.
 //! * [`notifications`]: what notification told customers, and held back, read from its log.
 //! * [`exit`]: a daemon run that must end by itself (a start-up failure).
 //! * [`secure`]: the SASL_SSL broker of the security tests.
 //! * [`audit`]: monitoring's audit files read back, a tmpfs to fill, SIGHUP.
+//! * [`dead_letters`]: a dead-letter topic read back, one consumer group's records.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{LazyLock, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// The mesh's daemons, in start order (the API first: it creates the topics). The one list the
-/// tests use; the scripts' is `scripts/lib/daemons.sh`.
-pub const DAEMONS: &[&str] = &["api", "fraud", "notification", "monitoring"];
+/// One daemon of the mesh, as `scripts/lib/daemons.txt` lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listed {
+    /// The crate and binary.
+    pub name: &'static str,
+    /// The configuration key of its HTTP port (`/health`, `/ready`, `/metrics`).
+    pub admin_key: &'static str,
+    /// That key's default.
+    pub admin_address: &'static str,
+}
+
+/// The mesh's daemons, in start order (the API first: it creates the topics):
+/// `scripts/lib/daemons.txt`, the one list, which the scripts read too.
+pub static LISTED: LazyLock<Vec<Listed>> =
+    LazyLock::new(|| parse_list(include_str!("../../scripts/lib/daemons.txt")));
+
+/// The names of [`LISTED`], in start order.
+pub static DAEMONS: LazyLock<Vec<&'static str>> =
+    LazyLock::new(|| LISTED.iter().map(|d| d.name).collect());
+
+fn parse_list(text: &'static str) -> Vec<Listed> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(
+            |line| match line.split_whitespace().collect::<Vec<_>>()[..] {
+                [name, admin_key, admin_address, _colour] => Listed {
+                    name,
+                    admin_key,
+                    admin_address,
+                },
+                _ => {
+                    panic!("scripts/lib/daemons.txt: not `name admin-key address colour`: {line:?}")
+                }
+            },
+        )
+        .collect()
+}
 
 /// The variable that sets `daemon`'s admin address (`PEDIDOS_FRAUD__ADMIN_LISTEN`), for the
-/// daemons with an admin port of their own: all but the API, which serves `/ready` and
-/// `/metrics` on `api.listen`.
+/// daemons with an admin port of their own (an `admin_listen` key): all but the API, which
+/// serves `/ready` and `/metrics` on `api.listen`.
 pub fn admin_listen_var(daemon: &str) -> Option<String> {
-    (daemon != "api").then(|| format!("PEDIDOS_{}__ADMIN_LISTEN", daemon.to_ascii_uppercase()))
+    let listed = LISTED.iter().find(|d| d.name == daemon)?;
+    let (section, field) = listed.admin_key.split_once('.')?;
+    (field == "admin_listen").then(|| {
+        format!(
+            "PEDIDOS_{}__{}",
+            section.to_ascii_uppercase(),
+            field.to_ascii_uppercase()
+        )
+    })
 }
 
 /// The daemon binaries, built once per test run with the same cargo and profile as the tests,
@@ -41,7 +86,7 @@ fn binary(name: &str) -> PathBuf {
         build
             .args(["build", "--bins"])
             .current_dir(workspace_root());
-        for &daemon in DAEMONS {
+        for daemon in DAEMONS.iter() {
             build.args(["-p", daemon]);
         }
         if !cfg!(debug_assertions) {
@@ -299,6 +344,7 @@ pub async fn ready_becomes(what: &str, url: &str, want: u16) -> Value {
 }
 
 pub mod audit;
+pub mod dead_letters;
 pub mod exit;
 pub mod ledger;
 pub mod mesh;
@@ -306,3 +352,49 @@ pub mod notifications;
 pub mod orders;
 pub mod otlp;
 pub mod secure;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_list_of_daemons_starts_with_the_api_and_names_each_once() {
+        assert_eq!(DAEMONS.first(), Some(&"api"), "the API creates the topics");
+        let unique: std::collections::HashSet<_> = DAEMONS.iter().collect();
+        assert_eq!(unique.len(), DAEMONS.len(), "{:?}", *DAEMONS);
+        assert_eq!(
+            admin_listen_var("fraud").as_deref(),
+            Some("PEDIDOS_FRAUD__ADMIN_LISTEN")
+        );
+        assert_eq!(admin_listen_var("api"), None);
+    }
+
+    /// The list's keys and addresses are the configuration's: `conf.example.toml` documents
+    /// each key with its default (and `shared`'s tests hold it to the defaults).
+    #[test]
+    fn each_listed_daemon_is_a_crate_whose_admin_key_and_default_the_example_configuration_has() {
+        let root = workspace_root();
+        let example: toml::Table = std::fs::read_to_string(root.join("conf.example.toml"))
+            .expect("conf.example.toml")
+            .parse()
+            .expect("conf.example.toml is TOML");
+        for daemon in LISTED.iter() {
+            assert!(
+                root.join(daemon.name).join("Cargo.toml").is_file(),
+                "{}: no crate of that name",
+                daemon.name
+            );
+            let (section, field) = daemon.admin_key.split_once('.').expect("section.key");
+            assert_eq!(
+                example
+                    .get(section)
+                    .and_then(|s| s.get(field))
+                    .and_then(|v| v.as_str()),
+                Some(daemon.admin_address),
+                "{}: conf.example.toml's {}",
+                daemon.name,
+                daemon.admin_key
+            );
+        }
+    }
+}

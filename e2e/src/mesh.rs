@@ -8,19 +8,21 @@ use shared::config::{FraudConfig, KafkaConfig, SecurityProtocol};
 use shared::Config;
 use testkit::Broker;
 
-use crate::{eventually, message, Daemon};
+use crate::{eventually, message, Daemon, DAEMONS, LISTED};
 
 /// Generous: CI machines are small and build in debug.
 pub const WAIT: Duration = Duration::from_secs(90);
 
-/// The four daemons as processes against one broker, in a namespace of their own (topics and
-/// consumer groups from [`Broker::config`]), so several meshes can share a broker.
+/// The daemons of [`DAEMONS`] as processes against one broker, in a namespace of their own
+/// (topics and consumer groups from [`Broker::config`]), so several meshes can share a broker.
+/// A daemon is reached by its name: [`Mesh::daemon`], [`Mesh::instances`].
 pub struct Mesh {
     pub api_url: String,
-    pub api: Daemon,
-    pub frauds: Vec<Daemon>,
-    pub notification: Daemon,
-    pub monitoring: Daemon,
+    /// Every process, in start order: the API, fraud's instances (`fraud0`, `fraud1`, …), then
+    /// the other daemons of the list, one each.
+    daemons: Vec<Daemon>,
+    /// The partitions each consumer's group held, all instances together, once the mesh was up.
+    partitions: Vec<(&'static str, usize)>,
     pub audit_file: PathBuf,
     /// The namespace: `config.kafka` reaches the broker, `config.topics` names this mesh's
     /// topics.
@@ -133,16 +135,33 @@ pub fn namespace_env(config: &Config) -> Vec<(String, String)> {
             "PEDIDOS_TOPICS__PEDIDOS_RECUSADOS",
             topics.pedidos_recusados.clone(),
         ),
-        ("PEDIDOS_FRAUD__GROUP_ID", config.fraud.group_id.clone()),
-        (
-            "PEDIDOS_NOTIFICATION__GROUP_ID",
-            config.notification.group_id.clone(),
-        ),
-        (
-            "PEDIDOS_MONITORING__GROUP_ID",
-            config.monitoring.group_id.clone(),
-        ),
     ])
+    .into_iter()
+    .chain(group_env(config))
+    .collect()
+}
+
+/// Each consuming daemon's group in the namespace of `config`: `<daemon><suffix>`
+/// (`PEDIDOS_FRAUD__GROUP_ID=fraud-t3`), the suffix [`Broker::config`] gave its topics and the
+/// groups it names (`config.fraud.group_id`, …), so a daemon new to the list is namespaced too.
+fn group_env(config: &Config) -> Vec<(String, String)> {
+    let defaults = shared::config::TopicsConfig::default();
+    let suffix = config
+        .topics
+        .pedidos
+        .strip_prefix(&defaults.pedidos)
+        .unwrap_or_default();
+    LISTED
+        .iter()
+        .filter(|daemon| daemon.name != "api")
+        .map(|daemon| {
+            let (section, _) = daemon.admin_key.split_once('.').unwrap_or_default();
+            (
+                format!("PEDIDOS_{}__GROUP_ID", section.to_ascii_uppercase()),
+                format!("{}{suffix}", daemon.name),
+            )
+        })
+        .collect()
 }
 
 fn pairs(env: impl IntoIterator<Item = (&'static str, String)>) -> Vec<(String, String)> {
@@ -168,6 +187,19 @@ pub fn assigned(daemon: &Daemon) -> Option<Vec<String>> {
         })
 }
 
+/// How many partitions `instances` (one daemon's, one group) hold together, once each holds
+/// some and no two the same: a settled assignment (after a rebalance's revocation a member
+/// holds none until it is assigned again).
+fn held_together(instances: &[&Daemon]) -> Option<usize> {
+    let held: Vec<Vec<String>> = instances
+        .iter()
+        .map(|d| assigned(d))
+        .collect::<Option<_>>()?;
+    let all: HashSet<&String> = held.iter().flatten().collect();
+    let total: usize = held.iter().map(Vec::len).sum();
+    (held.iter().all(|h| !h.is_empty()) && all.len() == total).then_some(total)
+}
+
 /// How a test mesh is started; [`Options::default`] is the configuration users run.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -179,6 +211,14 @@ pub struct Options {
     /// Extra environment variables for every daemon, `PEDIDOS_*` settings or `RUST_LOG` (they
     /// win over the mesh's own).
     pub env: Vec<(String, String)>,
+}
+
+impl Options {
+    /// How many instances of `daemon` the mesh runs, for the daemon it runs several of
+    /// (fraud, named `fraud0`, `fraud1`, …); `None` for one, named as the daemon.
+    fn instances(&self, daemon: &str) -> Option<usize> {
+        (daemon == "fraud").then_some(self.fraud_instances)
+    }
 }
 
 impl Default for Options {
@@ -201,8 +241,8 @@ impl Options {
 }
 
 impl Mesh {
-    /// Starts api, then fraud × `fraud_instances`, notification and monitoring with the default
-    /// configuration, and returns once every consumer holds its partitions.
+    /// Starts the API, then fraud × `fraud_instances` and the other daemons of [`DAEMONS`] with
+    /// the default configuration, and returns once every consumer holds its partitions.
     pub async fn start(broker: &Broker, fraud_instances: usize) -> Mesh {
         Self::start_with_options(
             broker,
@@ -255,50 +295,33 @@ impl Mesh {
             }
             env
         };
-        let frauds = (0..options.fraud_instances)
-            .map(|i| {
-                let name = format!("fraud{i}");
-                Daemon::spawn(&name, "fraud", &workdir, &consumer_env(&name))
-            })
-            .collect::<Vec<_>>();
-        let notification = Daemon::spawn(
-            "notification",
-            "notification",
-            &workdir,
-            &consumer_env("notification"),
-        );
-        let monitoring = Daemon::spawn(
-            "monitoring",
-            "monitoring",
-            &workdir,
-            &consumer_env("monitoring"),
-        );
+        let mut daemons = vec![api];
+        let consumers: Vec<&'static str> =
+            DAEMONS.iter().copied().filter(|&d| d != "api").collect();
+        for &daemon in &consumers {
+            let names = match options.instances(daemon) {
+                Some(n) => (0..n).map(|i| format!("{daemon}{i}")).collect(),
+                None => vec![daemon.to_string()],
+            };
+            for name in names {
+                daemons.push(Daemon::spawn(&name, daemon, &workdir, &consumer_env(&name)));
+            }
+        }
         // Orders are only posted once every consumer holds its partitions, so the test measures
         // the steady state rather than a start-up rebalance.
-        eventually(
-            "fraud instances to share all Pedidos partitions",
-            WAIT,
-            || {
-                let held: Vec<Vec<String>> = frauds.iter().map(assigned).collect::<Option<_>>()?;
-                let all: HashSet<&String> = held.iter().flatten().collect();
-                (held.iter().all(|h| !h.is_empty()) && all.len() == 3).then_some(())
-            },
-        )
-        .await;
-        eventually("notification to be assigned", WAIT, || {
-            assigned(&notification).filter(|p| p.len() == 3)
-        })
-        .await;
-        eventually("monitoring to be assigned", WAIT, || {
-            assigned(&monitoring).filter(|p| p.len() == 18)
-        })
-        .await;
+        let mut partitions = Vec::new();
+        for daemon in consumers {
+            let instances: Vec<&Daemon> = daemons.iter().filter(|d| d.binary == daemon).collect();
+            let held = eventually(&format!("{daemon} to hold its partitions"), WAIT, || {
+                held_together(&instances)
+            })
+            .await;
+            partitions.push((daemon, held));
+        }
         Mesh {
             api_url,
-            api,
-            frauds,
-            notification,
-            monitoring,
+            daemons,
+            partitions,
             audit_file,
             config,
             env,
@@ -306,23 +329,44 @@ impl Mesh {
         }
     }
 
-    /// One daemon by name: `api`, `fraud` (the first instance), `notification`, `monitoring`.
-    pub fn daemon(&mut self, name: &str) -> &mut Daemon {
-        match name {
-            "api" => &mut self.api,
-            "fraud" => &mut self.frauds[0],
-            "notification" => &mut self.notification,
-            "monitoring" => &mut self.monitoring,
-            other => panic!("no daemon called {other}"),
-        }
+    /// One process by name: a daemon's (`api`, `notification`, …; `fraud`, its first instance)
+    /// or an instance's (`fraud1`).
+    pub fn daemon(&self, name: &str) -> &Daemon {
+        let at = self.position(name);
+        &self.daemons[at]
     }
 
-    /// Every daemon of the mesh: api, the fraud instances, notification, monitoring.
-    pub fn daemons(&mut self) -> Vec<&mut Daemon> {
-        let mut daemons = vec![&mut self.api];
-        daemons.extend(self.frauds.iter_mut());
-        daemons.extend([&mut self.notification, &mut self.monitoring]);
-        daemons
+    /// [`Mesh::daemon`], to stop, start or signal it.
+    pub fn daemon_mut(&mut self, name: &str) -> &mut Daemon {
+        let at = self.position(name);
+        &mut self.daemons[at]
+    }
+
+    fn position(&self, name: &str) -> usize {
+        self.daemons
+            .iter()
+            .position(|d| d.name == name)
+            .or_else(|| self.daemons.iter().position(|d| d.binary == name))
+            .unwrap_or_else(|| panic!("no daemon called {name} in the mesh"))
+    }
+
+    /// Every instance of `daemon` (fraud's several, or the one of any other).
+    pub fn instances<'a>(&'a self, daemon: &'a str) -> impl Iterator<Item = &'a Daemon> {
+        self.daemons.iter().filter(move |d| d.binary == daemon)
+    }
+
+    /// How many partitions `daemon`'s group held, all its instances together, once the mesh was
+    /// up; `None` for the API, which reads without a group.
+    pub fn partitions(&self, daemon: &str) -> Option<usize> {
+        self.partitions
+            .iter()
+            .find(|(d, _)| *d == daemon)
+            .map(|&(_, n)| n)
+    }
+
+    /// Every process of the mesh, in start order.
+    pub fn daemons(&mut self) -> impl Iterator<Item = &mut Daemon> {
+        self.daemons.iter_mut()
     }
 
     pub fn assert_all_running(&mut self) {

@@ -96,13 +96,13 @@ async fn rotation_logrotate_and_kill_9_under_a_steady_stream_lose_and_repeat_no_
     driver.wait_accepted(TOTAL / 4, WAIT).await;
     let logrotated = dir.join("audit.jsonl.logrotated");
     std::fs::rename(&audit_file, &logrotated).unwrap();
-    mesh.monitoring.hangup();
-    mesh.monitoring
+    mesh.daemon("monitoring").hangup();
+    mesh.daemon("monitoring")
         .wait_for_log("the reopen on SIGHUP", WAIT, |e| {
             message(e) == "reopened the audit file (SIGHUP)"
         });
     assert!(
-        mesh.monitoring.is_running(),
+        mesh.daemon_mut("monitoring").is_running(),
         "SIGHUP does not end monitoring"
     );
 
@@ -111,9 +111,9 @@ async fn rotation_logrotate_and_kill_9_under_a_steady_stream_lose_and_repeat_no_
     let first_kill = Utc::now();
     for fifth in 2..=4 {
         driver.wait_accepted(TOTAL * fifth / 5, WAIT).await;
-        mesh.monitoring.kill();
+        mesh.daemon_mut("monitoring").kill();
         tokio::time::sleep(Duration::from_millis(500)).await;
-        mesh.monitoring.start();
+        mesh.daemon_mut("monitoring").start();
     }
 
     let sent = driver.finish().await;
@@ -147,7 +147,7 @@ async fn rotation_logrotate_and_kill_9_under_a_steady_stream_lose_and_repeat_no_
         .filter(|(_, copies)| copies.iter().any(|l| l.recorded_at >= first_kill))
         .count();
     let torn_tails_cut = mesh
-        .monitoring
+        .daemon("monitoring")
         .log_events()
         .iter()
         .filter(|e| message(e).starts_with("cut off a torn last line"))
@@ -200,7 +200,10 @@ async fn a_full_disk_holds_monitoring_back_without_exit_and_it_resumes_with_no_g
     );
     let waiting = metric_sum(&metrics, "pedidos_records_in_flight");
     assert!(waiting > 0.0, "records wait for the audit file:\n{metrics}");
-    assert!(mesh.monitoring.is_running(), "monitoring does not exit");
+    assert!(
+        mesh.daemon_mut("monitoring").is_running(),
+        "monitoring does not exit"
+    );
 
     std::fs::remove_file(&filler).unwrap();
     let freed_at = Instant::now();
@@ -209,9 +212,10 @@ async fn a_full_disk_holds_monitoring_back_without_exit_and_it_resumes_with_no_g
     let resumed_after = freed_at.elapsed();
     let metrics = scrape(&admin).await;
     assert_eq!(metric_sum(&metrics, "pedidos_audit_write_blocked"), 0.0);
-    mesh.monitoring.wait_for_log("the resume", WAIT, |e| {
-        message(e).starts_with("the audit file takes lines again")
-    });
+    mesh.daemon("monitoring")
+        .wait_for_log("the resume", WAIT, |e| {
+            message(e).starts_with("the audit file takes lines again")
+        });
 
     let sent = driver.finish().await;
     let report = check_sent(&mut mesh, &sent, "a full disk under monitoring").await;
@@ -262,7 +266,10 @@ async fn a_full_disk_longer_than_the_poll_interval_loses_and_repeats_no_line() {
     ready_becomes("monitoring on a full disk", &admin_url, 503).await;
     // Three poll intervals: a loop that stopped polling would have left its group by then.
     tokio::time::sleep(Duration::from_secs(21)).await;
-    assert!(mesh.monitoring.is_running(), "monitoring does not exit");
+    assert!(
+        mesh.daemon_mut("monitoring").is_running(),
+        "monitoring does not exit"
+    );
     std::fs::remove_file(&filler).unwrap();
     ready_becomes("monitoring once space returns", &admin_url, 200).await;
 
@@ -271,7 +278,10 @@ async fn a_full_disk_longer_than_the_poll_interval_loses_and_repeats_no_line() {
     let wanted = topic_positions(&mesh.config, &sent, WAIT).await;
     let files = AuditFiles::read(&disk.dir, "audit");
     let replayed = assert_every_record_once_after_dedup(&files, &wanted);
-    let left_group = mesh.monitoring.log_text().contains("max.poll.interval.ms");
+    let left_group = mesh
+        .daemon("monitoring")
+        .log_text()
+        .contains("max.poll.interval.ms");
     let skipped = metric_sum(&scrape(&admin).await, "pedidos_audit_replays_skipped_total");
     eprintln!("full disk past the poll interval: left the group: {left_group}, {skipped} records handed again and not written twice, {replayed} positions with a second line; {report}");
     assert!(
@@ -296,7 +306,7 @@ async fn mesh_auditing_to(audit_file: &Path, extra: &[(&str, &str)]) -> (Mesh, S
     let mut mesh = Mesh::start_with_options(Broker::shared(), options).await;
     mesh.audit_file = audit_file.to_path_buf();
     let admin = mesh
-        .monitoring
+        .daemon("monitoring")
         .admin_address()
         .expect("monitoring's admin address");
     (mesh, admin)

@@ -121,16 +121,17 @@ async fn on_a_full_disk_the_api_places_no_order_it_could_not_show_and_catches_up
         metric_sum(&metrics, "pedidos_order_store_write_blocked"),
         1.0
     );
-    assert!(mesh.api.is_running(), "the API does not exit");
+    assert!(mesh.daemon_mut("api").is_running(), "the API does not exit");
     let accepted_while_full = driver.accepted();
 
     std::fs::remove_file(&filler).unwrap();
     let freed_at = Instant::now();
     ready_becomes("the API once space returns", &api, 200).await;
     let ready_after = freed_at.elapsed();
-    mesh.api.wait_for_log("the store's recovery", WAIT, |e| {
-        message(e).starts_with("the order view's store takes writes again")
-    });
+    mesh.daemon("api")
+        .wait_for_log("the store's recovery", WAIT, |e| {
+            message(e).starts_with("the order view's store takes writes again")
+        });
     driver.wait_accepted(accepted_while_full + 100, WAIT).await;
     driver.stop();
     let sent = driver.finish().await;

@@ -37,17 +37,6 @@ enum Stop {
     Terminate,
 }
 
-/// How many partitions a consumer of a one-fraud mesh holds when alone in its group (the API
-/// reads without a group).
-fn partitions_of(victim: &str) -> Option<usize> {
-    match victim {
-        "fraud" | "notification" => Some(3),
-        // Every topic, the dead-letter ones included.
-        "monitoring" => Some(18),
-        _ => None,
-    }
-}
-
 /// Stops each daemon in turn, at evenly spaced points of a stream of `total` orders (or at once
 /// when the previous victim's recovery took the stream past its point), and starts it again.
 /// Returns, per consumer, how long after its restart it held all its partitions again.
@@ -62,7 +51,10 @@ async fn each_daemon_in_turn(
         driver
             .wait_accepted((i + 1) * total / (e2e::DAEMONS.len() + 1), WAIT)
             .await;
-        let took = stop_and_restart(mesh.daemon(victim), stop, partitions_of(victim)).await;
+        // What it held alone in its group when the mesh came up (none for the API, which reads
+        // without a group).
+        let partitions = mesh.partitions(victim);
+        let took = stop_and_restart(mesh.daemon_mut(victim), stop, partitions).await;
         if let Some(took) = took {
             handovers.push((victim, took));
         }
@@ -260,9 +252,10 @@ async fn reprocessed_orders(mesh: &Mesh) -> usize {
 async fn exactly_once_mode_kill_9_of_fraud_gives_no_duplicate_verdict() {
     let options = Options::default().with_env(&[("PEDIDOS_FRAUD__TRANSACTIONAL", "true")]);
     let mut mesh = Mesh::start_with_options(Broker::shared(), options).await;
-    mesh.frauds[0].wait_for_log("the transactional loop", WAIT, |e| {
-        message(e).contains("exactly-once")
-    });
+    mesh.daemon("fraud")
+        .wait_for_log("the transactional loop", WAIT, |e| {
+            message(e).contains("exactly-once")
+        });
     // Three kills at least. A kill between two transactions, or before a transaction's first
     // record reached the broker, aborts nothing; so it kills again, up to eight times, until
     // one is seen to have hit an open transaction (CI once saw three kills all miss).
@@ -274,7 +267,7 @@ async fn exactly_once_mode_kill_9_of_fraud_gives_no_duplicate_verdict() {
         driver
             .wait_accepted(round * total / (MAX_KILLS + 1), WAIT)
             .await;
-        stop_and_restart(&mut mesh.frauds[0], Stop::Kill, Some(3)).await;
+        stop_and_restart(mesh.daemon_mut("fraud"), Stop::Kill, Some(3)).await;
         kills = round;
         if round >= 3 && reprocessed_orders(&mesh).await > 0 {
             break;
@@ -344,7 +337,7 @@ async fn exactly_once_mode_kill_9_of_fraud_gives_no_duplicate_verdict() {
     );
     // Transactions abort only on failures the log should show; say so if librdkafka's abort
     // itself failed (librdkafka issue #4849: INVALID_TXN_STATE).
-    let fraud_log = mesh.frauds[0].log_text();
+    let fraud_log = mesh.daemon("fraud").log_text();
     for line in fraud_log
         .lines()
         .filter(|l| l.contains("transaction failed") || l.contains("INVALID_TXN_STATE"))

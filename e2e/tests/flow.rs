@@ -6,6 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use e2e::dead_letters;
 use e2e::mesh::{assigned, fraud_rules, Mesh, WAIT};
 use e2e::notifications::Notifications;
 use e2e::orders::{order_body, post_orders};
@@ -145,7 +146,7 @@ async fn whole_flow(fraud_instances: usize) {
     // came after its verdict (in the partition's order, as notification reads it) was held
     // back, never told.
     let notifications = eventually("notification to handle every status event", WAIT, || {
-        let found = Notifications::from_log(&mesh.notification.log_events());
+        let found = Notifications::from_log(&mesh.daemon("notification").log_events());
         (found.handled() >= 2 * ORDERS).then_some(found)
     })
     .await;
@@ -169,7 +170,7 @@ async fn whole_flow(fraud_instances: usize) {
         );
     }
     let sample = mesh
-        .notification
+        .daemon("notification")
         .log_events()
         .into_iter()
         .find(|e| e["target"] == "notification" && e["status"] == "Recusado")
@@ -228,7 +229,7 @@ async fn whole_flow(fraud_instances: usize) {
             && one["value"]["motivo"].is_string(),
         "{one}"
     );
-    mesh.monitoring
+    mesh.daemon("monitoring")
         .wait_for_log("a traffic summary", WAIT, |e| {
             message(e) == "traffic summary" && e["verdict_p99_ms"].is_u64()
         });
@@ -254,7 +255,7 @@ async fn whole_flow(fraud_instances: usize) {
     }
 
     if fraud_instances > 1 {
-        for f in &mesh.frauds {
+        for f in mesh.instances("fraud") {
             let held = assigned(f).unwrap_or_default();
             assert!(!held.is_empty(), "{} held no partition", f.name);
         }
@@ -323,9 +324,14 @@ async fn malformed_records_go_to_dead_letter_topics_and_block_nothing() {
         );
     }
 
-    for topic in [&topics.pedidos, &topics.notificacoes] {
+    // The dead letters of the daemon that handles each topic (fraud, notification), by their
+    // `dlq-consumer-group`: any other daemon reading the topic dead-letters its own copies.
+    for (topic, group) in [
+        (&topics.pedidos, &mesh.config.fraud.group_id),
+        (&topics.notificacoes, &mesh.config.notification.group_id),
+    ] {
         let dlq = &topics.dlq(topic);
-        let dead = read_topic(&kafka, dlq, garbage.len(), WAIT).await;
+        let dead = dead_letters::of_group(&kafka, dlq, group, garbage.len()).await;
         // "breaks a rule" is valid JSON for an order but not a status event: both DLQs get all.
         assert_eq!(
             dead.len(),

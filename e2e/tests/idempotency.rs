@@ -52,11 +52,11 @@ async fn retries_after_a_kill_9_of_the_api_get_the_same_orders_and_the_ledger_on
         "all accepted"
     );
 
-    mesh.api.kill();
-    mesh.api.start();
+    mesh.daemon_mut("api").kill();
+    mesh.daemon_mut("api").start();
     eventually("the restarted API to listen", WAIT, || {
         let listening = mesh
-            .api
+            .daemon("api")
             .log_events()
             .iter()
             .filter(|e| message(e).starts_with("pedidos API listening"))

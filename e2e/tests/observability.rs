@@ -196,15 +196,14 @@ async fn prometheus_scrapes_the_mesh_and_every_dashboard_panel_has_data() {
         d.admin_address()
             .unwrap_or_else(|| panic!("{} logged no admin address:\n{}", d.name, d.log_text()))
     };
-    let targets: Vec<(&str, String)> = vec![
-        (
-            "api",
-            mesh.api_url.trim_start_matches("http://").to_string(),
-        ),
-        ("fraud", admin(&mesh.frauds[0])),
-        ("notification", admin(&mesh.notification)),
-        ("monitoring", admin(&mesh.monitoring)),
-    ];
+    // Every daemon of the list: the API on its own port, the others on their admin ports.
+    let targets: Vec<(&str, String)> = e2e::DAEMONS
+        .iter()
+        .map(|&name| match name {
+            "api" => (name, mesh.api_url.trim_start_matches("http://").to_string()),
+            _ => (name, admin(mesh.daemon(name))),
+        })
+        .collect();
 
     // Each daemon by hand, as an operator with curl: alive, ready (its consumer holds
     // partitions), and its metrics in Prometheus's text format.
@@ -380,8 +379,10 @@ async fn prometheus_scrapes_the_mesh_and_every_dashboard_panel_has_data() {
 async fn ready_says_503_and_why_while_the_broker_is_down_and_200_once_it_is_back() {
     let broker = Broker::start();
     let mesh = Mesh::start(&broker, 1).await;
-    let urls: Vec<(String, String)> = [&mesh.frauds[0], &mesh.notification, &mesh.monitoring]
-        .into_iter()
+    let urls: Vec<(String, String)> = e2e::DAEMONS
+        .iter()
+        .filter(|&&name| name != "api")
+        .map(|&name| mesh.daemon(name))
         .map(|d| {
             (
                 d.name.clone(),

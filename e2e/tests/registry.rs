@@ -202,7 +202,7 @@ async fn every_record_framed_plain_ones_still_flow_and_bad_frames_go_to_the_dlq(
         assert!(event_schema.is_valid(&json), "StatusEvent contract: {json}");
     }
     let notifications = eventually("notification to tell every status event", WAIT, || {
-        let found = Notifications::from_log(&mesh.notification.log_events());
+        let found = Notifications::from_log(&mesh.daemon("notification").log_events());
         (found.handled() >= POSTED + total).then_some(found)
     })
     .await;
@@ -320,9 +320,14 @@ async fn every_record_framed_plain_ones_still_flow_and_bad_frames_go_to_the_dlq(
             ),
         ]
     };
-    for (topic, extra) in [
-        (&topics.pedidos, &extra_field),
-        (&topics.notificacoes, &event_extra),
+    // The dead letters of the daemon that handles each topic (fraud, notification).
+    for (topic, extra, group) in [
+        (&topics.pedidos, &extra_field, &mesh.config.fraud.group_id),
+        (
+            &topics.notificacoes,
+            &event_extra,
+            &mesh.config.notification.group_id,
+        ),
     ] {
         let garbage = bad(ids[topic.as_str()], extra);
         let records: Vec<(Option<&[u8]>, &[u8])> = garbage
@@ -330,7 +335,8 @@ async fn every_record_framed_plain_ones_still_flow_and_bad_frames_go_to_the_dlq(
             .map(|(_, g)| (Some(&b"lixo"[..]), g.as_slice()))
             .collect();
         testkit::produce_raw_many(&kafka, topic, &records).await;
-        let dead = read_topic(&kafka, &topics.dlq(topic), garbage.len(), WAIT).await;
+        let dead =
+            e2e::dead_letters::of_group(&kafka, &topics.dlq(topic), group, garbage.len()).await;
         assert_eq!(dead.len(), garbage.len(), "{topic}'s DLQ");
         for (reason, payload) in &garbage {
             let copy = dead

@@ -271,7 +271,7 @@ async fn secrets_never_appear_in_output_at_debug_level() {
     let mut mesh = Mesh::start_in(sasl_ssl_config(&right, broker.ca_file()), options).await;
     let order = &post_orders(&mesh.api_url, vec![order_body(4)]).await[0];
     let id = order.id.to_string();
-    let fraud = &mesh.frauds[0];
+    let fraud = mesh.daemon("fraud");
     eventually("the order's verdict", WAIT, || {
         fraud
             .log_events()
@@ -355,7 +355,7 @@ async fn whole_flow_over_sasl_ssl_with_ca_verification() {
     // notification told each verdict once, through Notificacoes.
     let told = eventually("notification to tell every verdict", WAIT, || {
         let told: Vec<(String, String)> = mesh
-            .notification
+            .daemon("notification")
             .log_events()
             .iter()
             .filter(|e| {

@@ -23,7 +23,7 @@ fn bad_configuration_exits_2_naming_the_file_and_key() {
         ("malformed bootstrap list", "[kafka]\nbootstrap_servers = \"broker-without-port\"\n", "kafka.bootstrap_servers"),
         ("missing CA file", "[kafka]\nssl_ca_location = \"/nonexistent/ca.pem\"\n", "kafka.ssl_ca_location"),
     ];
-    for &daemon in e2e::DAEMONS {
+    for &daemon in e2e::DAEMONS.iter() {
         for (what, toml, key) in &cases {
             let path = dir.join("bad.toml");
             std::fs::write(&path, toml).unwrap();
@@ -165,7 +165,7 @@ fn an_admin_port_in_use_is_a_start_up_error_naming_the_key() {
     let tmp = tempfile::tempdir().unwrap();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = taken.local_addr().unwrap().to_string();
-    for &daemon in e2e::DAEMONS {
+    for &daemon in e2e::DAEMONS.iter() {
         let Some(var) = e2e::admin_listen_var(daemon) else {
             continue;
         };

@@ -113,7 +113,8 @@ async fn one_order_is_one_trace_across_records_spans_and_logs() {
 
     // The spans: every daemon's, in that one trace, each the child of the span whose record it
     // handled.
-    let spans: Vec<ReceivedSpan> = eventually("spans from all four daemons", WAIT, || {
+    let every_daemon: BTreeSet<&str> = e2e::DAEMONS.iter().copied().collect();
+    let spans: Vec<ReceivedSpan> = eventually("spans from every daemon", WAIT, || {
         let spans: Vec<ReceivedSpan> = receiver
             .spans()
             .into_iter()
@@ -122,9 +123,7 @@ async fn one_order_is_one_trace_across_records_spans_and_logs() {
         let services: BTreeSet<&str> = spans.iter().map(|s| s.service.as_str()).collect();
         // monitoring handles all four records; wait for each of them.
         let monitored = spans.iter().filter(|s| s.service == "monitoring").count();
-        (services == BTreeSet::from(["api", "fraud", "monitoring", "notification"])
-            && monitored >= 4)
-            .then_some(spans)
+        (services == every_daemon && monitored >= 4).then_some(spans)
     })
     .await;
     let by_id: HashMap<&str, &ReceivedSpan> =
@@ -185,13 +184,13 @@ async fn one_order_is_one_trace_across_records_spans_and_logs() {
     // The logs: notification's message and monitoring's record lines name the trace.
     let in_trace =
         |e: &Value| e["span"]["trace_id"] == trace.as_str() && e["pedido"] == id.as_str();
-    mesh.notification
+    mesh.daemon("notification")
         .wait_for_log("the notification in the trace", WAIT, in_trace);
-    mesh.monitoring
+    mesh.daemon("monitoring")
         .wait_for_log("a monitored record in the trace", WAIT, |e| {
             message(e) == "record" && in_trace(e)
         });
-    mesh.api
+    mesh.daemon("api")
         .wait_for_log("the API's acceptance in the trace", WAIT, |e| {
             message(e) == "order accepted" && in_trace(e)
         });
@@ -249,7 +248,7 @@ async fn a_collector_nobody_listens_on_changes_nothing_for_the_orders() {
         );
     }
     eventually("notification to handle every status event", WAIT, || {
-        let handled = Notifications::from_log(&mesh.notification.log_events()).handled();
+        let handled = Notifications::from_log(&mesh.daemon("notification").log_events()).handled();
         (handled == 2 * ORDERS).then_some(())
     })
     .await;

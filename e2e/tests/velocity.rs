@@ -205,13 +205,12 @@ async fn velocity_verdicts_survive_replay_kill_9_and_a_second_instance() {
 
     // The reference group, reset to the beginning, decides everything again: each order now has
     // two copies of the same verdict.
-    let fraud = &mut mesh.frauds[0];
     assert_eq!(
-        tokio::task::block_in_place(|| fraud.terminate(WAIT)),
+        tokio::task::block_in_place(|| mesh.daemon_mut("fraud").terminate(WAIT)),
         Some(0)
     );
     reset_group_to_earliest(&kafka, &mesh.config.fraud.group_id, &topics.pedidos).await;
-    fraud.start();
+    mesh.daemon_mut("fraud").start();
     let deadline = Instant::now() + WAIT;
     let replayed = loop {
         let found = verdicts(

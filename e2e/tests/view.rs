@@ -68,9 +68,9 @@ async fn after_a_kill_9_of_the_api_every_order_answers_its_verdict_without_rerea
     let undecided = before.values().filter(|s| *s == "Analise").count();
     assert_eq!(undecided, 0, "every order has its verdict before the kill");
 
-    mesh.api.kill();
+    mesh.daemon_mut("api").kill();
     let restarted = Instant::now();
-    mesh.api.start();
+    mesh.daemon_mut("api").start();
     let caught_up_lines = |api: &Daemon| {
         api.log_events()
             .iter()
@@ -78,13 +78,13 @@ async fn after_a_kill_9_of_the_api_every_order_answers_its_verdict_without_rerea
             .count()
     };
     eventually("the restarted API to catch up", WAIT, || {
-        (caught_up_lines(&mesh.api) == 2).then_some(())
+        (caught_up_lines(mesh.daemon("api")) == 2).then_some(())
     })
     .await;
     let ready_in = restarted.elapsed();
-    let caught_up = last_log(&mesh.api, "order view caught up").unwrap();
+    let caught_up = last_log(mesh.daemon("api"), "order view caught up").unwrap();
     let resumed = last_log(
-        &mesh.api,
+        mesh.daemon("api"),
         "order view: reading from the offsets the store holds",
     )
     .unwrap();

@@ -25,9 +25,13 @@ use crate::config::{LogFormat, TelemetryConfig};
 
 pub use export::shutdown;
 
-/// The crates whose spans are traced; others' (the HTTP and Kafka libraries', the exporter's
-/// own) would only add noise, or feed the exporter its own spans.
-const TRACED_CRATES: &[&str] = &["shared", "api", "fraud", "notification", "monitoring"];
+/// Whether a span of `target` is traced in the daemon `service`: its own crate's and `shared`'s
+/// (the daemons' crates are named as the services); others' (the HTTP and Kafka libraries',
+/// the exporter's own) would only add noise, or feed the exporter its own spans.
+fn traced(target: &str, service: &str) -> bool {
+    let krate = target.split("::").next().unwrap_or_default();
+    krate == "shared" || krate == service
+}
 
 /// Installs the global subscriber for the daemon `service` (the traces' service name).
 /// `RUST_LOG`, when set, wins over `telemetry.filter`.
@@ -44,7 +48,15 @@ pub fn init(config: &TelemetryConfig, service: &str) {
         _ => None,
     };
     // A second init (tests running several daemons in one process) keeps the first subscriber.
-    let _ = subscriber(config.format, filter, tracer, std::io::stdout, ansi).try_init();
+    let _ = subscriber(
+        config.format,
+        filter,
+        tracer,
+        service,
+        std::io::stdout,
+        ansi,
+    )
+    .try_init();
     match (provider, &config.otlp_endpoint) {
         (Err(problem), _) => tracing::warn!("{problem}"),
         (Ok(_), Some(endpoint)) => {
@@ -54,12 +66,13 @@ pub fn init(config: &TelemetryConfig, service: &str) {
     }
 }
 
-/// Logs in `format` to `writer`, filtered by `filter`, and the traced crates' spans to
+/// Logs in `format` to `writer`, filtered by `filter`, and the [`traced`] spans of `service` to
 /// `tracer`, if any.
 fn subscriber<W>(
     format: LogFormat,
     filter: EnvFilter,
     tracer: Option<SdkTracer>,
+    service: &str,
     writer: W,
     ansi: bool,
 ) -> impl Subscriber + Send + Sync
@@ -76,6 +89,7 @@ where
         LogFormat::Text => logs.boxed(),
         LogFormat::Json => logs.json().flatten_event(true).boxed(),
     };
+    let service = service.to_string();
     let traces = tracer.map(|tracer| {
         tracing_opentelemetry::layer()
             .with_tracer(tracer)
@@ -85,9 +99,8 @@ where
             .with_location(false)
             .with_tracked_inactivity(false)
             // Spans only: events stay log lines, not span events.
-            .with_filter(filter_fn(|meta| {
-                meta.is_span()
-                    && TRACED_CRATES.contains(&meta.target().split("::").next().unwrap_or_default())
+            .with_filter(filter_fn(move |meta| {
+                meta.is_span() && traced(meta.target(), &service)
             }))
     });
     tracing_subscriber::registry()
@@ -137,6 +150,7 @@ mod tests {
             format,
             EnvFilter::new(filter),
             export.then(|| provider.tracer("test")),
+            "test",
             {
                 let buffer = buffer.clone();
                 move || buffer.clone()
@@ -154,6 +168,15 @@ mod tests {
         let log = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
         let (_, traceparent) = out.into_iter().find(|(k, _)| k == TRACEPARENT).unwrap();
         (log, String::from_utf8(traceparent).unwrap())
+    }
+
+    #[test]
+    fn a_daemon_traces_the_spans_of_its_own_crate_and_of_shared_only() {
+        assert!(traced("fraud::rules", "fraud"));
+        assert!(traced("shared::pipeline::traced", "fraud"));
+        assert!(!traced("api::http", "fraud"));
+        assert!(!traced("rdkafka::client", "fraud"));
+        assert!(!traced("hyper", "api"));
     }
 
     #[test]

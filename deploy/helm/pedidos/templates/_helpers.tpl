@@ -1,12 +1,15 @@
 {{/*
-The mesh's daemons and their HTTP ports (/health, /ready, /metrics): the API on api.listen, the
-others on their admin_listen. scripts/deploy-check.sh compares this with scripts/lib/daemons.sh.
+The mesh's daemons: the top-level sections of the values with a `port`, their HTTP port
+(/health, /ready, /metrics) and the variable that sets its address: the API's api.listen, the
+others' <daemon>.admin_listen. scripts/deploy-check.sh compares the rendered chart with
+scripts/lib/daemons.txt.
 */}}
 {{- define "pedidos.daemons" -}}
-api: { port: 8000, listenVar: PEDIDOS_API__LISTEN }
-fraud: { port: 9101, listenVar: PEDIDOS_FRAUD__ADMIN_LISTEN }
-notification: { port: 9102, listenVar: PEDIDOS_NOTIFICATION__ADMIN_LISTEN }
-monitoring: { port: 9103, listenVar: PEDIDOS_MONITORING__ADMIN_LISTEN }
+{{- range $name, $settings := .Values }}
+{{- if and (kindIs "map" $settings) (hasKey $settings "port") }}
+{{ $name }}: { port: {{ $settings.port }}, listenVar: {{ eq $name "api" | ternary "PEDIDOS_API__LISTEN" (printf "PEDIDOS_%s__ADMIN_LISTEN" (upper $name)) }} }
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{- define "pedidos.fullname" -}}
