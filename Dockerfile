@@ -65,10 +65,11 @@ USER 10001:10001
 STOPSIGNAL SIGTERM
 
 # One stage per daemon (`--target`): its entry point, and its HTTP port on every interface, as a
-# container's port must be (the daemons' own default is loopback). Written out, not generated: a
-# Dockerfile has no loop, and a stage taking the daemon as a build argument could not name its
-# binary in an exec-form ENTRYPOINT, nor keep `--target fraud` meaning what it does. The API also refuses that
+# container's port must be (the daemons' own default is loopback). The API also refuses that
 # address under api.auth = "none" unless api.allow_anonymous = true: choose one or the other.
+# Written out, not generated: a Dockerfile has no loop, and a stage taking the daemon as a build
+# argument could not name its binary in an exec-form ENTRYPOINT, nor keep `--target fraud`
+# meaning what it does.
 FROM runtime AS api
 LABEL org.opencontainers.image.title="pedidos-api"
 ENV PEDIDOS_API__LISTEN=0.0.0.0:8000
