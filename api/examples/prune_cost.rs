@@ -54,9 +54,7 @@ fn summary(mut timed: Vec<Duration>) -> String {
 /// Commits one POST's order and its `Analise`, as the writer does; how long it took.
 async fn commit(conn: &mut WriteConnection, i: usize) -> Duration {
     let o = order(i, chrono::Utc::now());
-    let mut changes = Changes::default();
-    changes.order(&o);
-    changes.status(&StatusEvent::received(&o));
+    let changes = Changes::accepted(&o, &StatusEvent::received(&o));
     let started = Instant::now();
     conn.write(&changes).await.expect("a POST's commit");
     started.elapsed()

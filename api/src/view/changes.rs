@@ -41,6 +41,14 @@ pub struct Changes {
 }
 
 impl Changes {
+    /// What a POST writes: its order and that order's `Analise`.
+    pub fn accepted(order: &Order, received: &StatusEvent) -> Self {
+        let mut changes = Self::default();
+        changes.order(order);
+        changes.status(received);
+        changes
+    }
+
     pub fn order(&mut self, order: &Order) {
         self.row(OrderRow {
             id: order.id,

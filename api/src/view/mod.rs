@@ -142,9 +142,7 @@ impl ViewHandle {
         order: &Order,
         received: &StatusEvent,
     ) -> Result<(), WriterError> {
-        let mut changes = Changes::default();
-        changes.order(order);
-        changes.status(received);
+        let changes = Changes::accepted(order, received);
         self.writer.post(changes, self.within).await
     }
 

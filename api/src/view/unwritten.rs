@@ -97,13 +97,11 @@ mod tests {
     use rust_decimal::Decimal;
     use shared::events::{Order, StatusEvent};
 
-    /// What a POST writes: the order and its `Analise`.
+    /// An order, its `Analise`, and what a POST writes of them.
     fn posted(usuario: &str) -> (Order, StatusEvent, Changes) {
         let order = Order::new(usuario, "livro", 1, Decimal::ONE);
         let received = StatusEvent::received(&order);
-        let mut changes = Changes::default();
-        changes.order(&order);
-        changes.status(&received);
+        let changes = Changes::accepted(&order, &received);
         (order, received, changes)
     }
 

@@ -349,10 +349,7 @@ mod tests {
     /// What a POST writes: an order and its `Analise`.
     fn posted() -> Changes {
         let order = Order::new("ana", "livro", 1, Decimal::ONE);
-        let mut changes = Changes::default();
-        changes.order(&order);
-        changes.status(&StatusEvent::received(&order));
-        changes
+        Changes::accepted(&order, &StatusEvent::received(&order))
     }
 
     /// A reader's batch: another order, read up to an offset.
