@@ -13,18 +13,13 @@
 use std::time::{Duration, Instant};
 
 use api::view::store::WriteConnection;
-use api::view::{prune_past, Changes, Store};
+use api::view::{prune_past, Changes};
 use rust_decimal::Decimal;
-use shared::config::{ApiConfig, Secret};
 use shared::events::{Order, Status, StatusEvent};
 use tokio_util::sync::CancellationToken;
 
-fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+mod common;
+use common::{env, open_store};
 
 fn order(i: usize, at: chrono::DateTime<chrono::Utc>) -> Order {
     Order {
@@ -64,14 +59,7 @@ async fn commit(conn: &mut WriteConnection, i: usize) -> Duration {
 async fn main() {
     let old: usize = env("OLD", 200_000);
     let every = Duration::from_millis(env("EVERY_MS", 2));
-    let dir = tempfile::tempdir().unwrap();
-    let url = std::env::var("STORE_URL")
-        .unwrap_or_else(|_| format!("sqlite:{}", dir.path().join("view.db").display()));
-    let api = ApiConfig {
-        store_url: Secret::new(url),
-        ..ApiConfig::default()
-    };
-    let store = Store::open(&api).await.expect("the store opens");
+    let (store, _dir) = open_store().await;
     let mut conn = store.write_connection();
 
     let ten_days_ago = chrono::Utc::now() - chrono::Duration::days(10);

@@ -17,18 +17,13 @@
 
 use std::time::{Duration, Instant};
 
-use api::view::{Changes, Store};
+use api::view::Changes;
 use rust_decimal::Decimal;
-use shared::config::{ApiConfig, Secret};
 use shared::events::{Order, Status, StatusEvent};
 use uuid::Uuid;
 
-fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+mod common;
+use common::{env, open_store};
 
 /// This process's user + system CPU time, from /proc (clock ticks of 10 ms).
 fn cpu_time() -> Duration {
@@ -48,14 +43,7 @@ async fn main() {
     let post_batch: usize = env("POST_BATCH", 10);
     let v7 = env("IDS", "v7".to_string()) == "v7";
     let skip_own = env("READER", "skip-own".to_string()) == "skip-own";
-    let dir = tempfile::tempdir().unwrap();
-    let url = std::env::var("STORE_URL")
-        .unwrap_or_else(|_| format!("sqlite:{}", dir.path().join("view.db").display()));
-    let api = ApiConfig {
-        store_url: Secret::new(url),
-        ..ApiConfig::default()
-    };
-    let store = Store::open(&api).await.expect("the store opens");
+    let (store, _dir) = open_store().await;
     let mut conn = store.write_connection();
 
     let mut offset = 0i64;
