@@ -15,6 +15,7 @@ use e2e::ledger::{finish_and_check, Driver, Report};
 use e2e::mesh::{Mesh, Options, WAIT};
 use e2e::orders::assert_posts_answer_503;
 use e2e::{message, Daemon};
+use rdkafka::consumer::Consumer as _;
 use testkit::Broker;
 
 /// `session.timeout.ms` of every group consumer (shared/src/kafka.rs): how long the broker
@@ -229,23 +230,57 @@ fn read_uncommitted(mesh: &Mesh) -> shared::config::KafkaConfig {
     uncommitted
 }
 
-/// Orders with more than one verdict record on the verdict topics, aborted ones included (as a
-/// `read_uncommitted` reader sees them). In exactly-once mode only an aborted transaction
-/// makes one: its orders are decided again after the restart.
-async fn reprocessed_orders(mesh: &Mesh) -> usize {
-    let uncommitted = read_uncommitted(mesh);
+/// Waits until a transaction of fraud's holds verdicts on the broker: a verdict partition
+/// whose end as a `read_uncommitted` reader sees it (the high watermark) is past its end as a
+/// `read_committed` reader sees it (the last stable offset). librdkafka asks for the end at
+/// the client's own isolation level.
+async fn wait_open_transaction(mesh: &Mesh) {
+    let (committed, uncommitted) = (mesh.config.kafka.clone(), read_uncommitted(mesh));
     let topics = &mesh.config.topics;
-    let mut verdicts: HashMap<String, usize> = HashMap::new();
-    for topic in [&topics.pedidos_validos, &topics.pedidos_recusados] {
-        for record in testkit::read_topic(&uncommitted, topic, 1, WAIT).await {
-            let id = record.json()["id"].as_str().unwrap_or_default().to_string();
-            *verdicts.entry(id).or_default() += 1;
+    let topics = [
+        topics.pedidos_validos.clone(),
+        topics.pedidos_recusados.clone(),
+    ];
+    let open = tokio::task::spawn_blocking(move || {
+        let group = "faults-open-transaction";
+        let committed = shared::kafka::consumer(&committed, group).expect("a consumer");
+        let uncommitted = shared::kafka::consumer(&uncommitted, group).expect("a consumer");
+        let partitions: Vec<(&str, i32)> = topics
+            .iter()
+            .flat_map(|topic| {
+                let metadata = committed
+                    .fetch_metadata(Some(topic), WAIT)
+                    .unwrap_or_else(|e| panic!("metadata of {topic}: {e}"));
+                let count = metadata.topics()[0].partitions().len() as i32;
+                (0..count).map(move |p| (topic.as_str(), p))
+            })
+            .collect();
+        let end = |consumer: &shared::kafka::Consumer, (topic, partition): (&str, i32)| {
+            consumer
+                .fetch_watermarks(topic, partition, WAIT)
+                .map_or(-1, |(_, high)| high)
+        };
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if partitions
+                .iter()
+                .any(|&p| end(&uncommitted, p) > end(&committed, p))
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
-    }
-    verdicts.values().filter(|&&n| n > 1).count()
+        false
+    })
+    .await
+    .expect("the watch does not panic");
+    assert!(
+        open,
+        "no transaction of fraud seen open on the broker within {WAIT:?}"
+    );
 }
 
-/// Exactly-once mode: fraud killed three times or more mid-stream. Its restart (same
+/// Exactly-once mode: fraud killed three times mid-transaction. Its restart (same
 /// `transactional.id`) aborts the open transaction, so read_committed readers see each verdict
 /// once; notification and monitoring, both read_committed, must still see everything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -256,24 +291,20 @@ async fn exactly_once_mode_kill_9_of_fraud_gives_no_duplicate_verdict() {
         .wait_for_log("the transactional loop", WAIT, |e| {
             message(e).contains("exactly-once")
         });
-    // Three kills at least. A kill between two transactions, or before a transaction's first
-    // record reached the broker, aborts nothing; so it kills again, up to eight times, until
-    // one is seen to have hit an open transaction (CI once saw three kills all miss).
-    const MAX_KILLS: usize = 8;
-    let total = 9_000;
-    let driver = Driver::start(&mesh.api_url, total, 400, 32);
-    let mut kills = 0;
-    for round in 1..=MAX_KILLS {
-        driver
-            .wait_accepted(round * total / (MAX_KILLS + 1), WAIT)
-            .await;
+    // Three kills, each while one of fraud's transactions holds verdicts on the broker, so
+    // each restart has a transaction to abort (unless that one's commit ends between the look
+    // and the kill: a few milliseconds of its hundred). Orders flow until the kills are done:
+    // each restart waits out the dead member's session (10 s) for its partitions, so a set
+    // number of orders could run out before the last kill.
+    const KILLS: usize = 3;
+    let driver = Driver::start(&mesh.api_url, usize::MAX, 200, 32);
+    driver.wait_accepted(500, WAIT).await;
+    for _ in 0..KILLS {
+        wait_open_transaction(&mesh).await;
         stop_and_restart(mesh.daemon_mut("fraud"), Stop::Kill, Some(3)).await;
-        kills = round;
-        if round >= 3 && reprocessed_orders(&mesh).await > 0 {
-            break;
-        }
     }
-    eprintln!("fraud killed {kills} times");
+    driver.wait_accepted(driver.accepted() + 500, WAIT).await;
+    driver.stop();
     let report = finish_and_check(&mut mesh, driver, "kill -9 of fraud in exactly-once mode").await;
     assert_eq!(
         report.duplicate_verdicts, 0,
