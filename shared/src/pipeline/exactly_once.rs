@@ -6,11 +6,12 @@
 //!
 //! A commit costs a few round trips whatever the batch's size (the last outputs' flush, the
 //! offsets, the end of the transaction), so the loop does not wait for it: while one batch
-//! commits, the next is received and handled, its outputs held until the commit ends and a new
-//! transaction can take them. On a backlog a batch is then about as many records as are handled
-//! during one commit, up to [`MAX_BATCH`] and [`MAX_AGE`], and the loop is bound by its CPU
-//! rather than by round trips. When records trickle, a batch ends [`LINGER`] after its last
-//! record, as before.
+//! commits, the next is received and handled, its outputs held (up to [`MAX_HELD`] records)
+//! until the commit ends and a new transaction can take them. That transaction then stays open
+//! for [`MAX_AGE`] (or [`MAX_BATCH`] records), its outputs produced as they are handled, so on a
+//! backlog the producer sends while the loop handles and a commit flushes only the tail: the
+//! loop is bound by its CPU rather than by round trips or by one flush per batch. When records
+//! trickle, a batch ends [`LINGER`] after its last record, as before.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -35,12 +36,14 @@ use crate::events::OutRecord;
 use crate::kafka::{enqueue, Consumer, Producer};
 use crate::metrics::pipeline::LoopMetrics;
 
-/// Records per transaction at most: also bounds the outputs held while a commit runs.
-const MAX_BATCH: usize = 5_000;
+/// Records per transaction at most.
+const MAX_BATCH: usize = 20_000;
+/// Records taken while the previous batch commits at most: bounds the outputs held meanwhile.
+const MAX_HELD: usize = 5_000;
 /// How long a batch waits for more records after its last one.
 const LINGER: Duration = Duration::from_millis(10);
-/// How long a batch takes records at most before it commits, when the previous commit is done:
-/// about ten transactions a second at most, each a few requests to the broker.
+/// How long a transaction stays open at most: about ten transactions a second at most, each a
+/// few requests to the broker.
 const MAX_AGE: Duration = Duration::from_millis(100);
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -60,24 +63,31 @@ struct Batch {
     /// Whether this batch's transaction is open (its outputs go straight to the producer).
     in_transaction: bool,
     count: usize,
-    started: Option<Instant>,
+    /// When its transaction opened.
+    opened: Option<Instant>,
     last: Option<Instant>,
 }
 
 impl Batch {
-    /// When this batch should commit, if nothing else ends it first.
+    /// When this batch should commit, if nothing else ends it first; never before its
+    /// transaction is open.
     fn due(&self) -> Option<Instant> {
-        Some((self.last? + LINGER).min(self.started? + MAX_AGE))
+        Some((self.last? + LINGER).min(self.opened? + MAX_AGE))
     }
 
+    /// Whether it takes no more records: as many as a transaction takes, or, before its
+    /// transaction opens, as many as may be held.
     fn full(&self) -> bool {
-        self.count >= MAX_BATCH
+        let most = if self.in_transaction {
+            MAX_BATCH
+        } else {
+            MAX_HELD
+        };
+        self.count >= most
     }
 
     fn take(&mut self, record: &InRecord<'_>) {
-        let now = Instant::now();
-        self.started.get_or_insert(now);
-        self.last = Some(now);
+        self.last = Some(Instant::now());
         self.count += 1;
         self.span
             .entry((record.topic.to_string(), record.partition))
@@ -96,6 +106,11 @@ impl Batch {
             // Delivery is confirmed by the commit, which flushes the transaction.
             drop(enqueue(producer, &out).await);
         }
+        // Its age and linger count from here: the held records were taken before it could
+        // open, and handing them over takes a while.
+        let now = Instant::now();
+        self.opened = Some(now);
+        self.last = self.last.map(|_| now);
         Ok(())
     }
 }
