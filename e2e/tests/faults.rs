@@ -245,13 +245,11 @@ async fn wait_open_transaction(mesh: &Mesh) {
         let group = "faults-open-transaction";
         let committed = shared::kafka::consumer(&committed, group).expect("a consumer");
         let uncommitted = shared::kafka::consumer(&uncommitted, group).expect("a consumer");
+        let deadline = Instant::now() + WAIT;
         let partitions: Vec<(&str, i32)> = topics
             .iter()
             .flat_map(|topic| {
-                let metadata = committed
-                    .fetch_metadata(Some(topic), WAIT)
-                    .unwrap_or_else(|e| panic!("metadata of {topic}: {e}"));
-                let count = metadata.topics()[0].partitions().len() as i32;
+                let count = testkit::partition_count(&committed, topic, deadline);
                 (0..count).map(move |p| (topic.as_str(), p))
             })
             .collect();
@@ -260,7 +258,6 @@ async fn wait_open_transaction(mesh: &Mesh) {
                 .fetch_watermarks(topic, partition, WAIT)
                 .map_or(-1, |(_, high)| high)
         };
-        let deadline = Instant::now() + WAIT;
         while Instant::now() < deadline {
             if partitions
                 .iter()

@@ -38,8 +38,8 @@ mod tls;
 pub use broker::{free_port, free_ports, Broker};
 pub use postgres::Postgres;
 pub use records::{
-    order_ids, produce_events, produce_raw, produce_raw_many, read_topic, reset_group_to_earliest,
-    ConsumedRecord,
+    order_ids, partition_count, produce_events, produce_raw, produce_raw_many, read_topic,
+    reset_group_to_earliest, ConsumedRecord,
 };
 pub use registry::Registry;
 pub use tls::TlsFiles;

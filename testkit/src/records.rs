@@ -165,7 +165,8 @@ pub async fn read_topic(
 }
 
 /// The topic's partition count, waiting for it to exist until `deadline`; 0 if it never did.
-fn partition_count(consumer: &Consumer, topic: &str, deadline: std::time::Instant) -> i32 {
+/// Blocking: call it off the async runtime.
+pub fn partition_count(consumer: &Consumer, topic: &str, deadline: std::time::Instant) -> i32 {
     loop {
         let remaining = deadline.saturating_duration_since(std::time::Instant::now());
         if remaining.is_zero() {
