@@ -300,6 +300,7 @@ async fn exactly_once_mode_kill_9_of_fraud_gives_no_duplicate_verdict() {
         wait_open_transaction(&mesh).await;
         stop_and_restart(mesh.daemon_mut("fraud"), Stop::Kill, Some(3)).await;
     }
+    // And a little after: the last restart decides new orders, not only the aborted ones.
     driver.wait_accepted(driver.accepted() + 500, WAIT).await;
     driver.stop();
     let report = finish_and_check(&mut mesh, driver, "kill -9 of fraud in exactly-once mode").await;
