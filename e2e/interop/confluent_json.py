@@ -22,8 +22,15 @@ from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSe
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 
+def registry_client(url):
+    # A request timeout, so a request the registry never answers is retried (the client
+    # retries timeouts) instead of waiting for the server to drop the connection: without one
+    # httpx waits forever, and a CI run once waited 30 minutes on a single schema lookup.
+    return SchemaRegistryClient({"url": url, "timeout": 10})
+
+
 def consume(args):
-    client = SchemaRegistryClient({"url": args.registry})
+    client = registry_client(args.registry)
     # No schema of our own: each record's is fetched by the id in its frame, and the value
     # validated against it.
     deserializer = JSONDeserializer(None, schema_registry_client=client)
@@ -55,7 +62,7 @@ def consume(args):
 
 
 def produce(args):
-    client = SchemaRegistryClient({"url": args.registry})
+    client = registry_client(args.registry)
     with open(args.schema, encoding="utf-8") as f:
         schema = f.read()
     serializer = JSONSerializer(

@@ -24,10 +24,23 @@ use testkit::{read_topic, Broker, ConsumedRecord, Registry};
 const POSTED: usize = 60;
 const PLAIN: usize = 10;
 
-/// The id the registry holds for `subject`'s latest version.
+/// The id the registry holds for `subject`'s latest version. A request the registry leaves
+/// unanswered is asked again after 10 s (a CI run once waited half an hour on one, with no
+/// timeout), three times at most.
 async fn registered_id(registry: &Registry, subject: &str) -> u32 {
     let url = format!("{}/subjects/{subject}/versions/latest", registry.url());
-    let answer: Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let mut tries = 1;
+    let answer: Value = loop {
+        match client.get(&url).send().await {
+            Ok(response) => break response.json().await.unwrap(),
+            Err(e) if e.is_timeout() && tries < 3 => tries += 1,
+            Err(e) => panic!("GET {url}: {e}"),
+        }
+    };
     let id = answer["id"]
         .as_u64()
         .unwrap_or_else(|| panic!("GET {url}: {answer}"));

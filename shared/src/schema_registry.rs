@@ -274,16 +274,30 @@ impl Subjects {
         path: &str,
         body: &Value,
     ) -> Result<Value, Failure> {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.url))
-            .header(reqwest::header::CONTENT_TYPE, REGISTRY_JSON)
-            .header(reqwest::header::ACCEPT, REGISTRY_JSON)
-            .body(body.to_string());
-        if !self.user.is_empty() {
-            request = request.basic_auth(&self.user, Some(&self.password));
-        }
-        let response = request.send().await.map_err(|e| Failure::Transport {
+        let request = || {
+            let request = self
+                .http
+                .request(method.clone(), format!("{}{path}", self.url))
+                .header(reqwest::header::CONTENT_TYPE, REGISTRY_JSON)
+                .header(reqwest::header::ACCEPT, REGISTRY_JSON)
+                .body(body.to_string());
+            if self.user.is_empty() {
+                request
+            } else {
+                request.basic_auth(&self.user, Some(&self.password))
+            }
+        };
+        // A request left unanswered is asked once more (every call here is idempotent: the
+        // same schema gets the same id, a rule set again is the same rule); a registry that
+        // refuses the connection is reported at once.
+        let response = match request().send().await {
+            Err(e) if e.is_timeout() => {
+                tracing::warn!(url = %self.url, path, "the registry did not answer in time; asking again");
+                request().send().await
+            }
+            sent => sent,
+        };
+        let response = response.map_err(|e| Failure::Transport {
             url: self.url.clone(),
             // Without the URL reqwest adds (ours, named once already).
             message: std::error::Error::source(&e)
@@ -360,4 +374,35 @@ impl Failure {
 /// A registration or look-up body: the schema as a string, of type JSON.
 fn schema_body(schema: &Value) -> Value {
     json!({ "schemaType": "JSON", "schema": schema.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// A registry that takes connections and never answers: each start-up call is asked twice,
+    /// then reported unreachable with the timeout.
+    #[tokio::test]
+    async fn a_call_left_unanswered_is_asked_again_once_then_reported() {
+        let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+        let config = SchemaRegistryConfig {
+            url: format!("http://{}", silent.local_addr().unwrap()),
+            timeout_ms: 200,
+            ..SchemaRegistryConfig::default()
+        };
+        let error = Subjects::new(&config)
+            .unwrap()
+            .register("Pedidos-value", &json!({ "type": "object" }))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, RegistryError::Unreachable { .. }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("timed out"), "{error}");
+        silent.set_nonblocking(true).unwrap();
+        let asked = std::iter::from_fn(|| silent.accept().ok()).count();
+        assert_eq!(asked, 2, "connections the client opened");
+    }
 }

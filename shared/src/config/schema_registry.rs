@@ -50,7 +50,8 @@ pub struct SchemaRegistryConfig {
     pub auto_register: bool,
     /// The rule set on each subject before registering (only with `auto_register`).
     pub compatibility: Compatibility,
-    /// How long one request to the registry may take.
+    /// How long one request to the registry may take; a start-up call left unanswered is
+    /// asked once more.
     pub timeout_ms: u64,
 }
 
