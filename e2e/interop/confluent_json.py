@@ -24,8 +24,8 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 def registry_client(url):
     # A request timeout, so a request the registry never answers is retried (the client
-    # retries timeouts) instead of waiting for the server to drop the connection: without one
-    # httpx waits forever, and a CI run once waited 30 minutes on a single schema lookup.
+    # retries timeouts). Without one, httpx waits until the server drops the connection: a
+    # schema lookup in CI once waited out Apicurio's 30-minute idle timeout.
     return SchemaRegistryClient({"url": url, "timeout": 10})
 
 

@@ -25,8 +25,8 @@ const POSTED: usize = 60;
 const PLAIN: usize = 10;
 
 /// The id the registry holds for `subject`'s latest version. A request the registry leaves
-/// unanswered is asked again after 10 s (a CI run once waited half an hour on one, with no
-/// timeout), three times at most.
+/// unanswered is asked again after 10 s, three times at most: with no timeout it would wait
+/// for Apicurio's idle timeout, 30 minutes (a schema lookup once did, in CI).
 async fn registered_id(registry: &Registry, subject: &str) -> u32 {
     let url = format!("{}/subjects/{subject}/versions/latest", registry.url());
     let client = reqwest::Client::builder()
