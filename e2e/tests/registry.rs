@@ -91,20 +91,26 @@ fn confluent_python() -> String {
         .to_string()
 }
 
-/// Runs `e2e/interop/confluent_json.py` with `args`; its stdout.
-fn run_python(python: &str, args: &[&str]) -> String {
+/// Runs `e2e/interop/confluent_json.py` with `args` against `registry`; its stdout. On failure,
+/// the end of the registry's log too (it lives in a temporary directory, gone after the test).
+fn run_python(python: &str, registry: &Registry, args: &[&str]) -> String {
     let out = Command::new(python)
         .arg(workspace().join("e2e/interop/confluent_json.py"))
         .args(args)
+        .args(["--registry", &registry.url()])
         .output()
         .expect("cannot run python");
-    assert!(
-        out.status.success(),
-        "confluent_json.py {}: {}\n{}",
-        args[0],
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if !out.status.success() {
+        let log = registry.log();
+        let tail: Vec<&str> = log.lines().rev().take(30).collect();
+        panic!(
+            "confluent_json.py {}: {}\n{}\nthe end of the registry's log:\n{}",
+            args[0],
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -243,12 +249,11 @@ async fn every_record_framed_plain_ones_still_flow_and_bad_frames_go_to_the_dlq(
     let bootstrap = kafka.bootstrap_servers.clone();
     let decoded = run_python(
         &python,
+        registry,
         &[
             "consume",
             "--bootstrap",
             &bootstrap,
-            "--registry",
-            &registry.url(),
             "--topic",
             &topics.notificacoes,
             "--count",
@@ -275,12 +280,11 @@ async fn every_record_framed_plain_ones_still_flow_and_bad_frames_go_to_the_dlq(
     let from_python = Order::new("python", "livro", 1, "10.00".parse().unwrap());
     run_python(
         &python,
+        registry,
         &[
             "produce",
             "--bootstrap",
             &bootstrap,
-            "--registry",
-            &registry.url(),
             "--topic",
             &topics.pedidos,
             "--schema",
