@@ -65,6 +65,10 @@ pub struct KafkaConfig {
     pub producer_properties: Properties,
     /// Like `properties`, for consumers only (e.g. `fetch.min.bytes`).
     pub consumer_properties: Properties,
+    /// From this many records a second on, a process's producer lingers 5 ms to send them in
+    /// fuller requests; below it, it sends each record at once. 0: always at once. A `linger.ms`
+    /// in `properties` or `producer_properties` fixes the linger instead.
+    pub batch_above_records_per_sec: u32,
 }
 
 impl Default for KafkaConfig {
@@ -81,6 +85,7 @@ impl Default for KafkaConfig {
             properties: Properties::default(),
             producer_properties: Properties::default(),
             consumer_properties: Properties::default(),
+            batch_above_records_per_sec: 1_000,
         }
     }
 }

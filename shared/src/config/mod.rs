@@ -228,6 +228,9 @@ mod tests {
         assert_eq!(c.topics.partitions, 3);
         assert_eq!(c.api.listen, "127.0.0.1:8000");
         assert_eq!(c.kafka.startup_timeout_secs, 30);
+        assert_eq!(c.kafka.batch_above_records_per_sec, 1_000);
+        let example = testing::load(include_str!("../../../conf.example.toml"), &[]).unwrap();
+        assert_eq!(example.kafka.batch_above_records_per_sec, 1_000);
     }
 
     #[test]

@@ -94,42 +94,66 @@ fn build_with<T: FromClientConfigAndContext<Context>>(
         .map_err(StartupError::Client)
 }
 
-/// Every producer: no duplicates on retry, acknowledged by all in-sync replicas, batched.
-/// `linger.ms` is 1, not librdkafka's 5: an order crosses three producers in a row (api's
-/// `Analise`, api's order, fraud's verdict), so the linger is paid three times on every order's
-/// way to its verdict; under load records still batch while earlier requests are in flight
-/// (BENCHMARKS.md: p50 POST → verdict 19 → 11 ms at 1,000 orders/s, same full-speed rate).
+/// Every producer: no duplicates on retry, acknowledged by all in-sync replicas, compressed,
+/// and sent at once (`linger.ms` 0). An order crosses three sends in a row on its way to a
+/// verdict (api's `Analise` and order, fraud's verdict), so a linger is paid on every hop of it;
+/// from `kafka.batch_above_records_per_sec` on, records go to a second client that lingers
+/// [`BATCH_LINGER_MS`] (`kafka::pace`; BENCHMARKS.md, "A linger only when records flow").
 const PRODUCER: [(&str, &str); 4] = [
     ("enable.idempotence", "true"),
     ("acks", "all"),
-    ("linger.ms", "1"),
+    ("linger.ms", "0"),
     ("compression.type", "lz4"),
 ];
 
+/// The batching client's linger: librdkafka's default, and the Java client's since Kafka 4.0.
+/// At 1,000 orders/s it halves the requests per order against sending at once.
+const BATCH_LINGER_MS: &str = "5";
+
 /// An idempotent, `acks=all` producer. `message_timeout` bounds how long a record may wait for
-/// acknowledgement before its delivery future fails.
+/// acknowledgement before its delivery future fails. A `linger.ms` the user sets is used by
+/// one client for every record.
 pub fn producer(k: &KafkaConfig, message_timeout: Duration) -> Result<Producer, StartupError> {
     let timeout = message_timeout.as_millis().to_string();
     let mut settings = PRODUCER.to_vec();
     settings.push(("message.timeout.ms", &timeout));
-    let context = Context::with_metrics(Role::Producer);
-    let base: BaseProducer<Context> = build_with(k, ClientKind::Producer, &settings, context)?;
-    Ok(Producer::serve(base))
+    let client = |settings: &[(&str, &str)], client| {
+        let context = Context::with_metrics(Role::Producer { client });
+        build_with::<BaseProducer<Context>>(k, ClientKind::Producer, settings, context)
+    };
+    let prompt = client(&settings, "producer")?;
+    let Some(above_per_sec) = batching_from(k) else {
+        return Ok(Producer::serve(prompt));
+    };
+    settings.push(("linger.ms", BATCH_LINGER_MS));
+    let batching = client(&settings, "producer-batching")?;
+    Ok(Producer::serve_pacing(prompt, batching, above_per_sec))
+}
+
+/// The rate from which a producer's records go to a lingering client, if it is to have one:
+/// not when switched off, nor when the user fixes `linger.ms`.
+fn batching_from(k: &KafkaConfig) -> Option<u32> {
+    let linger_set = [&k.properties, &k.producer_properties]
+        .iter()
+        .any(|p| p.contains_key("linger.ms"));
+    (k.batch_above_records_per_sec > 0 && !linger_set).then_some(k.batch_above_records_per_sec)
 }
 
 /// A transactional producer (exactly-once mode): idempotent, `acks=all`, with a
 /// `transactional.id` that must stay the same across restarts of one process so a restarted
-/// process fences its crashed predecessor.
+/// process fences its crashed predecessor. It always lingers [`BATCH_LINGER_MS`]: its records
+/// are read only once their transaction commits, and the commit sends whatever lingers.
 pub fn transactional_producer(
     k: &KafkaConfig,
     transactional_id: &str,
 ) -> Result<Producer, StartupError> {
     let mut settings = PRODUCER.to_vec();
     settings.extend([
+        ("linger.ms", BATCH_LINGER_MS),
         ("transactional.id", transactional_id),
         ("transaction.timeout.ms", "60000"),
     ]);
-    let context = Context::with_metrics(Role::Producer);
+    let context = Context::with_metrics(Role::Producer { client: "producer" });
     let base: BaseProducer<Context> = build_with(k, ClientKind::Producer, &settings, context)?;
     Ok(Producer::serve(base))
 }
@@ -299,6 +323,32 @@ mod tests {
             c.get("ssl.ca.location"),
             Some("/etc/ssl/certs/ca-certificates.crt")
         );
+    }
+
+    #[test]
+    fn a_producer_lingers_only_while_records_flow_unless_the_user_fixes_the_linger() {
+        let k = KafkaConfig::default();
+        assert_eq!(
+            with_settings(&k, ClientKind::Producer, &PRODUCER).get("linger.ms"),
+            Some("0")
+        );
+        assert_eq!(batching_from(&k), Some(1_000));
+
+        let off = KafkaConfig {
+            batch_above_records_per_sec: 0,
+            ..KafkaConfig::default()
+        };
+        assert_eq!(batching_from(&off), None);
+
+        for table in ["properties", "producer_properties"] {
+            let mut fixed = KafkaConfig::default();
+            let properties = match table {
+                "properties" => &mut fixed.properties,
+                _ => &mut fixed.producer_properties,
+            };
+            properties.insert("linger.ms".into(), "5".into());
+            assert_eq!(batching_from(&fixed), None, "{table}");
+        }
     }
 
     #[test]

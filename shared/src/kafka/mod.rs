@@ -4,6 +4,7 @@
 mod admin;
 mod clients;
 mod context;
+mod pace;
 mod produce;
 
 use std::time::Duration;

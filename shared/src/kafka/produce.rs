@@ -7,13 +7,16 @@
 //! spins through the last millisecond of every call: 1 % of a core per idle producer
 //! (BENCHMARKS.md). This producer polls from a thread of its own in calls of [`POLL_WINDOW`]: a
 //! delivery report still wakes it at once, and the spin is a thousandth of the time.
+//!
+//! A producer may hold two librdkafka clients, one sending at once and one lingering to batch;
+//! each record goes to one of them by the producer's rate ([`super::pace`]).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -22,6 +25,7 @@ use rdkafka::producer::future_producer::{Delivery, OwnedDeliveryResult};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, ProducerContext};
 use rdkafka::Message;
 
+use super::pace::Pace;
 use super::Context;
 use crate::events::OutRecord;
 
@@ -30,10 +34,17 @@ use crate::events::OutRecord;
 const POLL_WINDOW: Duration = Duration::from_secs(1);
 
 /// An idempotent, `acks=all` producer (see [`super::producer`]). Cheap to clone: clones share
-/// one librdkafka client.
+/// its librdkafka clients.
 #[derive(Clone)]
 pub struct Producer {
-    inner: Arc<Polled>,
+    inner: Arc<Clients>,
+}
+
+struct Clients {
+    /// Sends at once; the only client of a transactional producer.
+    prompt: Polled,
+    /// Lingers to batch, with the pace that says when to use it.
+    batching: Option<(Polled, Mutex<Pace>)>,
 }
 
 /// The client and the flag that stops its polling thread once the last handle is gone.
@@ -51,8 +62,9 @@ impl Drop for Polled {
     }
 }
 
-impl Producer {
-    pub(super) fn serve(base: BaseProducer<Context>) -> Self {
+impl Polled {
+    /// Starts the thread that serves `base`'s delivery reports.
+    fn serve(base: BaseProducer<Context>) -> Self {
         let base = Arc::new(base);
         let stop = Arc::new(AtomicBool::new(false));
         std::thread::Builder::new()
@@ -66,14 +78,44 @@ impl Producer {
                 }
             })
             .expect("cannot start the producer's polling thread");
+        Self { base, stop }
+    }
+}
+
+impl Producer {
+    pub(super) fn serve(prompt: BaseProducer<Context>) -> Self {
+        Self::with_clients(Polled::serve(prompt), None)
+    }
+
+    /// `batching` takes the records while this producer sends `above_per_sec` records a second
+    /// or more.
+    pub(super) fn serve_pacing(
+        prompt: BaseProducer<Context>,
+        batching: BaseProducer<Context>,
+        above_per_sec: u32,
+    ) -> Self {
+        let pace = Mutex::new(Pace::new(above_per_sec, Instant::now()));
+        Self::with_clients(Polled::serve(prompt), Some((Polled::serve(batching), pace)))
+    }
+
+    fn with_clients(prompt: Polled, batching: Option<(Polled, Mutex<Pace>)>) -> Self {
         Self {
-            inner: Arc::new(Polled { base, stop }),
+            inner: Arc::new(Clients { prompt, batching }),
         }
     }
 
-    /// The librdkafka producer, for what [`rdkafka::producer::Producer`] offers (transactions).
+    /// The prompt librdkafka producer, for what [`rdkafka::producer::Producer`] offers
+    /// (transactions: a transactional producer has no other client).
     pub fn base(&self) -> &BaseProducer<Context> {
-        &self.inner.base
+        &self.inner.prompt.base
+    }
+
+    /// The client this record goes to.
+    fn client(&self) -> &BaseProducer<Context> {
+        match &self.inner.batching {
+            Some((batching, pace)) if pace.lock().unwrap().batch(Instant::now()) => &batching.base,
+            _ => &self.inner.prompt.base,
+        }
     }
 
     /// Hands a record to librdkafka's queue; the future resolves with the broker's answer.
@@ -93,8 +135,7 @@ impl Producer {
         if let Some(key) = &out.key {
             record = record.key(key.as_slice());
         }
-        self.inner
-            .base
+        self.client()
             .send(record)
             .map(|()| DeliveryFuture { rx })
             .map_err(|(e, _)| e)

@@ -14,15 +14,14 @@ use super::readiness::ClientHealth;
 /// What a client is for: it names its series and says how its lag is read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {
-    Producer,
+    /// `client` names its series: a process's producer may hold a prompt and a batching client
+    /// (`kafka::Producer`).
+    Producer { client: &'static str },
     /// A consumer group member. `committed`: its offsets are committed by the consumer itself
     /// (at-least-once), so lag counts from the committed offset, what a restart would replay;
     /// otherwise (offsets committed inside transactions, which the consumer never sees) from
     /// its position.
-    Group {
-        id: String,
-        committed: bool,
-    },
+    Group { id: String, committed: bool },
     /// A consumer that assigns partitions itself and commits nothing (the API's read model, a
     /// rebuild of a handler's history): lag from its position.
     Reader,
@@ -31,7 +30,7 @@ pub enum Role {
 impl Role {
     fn client(&self) -> &str {
         match self {
-            Role::Producer => "producer",
+            Role::Producer { client } => client,
             Role::Group { id, .. } => id,
             Role::Reader => "reader",
         }
@@ -95,7 +94,7 @@ struct Exported {
 impl ClientMetrics {
     pub fn new(role: Role) -> Arc<Self> {
         let health = match &role {
-            Role::Producer => Some(ClientHealth::register("producer".into(), false)),
+            Role::Producer { client } => Some(ClientHealth::register((*client).into(), false)),
             Role::Group { id, .. } => {
                 Some(ClientHealth::register(format!("consumer group {id}"), true))
             }
@@ -135,7 +134,8 @@ impl ClientMetrics {
             // A consumer's round trips include the broker's long poll (`fetch.wait.max.ms`):
             // only a producer's say how far the broker is.
             let brokers = stats.brokers.values().filter(|b| b.nodeid >= 0);
-            for broker in brokers.filter(|_| self.role == Role::Producer) {
+            let producer = matches!(self.role, Role::Producer { .. });
+            for broker in brokers.filter(|_| producer) {
                 let Some(window) = broker.rtt.as_ref().filter(|w| w.cnt > 0) else {
                     continue;
                 };
@@ -151,7 +151,7 @@ impl ClientMetrics {
             }
             exported.rtt = rtt;
         }
-        if self.role == Role::Producer {
+        if matches!(self.role, Role::Producer { .. }) {
             FAMILIES
                 .queue
                 .with_label_values(&[client])
