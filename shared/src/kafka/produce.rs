@@ -19,10 +19,11 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
+use rdkafka::bindings as rd;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::future_producer::{Delivery, OwnedDeliveryResult};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, ProducerContext};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext};
 use rdkafka::Message;
 
 use super::pace::Pace;
@@ -108,6 +109,25 @@ impl Producer {
     /// (transactions: a transactional producer has no other client).
     pub fn base(&self) -> &BaseProducer<Context> {
         &self.inner.prompt.base
+    }
+
+    /// Waits until every record handed to this producer is acknowledged, sending what lingers
+    /// at once. Call it before `commit_transaction`: rust-rdkafka's, like its `flush`, first
+    /// waits in `poll` calls of up to 100 ms, and the reports that would end them are taken by
+    /// this producer's polling thread, so every commit with records outstanding waited 100 ms.
+    /// librdkafka's own flush holds the linger off and returns once the last is acknowledged.
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        let batching = self.inner.batching.as_ref().map(|(client, _)| client);
+        for client in std::iter::once(&self.inner.prompt).chain(batching) {
+            // SAFETY: the pointer is that of a live client this producer owns for the whole
+            // call; librdkafka's flush may run beside the polling thread's `poll`.
+            let err = unsafe { rd::rd_kafka_flush(client.base.client().native_ptr(), timeout_ms) };
+            if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                return Err(KafkaError::Flush(err.into()));
+            }
+        }
+        Ok(())
     }
 
     /// The client this record goes to.

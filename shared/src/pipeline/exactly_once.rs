@@ -281,6 +281,8 @@ fn commit(consumer: &Consumer, producer: &Producer, span: &Span) -> Result<Commi
     Ok(Box::pin(blocking(&producer, move |p| {
         p.base()
             .send_offsets_to_transaction(&offsets, &metadata, TXN_TIMEOUT)?;
+        // Not left to `commit_transaction`'s own flush, which waited 100 ms (`Producer::flush`).
+        p.flush(TXN_TIMEOUT)?;
         p.base().commit_transaction(TXN_TIMEOUT)
     })))
 }
