@@ -4,8 +4,9 @@
 //! `GET /pedidos/{id}`.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use e2e::audit::scrape;
 use e2e::dead_letters;
 use e2e::mesh::{assigned, fraud_rules, Mesh, WAIT};
 use e2e::notifications::Notifications;
@@ -24,8 +25,9 @@ fn id_of(record: &ConsumedRecord, field: &str) -> String {
         .to_string()
 }
 
-async fn whole_flow(fraud_instances: usize) {
-    let mut mesh = Mesh::start(Broker::shared(), fraud_instances).await;
+/// The flow checked everywhere; `extra` settings for every daemon. Returns the mesh, still up.
+async fn whole_flow(fraud_instances: usize, extra: &[(&str, &str)]) -> Mesh {
+    let mut mesh = Mesh::start_with(Broker::shared(), fraud_instances, extra).await;
     let (kafka, topics) = (mesh.config.kafka.clone(), mesh.config.topics.clone());
 
     let orders = post_orders(&mesh.api_url, (0..ORDERS).map(order_body).collect()).await;
@@ -261,16 +263,57 @@ async fn whole_flow(fraud_instances: usize) {
         }
     }
     mesh.assert_all_running();
+    mesh
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_order_gets_exactly_one_predicted_verdict_and_is_seen_everywhere() {
-    whole_flow(1).await;
+    whole_flow(1, &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_fraud_instances_share_the_work_and_still_one_verdict_each() {
-    whole_flow(2).await;
+    whole_flow(2, &[]).await;
+}
+
+/// With the switch rate far below the test's, the API's and fraud's producers send through
+/// their lingering client once records flow, and through the prompt one first (before a rate
+/// is known): the whole flow holds, and each client's count of records sent shows it carried
+/// some.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_that_flow_linger_in_the_batching_client_and_the_flow_holds() {
+    let switch = [("PEDIDOS_KAFKA__BATCH_ABOVE_RECORDS_PER_SEC", "20")];
+    let mesh = whole_flow(1, &switch).await;
+    let api = mesh.api_url.trim_start_matches("http://").to_string();
+    let fraud = mesh
+        .daemon("fraud")
+        .admin_address()
+        .expect("fraud's admin endpoint");
+    let sent = |metrics: &str, client: &str| {
+        let label = format!("client=\"{client}\"");
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("pedidos_producer_records_sent_total{") && l.contains(&label))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    for (name, address) in [("api", api), ("fraud", fraud)] {
+        // librdkafka's statistics, which the counts come from, arrive every 5 s.
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let metrics = scrape(&address).await;
+            let prompt = sent(&metrics, "producer");
+            let batching = sent(&metrics, "producer-batching");
+            if prompt > 0.0 && batching > 0.0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name}: records sent by the prompt client {prompt}, by the batching one {batching}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,7 +42,8 @@ pub struct Producer {
 }
 
 struct Clients {
-    /// Sends at once; the only client of a transactional producer.
+    /// Takes every record while they trickle (it sends at once); a transactional producer's
+    /// only client (it lingers, see [`super::transactional_producer`]).
     prompt: Polled,
     /// Lingers to batch, with the pace that says when to use it.
     batching: Option<(Polled, Mutex<Pace>)>,

@@ -4,6 +4,7 @@
 //! health for readiness. Runs on librdkafka's callbacks, never on the record path.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use prometheus::{GaugeVec, IntCounter, IntCounterVec, IntGaugeVec};
@@ -41,6 +42,7 @@ struct Families {
     lag: IntGaugeVec,
     rebalances: IntCounterVec,
     queue: IntGaugeVec,
+    sent: IntCounterVec,
     rtt: GaugeVec,
     brokers_up: IntGaugeVec,
 }
@@ -62,6 +64,11 @@ static FAMILIES: LazyLock<Families> = LazyLock::new(|| {
         "Records in the producer's queue, not yet acknowledged by the broker.",
         &["client"],
     ),
+    sent: super::counter_vec(
+        "pedidos_producer_records_sent_total",
+        "Records a producer's client has sent to the brokers, from librdkafka's statistics: `producer-batching` counts those that lingered to share a request.",
+        &["client"],
+    ),
     rtt: super::float_gauge_vec(
         "pedidos_broker_rtt_seconds",
         "Average round-trip time of the producer's requests to each broker over the last statistics interval.",
@@ -80,6 +87,8 @@ pub struct ClientMetrics {
     role: Role,
     health: Option<Arc<ClientHealth>>,
     rebalances: Option<IntCounter>,
+    /// A producer's records sent, and librdkafka's running total at the last statistics.
+    sent: Option<(IntCounter, AtomicI64)>,
     /// The label values of the lag and round-trip series the last statistics set, to drop
     /// those of partitions or brokers that went away.
     exported: Mutex<Exported>,
@@ -105,10 +114,18 @@ impl ClientMetrics {
             Role::Group { id, .. } => Some(FAMILIES.rebalances.with_label_values(&[id])),
             _ => None,
         };
+        let sent = match &role {
+            Role::Producer { client } => Some((
+                FAMILIES.sent.with_label_values(&[client]),
+                AtomicI64::new(0),
+            )),
+            _ => None,
+        };
         Arc::new(Self {
             role,
             health,
             rebalances,
+            sent,
             exported: Mutex::default(),
         })
     }
@@ -151,11 +168,13 @@ impl ClientMetrics {
             }
             exported.rtt = rtt;
         }
-        if matches!(self.role, Role::Producer { .. }) {
+        if let Some((sent, last)) = &self.sent {
             FAMILIES
                 .queue
                 .with_label_values(&[client])
                 .set(stats.msg_cnt as i64);
+            let before = last.swap(stats.txmsgs, Ordering::Relaxed);
+            sent.inc_by(stats.txmsgs.saturating_sub(before).max(0) as u64);
             return;
         }
         let committed = matches!(
