@@ -113,10 +113,11 @@ impl Producer {
     }
 
     /// Waits until every record handed to this producer is acknowledged, sending what lingers
-    /// at once. Call it before `commit_transaction`: rust-rdkafka's, like its `flush`, first
-    /// waits in `poll` calls of up to 100 ms, and the reports that would end them are taken by
-    /// this producer's polling thread, so every commit with records outstanding waited 100 ms.
-    /// librdkafka's own flush holds the linger off and returns once the last is acknowledged.
+    /// at once. Call it before `commit_transaction`: rust-rdkafka's runs its own `flush` first,
+    /// which waits in `poll` calls of up to 100 ms, and the reports that would end them are
+    /// taken by this producer's polling thread, so every commit with records outstanding waited
+    /// 100 ms. librdkafka's own flush holds the linger off and returns at the last
+    /// acknowledgement.
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
         let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
         let batching = self.inner.batching.as_ref().map(|(client, _)| client);
