@@ -252,11 +252,17 @@ impl Drop for Tmpfs {
 
 /// The sum of a metric's samples (every label set) in a Prometheus text exposition.
 pub fn metric_sum(exposition: &str, name: &str) -> f64 {
+    metric_sum_where(exposition, name, "")
+}
+
+/// The sum of a metric's samples whose label set holds `label` (`client="producer"`, say).
+pub fn metric_sum_where(exposition: &str, name: &str, label: &str) -> f64 {
     exposition
         .lines()
         .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+            l.strip_prefix(name).is_some_and(|rest| {
+                (rest.starts_with('{') || rest.starts_with(' ')) && rest.contains(label)
+            })
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
@@ -282,6 +288,8 @@ mod tests {
         assert_eq!(metric_sum(text, "a"), 6.0);
         assert_eq!(metric_sum(text, "a_total"), 7.0);
         assert_eq!(metric_sum(text, "missing"), 0.0);
+        assert_eq!(metric_sum_where(text, "a", "x=\"2\""), 3.0);
+        assert_eq!(metric_sum_where(text, "a", "x=\"3\""), 0.0);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use e2e::audit::scrape;
+use e2e::audit::{metric_sum_where, scrape};
 use e2e::dead_letters;
 use e2e::mesh::{assigned, fraud_rules, Mesh, WAIT};
 use e2e::notifications::Notifications;
@@ -291,11 +291,7 @@ async fn records_that_flow_linger_in_the_batching_client_and_the_flow_holds() {
         .expect("fraud's admin endpoint");
     let sent = |metrics: &str, client: &str| {
         let label = format!("client=\"{client}\"");
-        metrics
-            .lines()
-            .filter(|l| l.starts_with("pedidos_producer_records_sent_total{") && l.contains(&label))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>()
+        metric_sum_where(metrics, "pedidos_producer_records_sent_total", &label)
     };
     for (name, address) in [("api", api), ("fraud", fraud)] {
         // librdkafka's statistics, which the counts come from, arrive every 5 s.
